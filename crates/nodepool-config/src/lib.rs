@@ -1,43 +1,154 @@
-//! `nodepool.yaml`: parsing, validation and diffing. (API stub; being written.)
+//! `nodepool.yaml`: parsing, validation and diffing (spec section 4).
+//!
+//! The pipeline is text -> `%(NODEPOOL_*)` substitution -> marked YAML tree ([`yaml`]) ->
+//! raw structs ([`raw`], via [`decode`]) -> validated [`Config`] ([`validate`]). Each stage
+//! collects every problem it finds with file, line, column and key path, so
+//! `nodepool config-validate` and the daemons report all mistakes at once. The only I/O is
+//! reading the two files.
+
+mod config;
+mod decode;
+mod diagnostic;
+mod diff;
+pub mod raw;
+mod validate;
+pub mod yaml;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use config::*;
+pub use decode::{FreeList, FreeMap, OneOrMany, ScalarText, StrMap};
+pub use diagnostic::{At, ConfigErrors, Diagnostic, Severity, Sp};
+pub use diff::{Changes, ConfigDiff, diff};
+
+use decode::Decode;
+use diagnostic::Collector;
+
 /// Environment variables visible to `%(NODEPOOL_*)` substitution.
 pub type Env = BTreeMap<String, String>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Severity {
-    Error,
-    Warning,
-}
-
-/// One problem found in a configuration file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diagnostic {
-    pub severity: Severity,
-    pub file: PathBuf,
-    pub line: usize,
-    pub column: usize,
-    pub key_path: String,
-    pub message: String,
-}
-
-/// Every error found while loading (never just the first).
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("configuration has {} error(s)", .0.len())]
-pub struct ConfigErrors(pub Vec<Diagnostic>);
-
-#[derive(Debug, Clone)]
-pub struct Config {}
-
+/// A validated configuration and the warnings found on the way.
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub config: Config,
     pub warnings: Vec<Diagnostic>,
 }
 
+/// Replaces every `%(NODEPOOL_X)` with the value of `NODEPOOL_X`, as Nodepool does; other
+/// variables and unknown names are left as written.
+pub fn substitute_env(text: &str, env: &Env) -> String {
+    let mut out = text.to_string();
+    for (name, value) in env.iter().filter(|(k, _)| k.starts_with("NODEPOOL_")) {
+        out = out.replace(&format!("%({name})"), value);
+    }
+    out
+}
+
+/// Collects the `NODEPOOL_*` variables of this process's environment.
+pub fn nodepool_env() -> Env {
+    std::env::vars().filter(|(k, _)| k.starts_with("NODEPOOL_")).collect()
+}
+
 /// Loads, merges the secure file into, and validates a configuration.
-pub fn load_config(_path: &Path, _secure: Option<&Path>, _env: &Env) -> Result<Loaded, ConfigErrors> {
-    Ok(Loaded { config: Config {}, warnings: Vec::new() })
+pub fn load_config(path: &Path, secure: Option<&Path>, env: &Env) -> Result<Loaded, ConfigErrors> {
+    let text = read(path)?;
+    let secure_text = match secure {
+        Some(secure_path) => Some((secure_path, read(secure_path)?)),
+        None => None,
+    };
+    parse_config(path, &text, secure_text.as_ref().map(|(p, t)| (*p, t.as_str())), env)
+}
+
+fn read(path: &Path) -> Result<String, ConfigErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![Diagnostic {
+            severity: Severity::Error,
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            key_path: String::new(),
+            message: format!("cannot read the file: {e}"),
+        }])
+    })
+}
+
+/// Parses and validates configuration text; `secure` is the secure file's path and text.
+/// Never panics, whatever the input.
+pub fn parse_config(path: &Path, text: &str, secure: Option<(&Path, &str)>, env: &Env) -> Result<Loaded, ConfigErrors> {
+    let mut cx = Collector::new(path);
+    let raw = read_raw::<raw::RawConfig>(&mut cx, text, env, false);
+    let secure_parts = secure.map(|(secure_path, secure_text)| {
+        let mut secure_cx = Collector::new(secure_path);
+        let raw_secure = read_raw::<raw::RawSecure>(&mut secure_cx, secure_text, env, true);
+        (secure_cx, raw_secure)
+    });
+    let mut config = raw.as_ref().and_then(|raw| validate::validate(raw, &mut cx));
+
+    let mut diagnostics = cx.diagnostics;
+    if let Some((mut secure_cx, raw_secure)) = secure_parts {
+        if let Some(raw_secure) = raw_secure {
+            let zookeeper = (raw_secure.zookeeper_servers.is_some() || raw_secure.zookeeper_tls.is_some()).then(|| {
+                let servers = raw_secure.zookeeper_servers.as_ref();
+                let tls = raw_secure.zookeeper_tls.as_ref();
+                match validate::validate_zookeeper(servers, tls, None, &mut secure_cx) {
+                    Some(zk) => Some(zk),
+                    // Only TLS in the secure file: keep the main file's servers.
+                    None => tls.map(|_| ZooKeeper { servers: Vec::new(), chroot: None, tls: tls_only(tls, &mut secure_cx), timeout: 10.0 }),
+                }
+            });
+            let diskimage_env = raw_secure
+                .diskimages
+                .iter()
+                .flat_map(|d| d.value.iter())
+                .filter_map(|d| {
+                    let name = validate::required(&mut secure_cx, &d.name, &d.at, "name")?.clone();
+                    let env = d.env_vars.as_ref().map(|e| e.value.0.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect()).unwrap_or_default();
+                    Some((name, env))
+                })
+                .collect();
+            if let Some(config) = config.as_mut() {
+                validate::apply_secure(config, validate::SecureParts { zookeeper, diskimage_env }, &mut secure_cx);
+            }
+        }
+        if secure_cx.has_errors() {
+            config = None;
+        }
+        diagnostics.extend(secure_cx.diagnostics);
+    }
+    match config {
+        Some(config) if !diagnostics.iter().any(|d| d.severity == Severity::Error) => Ok(Loaded { config, warnings: diagnostics }),
+        _ => Err(ConfigErrors(diagnostics)),
+    }
+}
+
+fn tls_only(tls: Option<&Sp<raw::RawZooKeeperTls>>, cx: &mut Collector) -> Option<ZooKeeperTls> {
+    let tls = tls?;
+    let cert = validate::required(cx, &tls.cert, &tls.at, "cert")?;
+    let key = validate::required(cx, &tls.key, &tls.at, "key")?;
+    let ca = validate::required(cx, &tls.ca, &tls.at, "ca")?;
+    Some(ZooKeeperTls { cert: PathBuf::from(&cert.value), key: PathBuf::from(&key.value), ca: PathBuf::from(&ca.value) })
+}
+
+/// Text -> substituted -> YAML -> raw struct, recording problems in `cx`.
+fn read_raw<T: Decode + Default>(cx: &mut Collector, text: &str, env: &Env, empty_ok: bool) -> Option<T> {
+    let text = substitute_env(text, env);
+    let document = match yaml::parse(&text) {
+        Ok(document) => document,
+        Err(problem) => {
+            cx.error(&At { path: String::new(), mark: problem.mark }, problem.message);
+            return None;
+        }
+    };
+    for warning in document.warnings {
+        cx.warn(&At { path: String::new(), mark: warning.mark }, warning.message);
+    }
+    match document.root {
+        None if empty_ok => Some(T::default()),
+        None => {
+            cx.error(&At::default(), "the configuration file is empty");
+            None
+        }
+        Some(root) => T::decode(&root, &At { path: String::new(), mark: root.mark }, cx),
+    }
 }
