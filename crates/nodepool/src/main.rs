@@ -1,1 +1,20 @@
-fn main() {}
+//! `nodepool`: the admin command line and, as sub-commands, the daemons of Nodepool 11.
+//!
+//! Kept thin: the program name picks the program (`argv0`), clap parses (`cli`), and
+//! `commands` sets up logging and runs the sub-command. Exit codes are values returned from
+//! there, never `process::exit` calls.
+
+mod argv0;
+mod cli;
+mod commands;
+mod logging;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let argv = argv0::rewrite(std::env::args_os().collect());
+    match cli::parse(argv) {
+        Ok(parsed) => commands::run(parsed),
+        Err(code) => code,
+    }
+}

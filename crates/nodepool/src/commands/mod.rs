@@ -1,0 +1,102 @@
+//! Runs one parsed sub-command. Every sub-command is dispatched from `dispatch` below to one
+//! function that takes its parsed arguments, so later work fills in a function and touches
+//! nothing else.
+//!
+//! Order of events, as in Nodepool: a bare `nodepool` prints help and fails; logging is set
+//! up; `config-validate` validates; every other command loads the configuration first and
+//! stops with exit 1 if it is invalid.
+
+mod admin;
+mod config_validate;
+mod configuration;
+mod daemons;
+
+use std::process::ExitCode;
+
+use nodepool_config::Config;
+
+use crate::cli::{self, Cli, Command, Settings};
+use crate::logging;
+
+/// What every command except `config-validate` starts from.
+#[derive(Debug)]
+pub struct Context {
+    /// The resolved files and logging options; daemons watch the files for reloads.
+    pub settings: Settings,
+    /// The validated configuration.
+    pub config: Config,
+}
+
+/// Runs the program after parsing and returns its exit code.
+pub fn run(parsed: Cli) -> ExitCode {
+    let Some(command) = parsed.command else {
+        return cli::print_help_for_missing_command();
+    };
+    let settings = Settings::resolve(&parsed.global, &command);
+    logging::init(settings.debug);
+    if let Err(code) = logging::check_log_config(settings.logconfig.as_deref()) {
+        return code;
+    }
+    let name = command.name();
+    match dispatch(settings, command) {
+        Ok(code) => code,
+        Err(error) => {
+            // The counterpart of Nodepool's uncaught exception: report it and exit 1.
+            tracing::error!("nodepool {name}: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(settings: Settings, command: Command) -> anyhow::Result<ExitCode> {
+    if let Command::ConfigValidate = command {
+        return Ok(config_validate::config_validate(&settings));
+    }
+    let is_daemon = matches!(
+        command,
+        Command::Launcher(_) | Command::Builder(_) | Command::Up(_)
+    );
+    let Some(config) = configuration::load(&settings, is_daemon) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let context = Context { settings, config };
+    match command {
+        Command::List(args) => admin::list(&context, &args),
+        Command::ImageList(args) => admin::image_list(&context, &args),
+        Command::DibImageList(args) => admin::dib_image_list(&context, &args),
+        Command::ImageStatus(args) => admin::image_status(&context, &args),
+        Command::ImageBuild(args) => admin::image_build(&context, &args),
+        Command::AlienImageList(args) => admin::alien_image_list(&context, &args),
+        Command::Delete(args) => admin::delete(&context, &args),
+        Command::Hold(args) => admin::hold(&context, &args),
+        Command::ImageDelete(args) => admin::image_delete(&context, &args),
+        Command::DibImageDelete(args) => admin::dib_image_delete(&context, &args),
+        Command::RequestList(args) => admin::request_list(&context, &args),
+        Command::Info(args) => admin::info(&context, &args),
+        Command::Erase(args) => admin::erase(&context, &args),
+        Command::ImagePause(args) => admin::image_pause(&context, &args),
+        Command::ImageUnpause(args) => admin::image_unpause(&context, &args),
+        Command::ExportImageData(args) => admin::export_image_data(&context, &args),
+        Command::ImportImageData(args) => admin::import_image_data(&context, &args),
+        Command::Launcher(args) => daemons::launcher(&context, &args),
+        Command::Builder(args) => daemons::builder(&context, &args),
+        Command::Up(args) => daemons::up(&context, &args),
+        // Handled before loading; listed so the match stays exhaustive.
+        Command::ConfigValidate => Ok(config_validate::config_validate(&context.settings)),
+    }
+}
+
+/// The honest answer of a command whose implementation needs the store, which does not
+/// exist yet: say so on stderr and fail.
+fn not_implemented(context: &Context, command: &str) -> anyhow::Result<ExitCode> {
+    let config = &context.config;
+    tracing::debug!(
+        providers = config.providers.len(),
+        labels = config.labels.len(),
+        diskimages = config.diskimages.len(),
+        "configuration {} loaded",
+        context.settings.config.display()
+    );
+    eprintln!("nodepool {command}: not implemented yet (needs the store)");
+    Ok(ExitCode::FAILURE)
+}
