@@ -1,0 +1,21 @@
+//! The store: Nodepool's ZooKeeper data model over a small backend trait.
+//!
+//! [`Backend`] offers ZooKeeper-shaped primitives; [`SqliteBackend`] implements them in one
+//! SQLite file for single-machine use, and the ZooKeeper backend (its own crate) on a real
+//! ensemble. The [`Store`] handle builds everything else (paths, JSON, the kazoo lock
+//! recipe) on those primitives once. [`testing`] is the conformance suite every backend
+//! must pass.
+
+mod backend;
+pub mod lock;
+mod sqlite;
+mod store;
+pub mod testing;
+
+pub use backend::{
+    Backend, CreateMode, SessionState, Stat, StoreError, StoreResult, Watch, WatchEvent, join,
+    parent_of, validate_path,
+};
+pub use lock::{Lock, LockWait};
+pub use sqlite::{SqliteBackend, SqliteOptions};
+pub use store::Store;

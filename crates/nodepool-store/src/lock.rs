@@ -1,0 +1,197 @@
+//! The kazoo lock recipe (kazoo 2.9 `Lock`), exactly, so our processes, Python Nodepool and
+//! Zuul exclude each other on the same node, request or image (spec 1.4).
+//!
+//! A contender is an ephemeral sequential child `<uuid4 hex>__lock__<seq10>` of the lock
+//! directory; the lowest sequence holds the lock; the others wait for the contender just
+//! before them to go away.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::backend::{Backend, CreateMode, StoreError, StoreResult, join};
+
+const LOCK_MARKER: &str = "__lock__";
+
+/// How long to wait for a lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockWait {
+    /// Fail at once if someone else holds it.
+    NonBlocking,
+    Timeout(Duration),
+    Forever,
+}
+
+/// A held lock; released by [`Lock::release`] (or by the session ending).
+#[derive(Debug)]
+pub struct Lock {
+    backend: Arc<dyn Backend>,
+    /// Full path of our contender znode.
+    node: String,
+    dir: String,
+}
+
+impl Lock {
+    pub fn dir(&self) -> &str {
+        &self.dir
+    }
+
+    /// Full path of our contender znode.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Whether our contender still exists (it vanishes if the session is lost).
+    pub async fn is_held(&self) -> StoreResult<bool> {
+        Ok(self.backend.exists(&self.node).await?.is_some())
+    }
+
+    pub async fn release(self) -> StoreResult<()> {
+        match self.backend.delete(&self.node, None).await {
+            Ok(()) | Err(StoreError::NoNode(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The 10-digit sequence of a contender name, if it is one (kazoo's `(?:__lock__)(-?\d{10})$`).
+pub fn contender_sequence(name: &str) -> Option<&str> {
+    let at = name.rfind(LOCK_MARKER)?;
+    let sequence = &name[at + LOCK_MARKER.len()..];
+    let digits = sequence.strip_prefix('-').unwrap_or(sequence);
+    (digits.len() == 10 && digits.bytes().all(|b| b.is_ascii_digit())).then_some(sequence)
+}
+
+/// Contender names in the lock directory, lowest sequence (the holder) first.
+pub async fn contenders(backend: &dyn Backend, dir: &str) -> StoreResult<Vec<String>> {
+    let children = match backend.children(dir).await {
+        Ok(children) => children,
+        Err(StoreError::NoNode(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut contenders: Vec<(String, String)> = children
+        .into_iter()
+        .filter_map(|name| contender_sequence(&name).map(|s| (s.to_string(), name.clone())))
+        .collect();
+    // kazoo compares the sequence strings.
+    contenders.sort();
+    Ok(contenders.into_iter().map(|(_, name)| name).collect())
+}
+
+/// Creates `path` and its ancestors as empty persistent znodes if missing (kazoo `ensure_path`).
+pub async fn ensure_path(backend: &dyn Backend, path: &str) -> StoreResult<()> {
+    if backend.exists(path).await?.is_some() {
+        return Ok(());
+    }
+    match backend
+        .create(path, b"", CreateMode::Persistent, true)
+        .await
+    {
+        Ok(_) | Err(StoreError::NodeExists(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Takes the lock on `dir`. Returns `Ok(None)` when a non-blocking attempt finds it held
+/// and `Err(StoreError::Timeout)` when a timed wait runs out.
+pub async fn acquire(
+    backend: Arc<dyn Backend>,
+    dir: &str,
+    identifier: &str,
+    wait: LockWait,
+) -> StoreResult<Option<Lock>> {
+    let deadline = match wait {
+        LockWait::Timeout(limit) => Some(Instant::now() + limit),
+        _ => None,
+    };
+    ensure_path(backend.as_ref(), dir).await?;
+    let prefix = join(
+        dir,
+        &format!("{}{LOCK_MARKER}", uuid::Uuid::new_v4().simple()),
+    );
+    loop {
+        let node = match backend
+            .create(
+                &prefix,
+                identifier.as_bytes(),
+                CreateMode::EphemeralSequential,
+                false,
+            )
+            .await
+        {
+            Ok(node) => node,
+            // The directory vanished (a node deleted meanwhile): recreate it as kazoo does.
+            Err(StoreError::NoNode(_)) => {
+                ensure_path(backend.as_ref(), dir).await?;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let own_name = node.rsplit('/').next().unwrap_or_default().to_string();
+        let own_sequence = contender_sequence(&own_name)
+            .unwrap_or_default()
+            .to_string();
+        loop {
+            let names = contenders(backend.as_ref(), dir).await?;
+            if !names.contains(&own_name) {
+                // Our contender vanished (session lost): start again.
+                break;
+            }
+            let predecessor = names
+                .iter()
+                .rfind(|n| contender_sequence(n).is_some_and(|s| s < own_sequence.as_str()))
+                .cloned();
+            let Some(predecessor) = predecessor else {
+                return Ok(Some(Lock {
+                    backend,
+                    node,
+                    dir: dir.to_string(),
+                }));
+            };
+            let remaining = match (wait, deadline) {
+                (LockWait::NonBlocking, _) => {
+                    remove_contender(backend.as_ref(), &node).await;
+                    return Ok(None);
+                }
+                (_, Some(deadline)) => match deadline.checked_duration_since(Instant::now()) {
+                    Some(remaining) if !remaining.is_zero() => Some(remaining),
+                    _ => {
+                        remove_contender(backend.as_ref(), &node).await;
+                        return Err(StoreError::Timeout);
+                    }
+                },
+                _ => None,
+            };
+            backend
+                .wait_deleted(&join(dir, &predecessor), remaining)
+                .await?;
+        }
+    }
+}
+
+async fn remove_contender(backend: &dyn Backend, node: &str) {
+    if let Err(e) = backend.delete(node, None).await
+        && !matches!(e, StoreError::NoNode(_))
+    {
+        tracing::warn!(node, error = %e, "could not remove a lock contender");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contender_names() {
+        assert_eq!(
+            contender_sequence("3f2a9c__lock__0000000004"),
+            Some("0000000004")
+        );
+        assert_eq!(contender_sequence("abc__lock__-000000004"), None);
+        assert_eq!(
+            contender_sequence("abc__lock__-0000000004"),
+            Some("-0000000004")
+        );
+        assert_eq!(contender_sequence("lock"), None);
+        assert_eq!(contender_sequence("abc__lock__000000004"), None);
+    }
+}

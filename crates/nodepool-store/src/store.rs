@@ -1,0 +1,67 @@
+//! The `Store` handle: one backend, and the operations every view is built from.
+
+use std::sync::Arc;
+
+use crate::backend::{Backend, StoreError, StoreResult, join};
+use crate::lock::{self, Lock, LockWait};
+
+/// A handle on the store; cheap to clone and share between tasks.
+#[derive(Debug, Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+}
+
+impl Store {
+    pub fn new(backend: Arc<dyn Backend>) -> Store {
+        Store { backend }
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// kazoo `ensure_path`: creates missing ancestors and `path` as empty persistent znodes.
+    pub async fn ensure_path(&self, path: &str) -> StoreResult<()> {
+        lock::ensure_path(self.backend.as_ref(), path).await
+    }
+
+    /// Deletes `path` and everything under it, children first (kazoo `delete(recursive)`).
+    /// A missing path is not an error.
+    pub async fn delete_recursive(&self, path: &str) -> StoreResult<()> {
+        let mut stack = vec![(path.to_string(), false)];
+        while let Some((current, expanded)) = stack.pop() {
+            if expanded {
+                match self.backend.delete(&current, None).await {
+                    Ok(()) | Err(StoreError::NoNode(_)) => {}
+                    Err(e) => return Err(e),
+                }
+                continue;
+            }
+            let children = match self.backend.children(&current).await {
+                Ok(children) => children,
+                Err(StoreError::NoNode(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            stack.push((current.clone(), true));
+            for child in children {
+                stack.push((join(&current, &child), false));
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the kazoo lock on `dir` (see [`lock::acquire`]).
+    pub async fn lock(
+        &self,
+        dir: &str,
+        identifier: &str,
+        wait: LockWait,
+    ) -> StoreResult<Option<Lock>> {
+        lock::acquire(self.backend.clone(), dir, identifier, wait).await
+    }
+
+    /// Contender names of the lock on `dir`, holder first.
+    pub async fn lock_contenders(&self, dir: &str) -> StoreResult<Vec<String>> {
+        lock::contenders(self.backend.as_ref(), dir).await
+    }
+}

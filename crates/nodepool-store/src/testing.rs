@@ -1,0 +1,494 @@
+//! The conformance suite every backend must pass.
+//!
+//! A backend's test file implements [`Harness`] and calls [`conformance_tests!`], which
+//! expands to one `#[tokio::test]` per case. Every case works under its own random root, so
+//! the suite can share one ZooKeeper server with other tests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::backend::{Backend, CreateMode, SessionState, StoreError, WatchEvent};
+use crate::lock::LockWait;
+use crate::store::Store;
+
+/// What a backend's tests provide to the suite.
+#[async_trait]
+pub trait Harness: Send + Sync {
+    /// A new client with its own session.
+    async fn client(&self) -> Arc<dyn Backend>;
+    /// Ends `client`'s session as if it had stalled past its timeout, and returns once the
+    /// store has removed its ephemerals.
+    async fn expire(&self, client: &Arc<dyn Backend>);
+}
+
+fn root() -> String {
+    format!("/conformance-{}", uuid::Uuid::new_v4().simple())
+}
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Waits for the next watch event matching `want`, failing after a generous limit.
+async fn next_event(
+    watch: &mut crate::backend::Watch,
+    want: impl Fn(&WatchEvent) -> bool,
+) -> WatchEvent {
+    let found = tokio::time::timeout(WAIT, async {
+        loop {
+            match watch.events.recv().await {
+                Some(event) if want(&event) => return event,
+                Some(_) => continue,
+                None => panic!("watch closed"),
+            }
+        }
+    })
+    .await;
+    found.expect("watch event did not arrive")
+}
+
+pub async fn round_trip(h: &dyn Harness) {
+    let c = h.client().await;
+    let root = root();
+    let path = format!("{root}/a/b");
+    assert!(matches!(
+        c.create(&path, b"x", CreateMode::Persistent, false).await,
+        Err(StoreError::NoNode(_))
+    ));
+    assert_eq!(
+        c.create(&path, b"one", CreateMode::Persistent, true)
+            .await
+            .expect("create"),
+        path
+    );
+    assert!(matches!(
+        c.create(&path, b"", CreateMode::Persistent, true).await,
+        Err(StoreError::NodeExists(_))
+    ));
+    let (data, stat) = c.get(&path).await.expect("get").expect("exists");
+    assert_eq!(data, b"one");
+    assert_eq!(stat.version, 0);
+    assert!(stat.ctime_ms > 0 && stat.czxid > 0 && stat.czxid == stat.mzxid);
+    let (parent_data, _) = c
+        .get(&format!("{root}/a"))
+        .await
+        .expect("get")
+        .expect("parent made");
+    assert!(parent_data.is_empty());
+    let stat = c.set(&path, b"two", Some(0)).await.expect("set");
+    assert_eq!(stat.version, 1);
+    assert!(stat.mzxid > stat.czxid);
+    assert!(matches!(
+        c.set(&path, b"three", Some(0)).await,
+        Err(StoreError::BadVersion(_))
+    ));
+    c.set(&path, b"three", None)
+        .await
+        .expect("unconditional set");
+    assert_eq!(
+        c.get(&path).await.expect("get").expect("exists").0,
+        b"three"
+    );
+    assert!(matches!(
+        c.delete(&format!("{root}/a"), None).await,
+        Err(StoreError::NotEmpty(_))
+    ));
+    assert!(matches!(
+        c.delete(&path, Some(0)).await,
+        Err(StoreError::BadVersion(_))
+    ));
+    c.delete(&path, Some(2)).await.expect("delete");
+    assert!(c.get(&path).await.expect("get").is_none());
+    assert!(matches!(
+        c.delete(&path, None).await,
+        Err(StoreError::NoNode(_))
+    ));
+    assert!(matches!(
+        c.set(&path, b"", None).await,
+        Err(StoreError::NoNode(_))
+    ));
+    assert!(matches!(
+        c.children(&path).await,
+        Err(StoreError::NoNode(_))
+    ));
+    assert!(
+        c.children(&format!("{root}/a"))
+            .await
+            .expect("children")
+            .is_empty()
+    );
+    let store = Store::new(c.clone());
+    c.create(&format!("{root}/t/x/y"), b"", CreateMode::Persistent, true)
+        .await
+        .expect("create");
+    c.create(&format!("{root}/t/z"), b"", CreateMode::Persistent, true)
+        .await
+        .expect("create");
+    store
+        .delete_recursive(&format!("{root}/t"))
+        .await
+        .expect("recursive delete");
+    assert!(
+        c.exists(&format!("{root}/t"))
+            .await
+            .expect("exists")
+            .is_none()
+    );
+    store
+        .delete_recursive(&format!("{root}/t"))
+        .await
+        .expect("missing is fine");
+}
+
+pub async fn sequence_ids(h: &dyn Harness) {
+    let c = h.client().await;
+    let root = root();
+    let dir = format!("{root}/requests");
+    Store::new(c.clone())
+        .ensure_path(&dir)
+        .await
+        .expect("ensure");
+    let first = c
+        .create(
+            &format!("{dir}/100-"),
+            b"",
+            CreateMode::PersistentSequential,
+            false,
+        )
+        .await
+        .expect("create");
+    assert_eq!(first, format!("{dir}/100-0000000000"));
+    let second = c
+        .create(
+            &format!("{dir}/200-"),
+            b"",
+            CreateMode::PersistentSequential,
+            false,
+        )
+        .await
+        .expect("create");
+    assert_eq!(second, format!("{dir}/200-0000000001"));
+    c.delete(&first, None).await.expect("delete");
+    // The parent's child version counts deletes too: ids are unique, increasing, not contiguous.
+    let third = c
+        .create(
+            &format!("{dir}/"),
+            b"",
+            CreateMode::PersistentSequential,
+            false,
+        )
+        .await
+        .expect("create");
+    assert_eq!(third, format!("{dir}/0000000003"));
+    let mut children = c.children(&dir).await.expect("children");
+    children.sort();
+    assert_eq!(
+        children,
+        vec!["0000000003".to_string(), "200-0000000001".to_string()]
+    );
+}
+
+pub async fn ephemerals_vanish_with_session(h: &dyn Harness) {
+    let a = h.client().await;
+    let b = h.client().await;
+    let root = root();
+    Store::new(a.clone())
+        .ensure_path(&root)
+        .await
+        .expect("ensure");
+    let path = a
+        .create(
+            &format!("{root}/e-"),
+            b"mine",
+            CreateMode::EphemeralSequential,
+            false,
+        )
+        .await
+        .expect("create");
+    let stat = b
+        .exists(&path)
+        .await
+        .expect("exists")
+        .expect("visible to others");
+    assert_eq!(stat.ephemeral_owner, a.session_id());
+    assert!(matches!(
+        a.create(&format!("{path}/child"), b"", CreateMode::Persistent, false)
+            .await,
+        Err(StoreError::NoChildrenForEphemerals(_))
+    ));
+    a.close().await.expect("close");
+    assert!(b.exists(&path).await.expect("exists").is_none());
+}
+
+pub async fn lock_exclusion(h: &dyn Harness) {
+    let a = Store::new(h.client().await);
+    let b = Store::new(h.client().await);
+    let dir = format!("{}/nodes/0000000001/lock", root());
+    let held = a
+        .lock(&dir, "", LockWait::NonBlocking)
+        .await
+        .expect("lock")
+        .expect("free lock is acquired");
+    assert!(
+        b.lock(&dir, "", LockWait::NonBlocking)
+            .await
+            .expect("try")
+            .is_none()
+    );
+    assert!(matches!(
+        b.lock(&dir, "", LockWait::Timeout(Duration::from_millis(300)))
+            .await,
+        Err(StoreError::Timeout)
+    ));
+    // Failed attempts leave no contender behind.
+    assert_eq!(a.lock_contenders(&dir).await.expect("contenders").len(), 1);
+    held.release().await.expect("release");
+    let second = b
+        .lock(&dir, "", LockWait::Timeout(WAIT))
+        .await
+        .expect("lock")
+        .expect("acquired");
+    assert!(
+        a.lock(&dir, "", LockWait::NonBlocking)
+            .await
+            .expect("try")
+            .is_none()
+    );
+    second.release().await.expect("release");
+}
+
+pub async fn lock_fairness(h: &dyn Harness) {
+    let a = Store::new(h.client().await);
+    let b = Store::new(h.client().await);
+    let c = Store::new(h.client().await);
+    let dir = format!("{}/lock", root());
+    let held = a
+        .lock(&dir, "a", LockWait::NonBlocking)
+        .await
+        .expect("lock")
+        .expect("acquired");
+    let (order_tx, mut order_rx) = tokio::sync::mpsc::unbounded_channel();
+    let wait_b = {
+        let (dir, order) = (dir.clone(), order_tx.clone());
+        tokio::spawn(async move {
+            let lock = b
+                .lock(&dir, "b", LockWait::Forever)
+                .await
+                .expect("lock")
+                .expect("acquired");
+            order.send("b").expect("send");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            lock.release().await.expect("release");
+        })
+    };
+    // C queues after B.
+    wait_for_contenders(&a, &dir, 2).await;
+    let wait_c = {
+        let (dir, order) = (dir.clone(), order_tx.clone());
+        tokio::spawn(async move {
+            let lock = c
+                .lock(&dir, "c", LockWait::Forever)
+                .await
+                .expect("lock")
+                .expect("acquired");
+            order.send("c").expect("send");
+            lock.release().await.expect("release");
+        })
+    };
+    wait_for_contenders(&a, &dir, 3).await;
+    held.release().await.expect("release");
+    wait_b.await.expect("b");
+    wait_c.await.expect("c");
+    assert_eq!(order_rx.recv().await, Some("b"));
+    assert_eq!(order_rx.recv().await, Some("c"));
+}
+
+async fn wait_for_contenders(store: &Store, dir: &str, count: usize) {
+    tokio::time::timeout(WAIT, async {
+        while store.lock_contenders(dir).await.expect("contenders").len() < count {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("contenders appear");
+}
+
+pub async fn watch_delivery(h: &dyn Harness) {
+    let a = h.client().await;
+    let b = h.client().await;
+    let root = root();
+    Store::new(a.clone())
+        .ensure_path(&root)
+        .await
+        .expect("ensure");
+    let mut watch = a.watch(&root).await.expect("watch");
+    let path = format!("{root}/x");
+    b.create(&path, b"1", CreateMode::Persistent, false)
+        .await
+        .expect("create");
+    b.set(&path, b"2", None).await.expect("set");
+    b.create(&format!("{path}/deep"), b"", CreateMode::Persistent, false)
+        .await
+        .expect("create");
+    b.delete(&format!("{path}/deep"), None)
+        .await
+        .expect("delete");
+    b.create(
+        &format!("{root}-sibling"),
+        b"",
+        CreateMode::Persistent,
+        false,
+    )
+    .await
+    .expect("outside");
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(next_event(&mut watch, |e| !matches!(e, WatchEvent::Resync)).await);
+    }
+    assert_eq!(
+        seen,
+        vec![
+            WatchEvent::Created(path.clone()),
+            WatchEvent::Changed(path.clone()),
+            WatchEvent::Created(format!("{path}/deep")),
+            WatchEvent::Deleted(format!("{path}/deep")),
+        ]
+    );
+}
+
+pub async fn session_expiry_mid_lock(h: &dyn Harness) {
+    let a = h.client().await;
+    let b = Store::new(h.client().await);
+    let dir = format!("{}/lock", root());
+    let mut state = a.session_state();
+    let held = Store::new(a.clone())
+        .lock(&dir, "", LockWait::NonBlocking)
+        .await
+        .expect("lock")
+        .expect("acquired");
+    assert!(
+        b.lock(&dir, "", LockWait::NonBlocking)
+            .await
+            .expect("try")
+            .is_none()
+    );
+    let waiter = {
+        let b = b.clone();
+        let dir = dir.clone();
+        tokio::spawn(async move { b.lock(&dir, "", LockWait::Timeout(WAIT)).await })
+    };
+    h.expire(&a).await;
+    let taken = waiter
+        .await
+        .expect("join")
+        .expect("lock")
+        .expect("the waiter gets the expired holder's lock");
+    assert!(
+        !held.is_held().await.expect("check"),
+        "the expired session's lock is gone"
+    );
+    tokio::time::timeout(WAIT, async {
+        while *state.borrow_and_update() != SessionState::Connected {
+            state.changed().await.expect("state");
+        }
+    })
+    .await
+    .expect("the client reconnects with a new session");
+    // The old client works again with a new session.
+    let c = Store::new(a.clone());
+    assert!(
+        c.lock(&dir, "", LockWait::NonBlocking)
+            .await
+            .expect("try")
+            .is_none()
+    );
+    taken.release().await.expect("release");
+}
+
+pub async fn watch_after_reconnect(h: &dyn Harness) {
+    let a = h.client().await;
+    let b = h.client().await;
+    let root = root();
+    Store::new(a.clone())
+        .ensure_path(&root)
+        .await
+        .expect("ensure");
+    let mut watch = a.watch(&root).await.expect("watch");
+    h.expire(&a).await;
+    let path = format!("{root}/after");
+    b.create(&path, b"", CreateMode::Persistent, false)
+        .await
+        .expect("create");
+    let event = next_event(&mut watch, |e| {
+        e.path() == Some(path.as_str()) || matches!(e, WatchEvent::Resync)
+    })
+    .await;
+    if event == WatchEvent::Resync {
+        // A resync means "re-list": the new node must be there.
+        assert!(a.exists(&path).await.expect("exists").is_some());
+    } else {
+        assert_eq!(event, WatchEvent::Created(path));
+    }
+}
+
+pub async fn concurrent_compare_and_set(h: &dyn Harness) {
+    let root = root();
+    let path = format!("{root}/counter");
+    let first = h.client().await;
+    first
+        .create(&path, b"0", CreateMode::Persistent, true)
+        .await
+        .expect("create");
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let client = h.client().await;
+        let path = path.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..10 {
+                loop {
+                    let (data, stat) = client.get(&path).await.expect("get").expect("exists");
+                    let value: u64 = String::from_utf8_lossy(&data).parse().expect("number");
+                    match client
+                        .set(
+                            &path,
+                            (value + 1).to_string().as_bytes(),
+                            Some(stat.version),
+                        )
+                        .await
+                    {
+                        Ok(_) => break,
+                        Err(StoreError::BadVersion(_)) => continue,
+                        Err(e) => panic!("set failed: {e}"),
+                    }
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let (data, stat) = first.get(&path).await.expect("get").expect("exists");
+    assert_eq!(data, b"40");
+    assert_eq!(stat.version, 40);
+}
+
+/// Expands to one test per conformance case; `$harness` is an async expression giving a
+/// value implementing [`Harness`].
+#[macro_export]
+macro_rules! conformance_tests {
+    ($harness:expr) => {
+        $crate::conformance_tests!(@cases $harness;
+            round_trip, sequence_ids, ephemerals_vanish_with_session, lock_exclusion,
+            lock_fairness, watch_delivery, session_expiry_mid_lock, watch_after_reconnect,
+            concurrent_compare_and_set);
+    };
+    (@cases $harness:expr; $($case:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let harness = $harness;
+                $crate::testing::$case(&harness).await;
+            }
+        )*
+    };
+}
