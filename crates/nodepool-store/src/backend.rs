@@ -75,6 +75,9 @@ pub enum StoreError {
     Suspended,
     #[error("timed out")]
     Timeout,
+    /// A znode holds data we cannot read (another writer's bug, or a newer format).
+    #[error("malformed data at {path}: {reason}")]
+    Malformed { path: String, reason: String },
     /// Anything else the backend reports (I/O, corruption, protocol errors).
     #[error("store backend error: {0}")]
     Backend(String),

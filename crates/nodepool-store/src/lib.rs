@@ -7,15 +7,26 @@
 //! must pass.
 
 mod backend;
+mod components;
+mod images;
 pub mod lock;
+mod nodes;
+pub mod paths;
+mod requests;
 mod sqlite;
 mod store;
 pub mod testing;
+mod versioned;
 
 pub use backend::{
     Backend, CreateMode, SessionState, Stat, StoreError, StoreResult, Watch, WatchEvent, join,
     parent_of, validate_path,
 };
+pub use components::{Components, Registered, Registration};
+pub use images::Images;
 pub use lock::{Lock, LockWait};
+pub use nodes::Nodes;
+pub use requests::Requests;
 pub use sqlite::{SqliteBackend, SqliteOptions};
 pub use store::Store;
+pub use versioned::Versioned;

@@ -3,7 +3,11 @@
 use std::sync::Arc;
 
 use crate::backend::{Backend, StoreError, StoreResult, join};
+use crate::components::Components;
+use crate::images::Images;
 use crate::lock::{self, Lock, LockWait};
+use crate::nodes::Nodes;
+use crate::requests::Requests;
 
 /// A handle on the store; cheap to clone and share between tasks.
 #[derive(Debug, Clone)]
@@ -58,6 +62,33 @@ impl Store {
         wait: LockWait,
     ) -> StoreResult<Option<Lock>> {
         lock::acquire(self.backend.clone(), dir, identifier, wait).await
+    }
+
+    pub fn nodes(&self) -> Nodes {
+        Nodes::new(self.clone())
+    }
+
+    pub fn requests(&self) -> Requests {
+        Requests::new(self.clone())
+    }
+
+    pub fn images(&self) -> Images {
+        Images::new(self.clone())
+    }
+
+    pub fn components(&self) -> Components {
+        Components::new(self.clone())
+    }
+
+    /// Joins the stats leader election (a kazoo Election is a kazoo Lock with identifier
+    /// `<hostname>-<pid>`); the winner holds the returned lock until it stops.
+    pub async fn stats_election(
+        &self,
+        identifier: &str,
+        wait: LockWait,
+    ) -> StoreResult<Option<Lock>> {
+        self.lock(crate::paths::STATS_ELECTION, identifier, wait)
+            .await
     }
 
     /// Contender names of the lock on `dir`, holder first.
