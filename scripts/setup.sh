@@ -1,15 +1,30 @@
 #!/usr/bin/env bash
-# Installs what building and testing need on a fresh Debian 12 machine. Idempotent.
+# Installs what building and testing need on a fresh Debian 12 machine. Idempotent: every
+# step checks first, so repeated runs cost a few milliseconds.
 set -euo pipefail
 
+command -v cargo >/dev/null || { echo "setup: cargo is required (rustup)" >&2; exit 1; }
+
+# Debian packages: a real ZooKeeper for the ZooKeeper backend's tests (with Java), openssl
+# for its test certificates.
 need_apt=()
-command -v cargo >/dev/null || { echo "cargo is required (rustup)"; exit 1; }
-# Nothing else is needed yet; later issues add zookeeper, qemu, debootstrap, sshd here.
+[ -f /usr/share/java/zookeeper.jar ] || need_apt+=(zookeeper)
+command -v java >/dev/null || need_apt+=(default-jre-headless)
+command -v openssl >/dev/null || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
-  else
-    echo "missing packages: ${need_apt[*]} (run as root to install)"; exit 1
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: missing packages: ${need_apt[*]} (run as root to install them)" >&2
+    exit 1
   fi
+  echo "setup: installing ${need_apt[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# A Python venv with kazoo (the client Nodepool and Zuul use) for the interoperability tests.
+venv="${NODEPOOL_TEST_VENV:-/var/tmp/nodepool-venv}"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import kazoo' 2>/dev/null; then
+  echo "setup: creating $venv with kazoo"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q 'kazoo==2.9.0'
 fi
