@@ -32,7 +32,10 @@ pub struct Config {
 
 impl Config {
     /// Pools (provider name, pool) that offer a label, in provider order.
-    pub fn pools_for_label<'c>(&'c self, label: &'c str) -> impl Iterator<Item = (&'c Provider, &'c Pool)> + 'c {
+    pub fn pools_for_label<'c>(
+        &'c self,
+        label: &'c str,
+    ) -> impl Iterator<Item = (&'c Provider, &'c Pool)> + 'c {
         self.providers
             .values()
             .flat_map(|p| p.pools.iter().map(move |pool| (p, pool)))
@@ -67,7 +70,11 @@ impl ZooKeeper {
                 }
             })
             .collect();
-        format!("{}{}", hosts.join(","), self.chroot.as_deref().unwrap_or(""))
+        format!(
+            "{}{}",
+            hosts.join(","),
+            self.chroot.as_deref().unwrap_or("")
+        )
     }
 }
 
@@ -483,7 +490,8 @@ pub enum LabelSettings {
     /// Static labels come from the pool's nodes.
     Static,
     Aws(AwsLabel),
-    Kubernetes(KubernetesLabel),
+    /// Boxed: by far the largest variant.
+    Kubernetes(Box<KubernetesLabel>),
     Qemu(LocalLabel),
     Container(LocalLabel),
 }
@@ -526,7 +534,10 @@ pub struct AwsLabel {
 #[derive(Debug, Clone, PartialEq)]
 pub enum AwsInstance {
     Type(String),
-    Fleet { instance_types: Vec<String>, allocation_strategy: String },
+    Fleet {
+        instance_types: Vec<String>,
+        allocation_strategy: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,6 +24,7 @@ fn describe(node: &Node) -> String {
     match &node.value {
         Value::Str(s) if s.len() <= 40 => format!("the string `{s}`"),
         Value::Int(i) => format!("the integer {i}"),
+        Value::Float(_) => format!("the number {}", node.scalar_text().unwrap_or_default()),
         Value::Bool(b) => format!("the boolean {b}"),
         _ => node.kind_name().to_string(),
     }
@@ -33,13 +34,24 @@ impl Decode for String {
     fn decode(node: &Node, at: &At, cx: &mut Collector) -> Option<Self> {
         match &node.value {
             Value::Str(s) => Some(s.clone()),
-            Value::Int(_) | Value::Float(_) | Value::Bool(_) => {
+            Value::Int(_) | Value::Float(_) => {
                 cx.error(
                     at,
                     format!(
                         "expected a string, found {}; quote it (`\"{}\"`) if it is meant as text",
                         describe(node),
                         node.scalar_text().unwrap_or_default()
+                    ),
+                );
+                None
+            }
+            Value::Bool(_) => {
+                // The text may have been `yes`, `on`, `True`...: do not guess which.
+                cx.error(
+                    at,
+                    format!(
+                        "expected a string, found {} (YAML reads yes/no/on/off/true/false unquoted as booleans); quote the value if it is meant as text",
+                        describe(node)
                     ),
                 );
                 None
@@ -108,7 +120,10 @@ impl<T: Decode> Decode for Vec<T> {
 
 impl<T: Decode> Decode for Sp<T> {
     fn decode(node: &Node, at: &At, cx: &mut Collector) -> Option<Self> {
-        T::decode(node, at, cx).map(|value| Sp { value, at: at.clone() })
+        T::decode(node, at, cx).map(|value| Sp {
+            value,
+            at: at.clone(),
+        })
     }
 }
 
@@ -152,7 +167,9 @@ pub(crate) fn to_json(node: &Node) -> Json {
         Value::Null => Json::Null,
         Value::Bool(b) => Json::Bool(*b),
         Value::Int(i) => Json::from(*i),
-        Value::Float(f) => serde_json::Number::from_f64(*f).map(Json::Number).unwrap_or(Json::Null),
+        Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(Json::Number)
+            .unwrap_or(Json::Null),
         Value::Str(s) => Json::String(s.clone()),
         Value::Seq(items) => Json::Array(items.iter().map(to_json).collect()),
         Value::Map(pairs) => Json::Object(
@@ -188,7 +205,13 @@ impl<T: Decode> Decode for StrMap<T> {
             };
             let value_at = at.key(name, value.mark);
             if let Some(v) = T::decode(value, &value_at, cx) {
-                out.push((name.to_string(), Sp { value: v, at: value_at }));
+                out.push((
+                    name.to_string(),
+                    Sp {
+                        value: v,
+                        at: value_at,
+                    },
+                ));
             }
         }
         Some(StrMap(out))
@@ -196,17 +219,18 @@ impl<T: Decode> Decode for StrMap<T> {
 }
 
 /// `str` or `[str]`, as several Nodepool keys accept (`labels` of static nodes, `host-key`).
+/// List items keep their positions, so a problem with one points at it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OneOrMany {
     One(String),
-    Many(Vec<String>),
+    Many(Vec<Sp<String>>),
 }
 
 impl Decode for OneOrMany {
     fn decode(node: &Node, at: &At, cx: &mut Collector) -> Option<Self> {
         match &node.value {
             Value::Str(s) => Some(OneOrMany::One(s.clone())),
-            Value::Seq(_) => Vec::<String>::decode(node, at, cx).map(OneOrMany::Many),
+            Value::Seq(_) => Vec::<Sp<String>>::decode(node, at, cx).map(OneOrMany::Many),
             _ => {
                 type_error(node, at, cx, "a string or a list of strings");
                 None
@@ -264,7 +288,13 @@ pub(crate) struct MapReader<'a> {
 impl<'a> MapReader<'a> {
     pub fn new(node: &'a Node, at: &At, cx: &mut Collector) -> Option<MapReader<'a>> {
         match &node.value {
-            Value::Map(pairs) => Some(MapReader { pairs, at: At { path: at.path.clone(), mark: node.mark } }),
+            Value::Map(pairs) => Some(MapReader {
+                pairs,
+                at: At {
+                    path: at.path.clone(),
+                    mark: node.mark,
+                },
+            }),
             _ => {
                 type_error(node, at, cx, "a mapping");
                 None
@@ -281,7 +311,10 @@ impl<'a> MapReader<'a> {
     }
 
     pub fn node(&self, key: &str) -> Option<&'a Node> {
-        self.pairs.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
+        self.pairs
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
     }
 
     /// A key whose value is null counts as absent: `labels:` with nothing after it is how
@@ -300,7 +333,10 @@ impl<'a> MapReader<'a> {
         for (key, _) in self.pairs {
             let Some(name) = key.as_str() else {
                 let text = key.scalar_text().unwrap_or_else(|| key.kind_name().into());
-                cx.error(&self.at.key(&text, key.mark), format!("keys of {what} must be strings"));
+                cx.error(
+                    &self.at.key(&text, key.mark),
+                    format!("keys of {what} must be strings"),
+                );
                 continue;
             };
             if known.contains(&name) {
@@ -379,20 +415,47 @@ mod tests {
     fn collects_every_problem() {
         let (sample, cx) = decode_sample("name: 5\ncount: x\ntags: [a, 1]\ncuont: 3\n");
         let sample = sample.expect("a mapping decodes");
+        assert_eq!(sample.at.mark, crate::yaml::Mark { line: 1, column: 1 });
         assert!(sample.name.is_none() && sample.count.is_none());
         assert_eq!(sample.tags.expect("tags").value, vec!["a".to_string()]);
-        let messages: Vec<String> = cx.diagnostics.iter().map(|d| format!("{}:{} {} {}", d.line, d.column, d.key_path, d.message)).collect();
+        let messages: Vec<String> = cx
+            .diagnostics
+            .iter()
+            .map(|d| format!("{}:{} {} {}", d.line, d.column, d.key_path, d.message))
+            .collect();
         assert_eq!(messages.len(), 4, "{messages:#?}");
-        assert!(messages[0].starts_with("1:7 name expected a string"), "{}", messages[0]);
-        assert!(messages[1].starts_with("2:8 count expected an integer"), "{}", messages[1]);
-        assert!(messages[2].starts_with("3:11 tags[1] expected a string"), "{}", messages[2]);
-        assert!(messages[3].contains("did you mean `count`"), "{}", messages[3]);
+        assert!(
+            messages[0].starts_with("1:7 name expected a string"),
+            "{}",
+            messages[0]
+        );
+        assert!(
+            messages[1].starts_with("2:8 count expected an integer"),
+            "{}",
+            messages[1]
+        );
+        assert!(
+            messages[2].starts_with("3:11 tags[1] expected a string"),
+            "{}",
+            messages[2]
+        );
+        assert!(
+            messages[3].contains("did you mean `count`"),
+            "{}",
+            messages[3]
+        );
     }
 
     #[test]
     fn suggestions() {
-        assert_eq!(did_you_mean("max-server", &["max-servers", "name"]), Some("max-servers"));
-        assert_eq!(did_you_mean("min_ready", &["min-ready", "name"]), Some("min-ready"));
+        assert_eq!(
+            did_you_mean("max-server", &["max-servers", "name"]),
+            Some("max-servers")
+        );
+        assert_eq!(
+            did_you_mean("min_ready", &["min-ready", "name"]),
+            Some("min-ready")
+        );
         assert_eq!(did_you_mean("zzz", &["min-ready", "name"]), None);
     }
 }

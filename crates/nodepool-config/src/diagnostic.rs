@@ -51,7 +51,11 @@ impl ConfigErrors {
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let count = self.errors().count();
-        write!(f, "configuration has {count} error{}", if count == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "configuration has {count} error{}",
+            if count == 1 { "" } else { "s" }
+        )?;
         for diagnostic in self.errors() {
             write!(f, "\n  {diagnostic}")?;
         }
@@ -68,12 +72,19 @@ pub struct At {
 
 impl At {
     pub fn key(&self, key: &str, mark: Mark) -> At {
-        let path = if self.path.is_empty() { key.to_string() } else { format!("{}.{key}", self.path) };
+        let path = if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        };
         At { path, mark }
     }
 
     pub fn index(&self, index: usize, mark: Mark) -> At {
-        At { path: format!("{}[{index}]", self.path), mark }
+        At {
+            path: format!("{}[{index}]", self.path),
+            mark,
+        }
     }
 }
 
@@ -100,7 +111,10 @@ pub(crate) struct Collector {
 
 impl Collector {
     pub fn new(file: &Path) -> Collector {
-        Collector { file: file.to_path_buf(), diagnostics: Vec::new() }
+        Collector {
+            file: file.to_path_buf(),
+            diagnostics: Vec::new(),
+        }
     }
 
     pub fn push(&mut self, severity: Severity, at: &At, message: impl Into<String>) {
@@ -123,6 +137,8 @@ impl Collector {
     }
 
     pub fn has_errors(&self) -> bool {
-        self.diagnostics.iter().any(|d| d.severity == Severity::Error)
+        self.diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error)
     }
 }

@@ -41,7 +41,11 @@ impl ConfigDiff {
 }
 
 fn compare<K: Ord + Clone, V: PartialEq>(old: &BTreeMap<K, V>, new: &BTreeMap<K, V>) -> Changes<K> {
-    let mut changes = Changes { added: Vec::new(), changed: Vec::new(), removed: Vec::new() };
+    let mut changes = Changes {
+        added: Vec::new(),
+        changed: Vec::new(),
+        removed: Vec::new(),
+    };
     for (key, value) in new {
         match old.get(key) {
             None => changes.added.push(key.clone()),
@@ -49,7 +53,11 @@ fn compare<K: Ord + Clone, V: PartialEq>(old: &BTreeMap<K, V>, new: &BTreeMap<K,
             Some(_) => {}
         }
     }
-    changes.removed = old.keys().filter(|k| !new.contains_key(*k)).cloned().collect();
+    changes.removed = old
+        .keys()
+        .filter(|k| !new.contains_key(*k))
+        .cloned()
+        .collect();
     changes
 }
 
@@ -57,7 +65,11 @@ fn pools(config: &Config) -> BTreeMap<(String, String), &Pool> {
     config
         .providers
         .values()
-        .flat_map(|p| p.pools.iter().map(move |pool| ((p.name.clone(), pool.name.clone()), pool)))
+        .flat_map(|p| {
+            p.pools
+                .iter()
+                .map(move |pool| ((p.name.clone(), pool.name.clone()), pool))
+        })
         .collect()
 }
 

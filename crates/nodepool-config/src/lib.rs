@@ -15,7 +15,7 @@ mod validate;
 pub mod yaml;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub use config::*;
 pub use decode::{FreeList, FreeMap, OneOrMany, ScalarText, StrMap};
@@ -47,7 +47,9 @@ pub fn substitute_env(text: &str, env: &Env) -> String {
 
 /// Collects the `NODEPOOL_*` variables of this process's environment.
 pub fn nodepool_env() -> Env {
-    std::env::vars().filter(|(k, _)| k.starts_with("NODEPOOL_")).collect()
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("NODEPOOL_"))
+        .collect()
 }
 
 /// Loads, merges the secure file into, and validates a configuration.
@@ -57,7 +59,12 @@ pub fn load_config(path: &Path, secure: Option<&Path>, env: &Env) -> Result<Load
         Some(secure_path) => Some((secure_path, read(secure_path)?)),
         None => None,
     };
-    parse_config(path, &text, secure_text.as_ref().map(|(p, t)| (*p, t.as_str())), env)
+    parse_config(
+        path,
+        &text,
+        secure_text.as_ref().map(|(p, t)| (*p, t.as_str())),
+        env,
+    )
 }
 
 fn read(path: &Path) -> Result<String, ConfigErrors> {
@@ -75,7 +82,12 @@ fn read(path: &Path) -> Result<String, ConfigErrors> {
 
 /// Parses and validates configuration text; `secure` is the secure file's path and text.
 /// Never panics, whatever the input.
-pub fn parse_config(path: &Path, text: &str, secure: Option<(&Path, &str)>, env: &Env) -> Result<Loaded, ConfigErrors> {
+pub fn parse_config(
+    path: &Path,
+    text: &str,
+    secure: Option<(&Path, &str)>,
+    env: &Env,
+) -> Result<Loaded, ConfigErrors> {
     let mut cx = Collector::new(path);
     let raw = read_raw::<raw::RawConfig>(&mut cx, text, env, false);
     let secure_parts = secure.map(|(secure_path, secure_text)| {
@@ -83,32 +95,62 @@ pub fn parse_config(path: &Path, text: &str, secure: Option<(&Path, &str)>, env:
         let raw_secure = read_raw::<raw::RawSecure>(&mut secure_cx, secure_text, env, true);
         (secure_cx, raw_secure)
     });
-    let mut config = raw.as_ref().and_then(|raw| validate::validate(raw, &mut cx));
+    let mut config = raw
+        .as_ref()
+        .and_then(|raw| validate::validate(raw, &mut cx));
 
     let mut diagnostics = cx.diagnostics;
     if let Some((mut secure_cx, raw_secure)) = secure_parts {
         if let Some(raw_secure) = raw_secure {
-            let zookeeper = (raw_secure.zookeeper_servers.is_some() || raw_secure.zookeeper_tls.is_some()).then(|| {
-                let servers = raw_secure.zookeeper_servers.as_ref();
-                let tls = raw_secure.zookeeper_tls.as_ref();
-                match validate::validate_zookeeper(servers, tls, None, &mut secure_cx) {
-                    Some(zk) => Some(zk),
-                    // Only TLS in the secure file: keep the main file's servers.
-                    None => tls.map(|_| ZooKeeper { servers: Vec::new(), chroot: None, tls: tls_only(tls, &mut secure_cx), timeout: 10.0 }),
-                }
-            });
+            let zookeeper = validate::zookeeper_parts(
+                raw_secure.zookeeper_servers.as_ref(),
+                raw_secure.zookeeper_tls.as_ref(),
+                None,
+                &mut secure_cx,
+            );
             let diskimage_env = raw_secure
                 .diskimages
                 .iter()
                 .flat_map(|d| d.value.iter())
                 .filter_map(|d| {
                     let name = validate::required(&mut secure_cx, &d.name, &d.at, "name")?.clone();
-                    let env = d.env_vars.as_ref().map(|e| e.value.0.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect()).unwrap_or_default();
+                    let env = d
+                        .env_vars
+                        .as_ref()
+                        .map(|e| {
+                            e.value
+                                .0
+                                .iter()
+                                .map(|(k, v)| (k.clone(), v.value.clone()))
+                                .collect()
+                        })
+                        .unwrap_or_default();
                     Some((name, env))
                 })
                 .collect();
-            if let Some(config) = config.as_mut() {
-                validate::apply_secure(config, validate::SecureParts { zookeeper, diskimage_env }, &mut secure_cx);
+            if let (Some(raw), Some(config)) = (raw.as_ref(), config.as_mut()) {
+                // Problems in the main file were reported above.
+                let mut already_reported = Collector::new(path);
+                let main_zookeeper = validate::zookeeper_parts(
+                    raw.zookeeper_servers.as_ref(),
+                    raw.zookeeper_tls.as_ref(),
+                    raw.zookeeper_timeout.as_ref(),
+                    &mut already_reported,
+                );
+                let abstract_diskimages = raw
+                    .diskimages
+                    .iter()
+                    .flat_map(|d| d.value.iter())
+                    .filter(|d| d.abstract_.as_ref().is_some_and(|a| a.value))
+                    .filter_map(|d| d.name.as_ref().map(|n| n.value.clone()))
+                    .collect();
+                let parts = validate::SecureParts {
+                    main_zookeeper,
+                    zookeeper,
+                    diskimage_env,
+                    abstract_diskimages,
+                };
+                validate::apply_secure(config, parts, &mut secure_cx);
             }
         }
         if secure_cx.has_errors() {
@@ -117,31 +159,43 @@ pub fn parse_config(path: &Path, text: &str, secure: Option<(&Path, &str)>, env:
         diagnostics.extend(secure_cx.diagnostics);
     }
     match config {
-        Some(config) if !diagnostics.iter().any(|d| d.severity == Severity::Error) => Ok(Loaded { config, warnings: diagnostics }),
+        Some(config) if !diagnostics.iter().any(|d| d.severity == Severity::Error) => Ok(Loaded {
+            config,
+            warnings: diagnostics,
+        }),
         _ => Err(ConfigErrors(diagnostics)),
     }
 }
 
-fn tls_only(tls: Option<&Sp<raw::RawZooKeeperTls>>, cx: &mut Collector) -> Option<ZooKeeperTls> {
-    let tls = tls?;
-    let cert = validate::required(cx, &tls.cert, &tls.at, "cert")?;
-    let key = validate::required(cx, &tls.key, &tls.at, "key")?;
-    let ca = validate::required(cx, &tls.ca, &tls.at, "ca")?;
-    Some(ZooKeeperTls { cert: PathBuf::from(&cert.value), key: PathBuf::from(&key.value), ca: PathBuf::from(&ca.value) })
-}
-
 /// Text -> substituted -> YAML -> raw struct, recording problems in `cx`.
-fn read_raw<T: Decode + Default>(cx: &mut Collector, text: &str, env: &Env, empty_ok: bool) -> Option<T> {
+fn read_raw<T: Decode + Default>(
+    cx: &mut Collector,
+    text: &str,
+    env: &Env,
+    empty_ok: bool,
+) -> Option<T> {
     let text = substitute_env(text, env);
     let document = match yaml::parse(&text) {
         Ok(document) => document,
         Err(problem) => {
-            cx.error(&At { path: String::new(), mark: problem.mark }, problem.message);
+            cx.error(
+                &At {
+                    path: String::new(),
+                    mark: problem.mark,
+                },
+                problem.message,
+            );
             return None;
         }
     };
     for warning in document.warnings {
-        cx.warn(&At { path: String::new(), mark: warning.mark }, warning.message);
+        cx.warn(
+            &At {
+                path: String::new(),
+                mark: warning.mark,
+            },
+            warning.message,
+        );
     }
     match document.root {
         None if empty_ok => Some(T::default()),
@@ -149,6 +203,13 @@ fn read_raw<T: Decode + Default>(cx: &mut Collector, text: &str, env: &Env, empt
             cx.error(&At::default(), "the configuration file is empty");
             None
         }
-        Some(root) => T::decode(&root, &At { path: String::new(), mark: root.mark }, cx),
+        Some(root) => T::decode(
+            &root,
+            &At {
+                path: String::new(),
+                mark: root.mark,
+            },
+            cx,
+        ),
     }
 }

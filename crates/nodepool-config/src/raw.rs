@@ -111,10 +111,20 @@ impl Decode for RawTenantLimit {
             }
             let value_at = map.at().key(name, value.mark);
             if let Some(limit) = i64::decode(value, &value_at, cx) {
-                limits.push((name.to_string(), Sp { value: limit, at: value_at }));
+                limits.push((
+                    name.to_string(),
+                    Sp {
+                        value: limit,
+                        at: value_at,
+                    },
+                ));
             }
         }
-        Some(RawTenantLimit { at: map.at().clone(), tenant_name, limits })
+        Some(RawTenantLimit {
+            at: map.at().clone(),
+            tenant_name,
+            limits,
+        })
     }
 }
 
@@ -141,7 +151,15 @@ pub enum RawProviderBody {
 }
 
 /// Drivers whose provider schema is the OpenStack one.
-pub const DRIVER_NAMES: &[&str] = &["openstack", "fake", "static", "aws", "kubernetes", "qemu", "container"];
+pub const DRIVER_NAMES: &[&str] = &[
+    "openstack",
+    "fake",
+    "static",
+    "aws",
+    "kubernetes",
+    "qemu",
+    "container",
+];
 
 impl Decode for RawProvider {
     fn decode(node: &Node, at: &At, cx: &mut Collector) -> Option<Self> {
@@ -149,17 +167,30 @@ impl Decode for RawProvider {
         let name = map.field::<String>(cx, "name");
         let driver = map.field::<String>(cx, "driver");
         let forced_fake = name.as_ref().is_some_and(|n| n.starts_with("fake"));
-        let driver_name = if forced_fake { "fake" } else { driver.as_ref().map(|d| d.as_str()).unwrap_or("openstack") };
+        let driver_name = if forced_fake {
+            "fake"
+        } else {
+            driver.as_ref().map(|d| d.as_str()).unwrap_or("openstack")
+        };
         let body = match driver_name {
-            "openstack" | "fake" => RawProviderBody::OpenStack(RawOpenStackProvider::decode(node, at, cx)?),
+            "openstack" | "fake" => {
+                RawProviderBody::OpenStack(RawOpenStackProvider::decode(node, at, cx)?)
+            }
             "static" => RawProviderBody::Static(RawStaticProvider::decode(node, at, cx)?),
             "aws" => RawProviderBody::Aws(RawAwsProvider::decode(node, at, cx)?),
-            "kubernetes" => RawProviderBody::Kubernetes(RawKubernetesProvider::decode(node, at, cx)?),
+            "kubernetes" => {
+                RawProviderBody::Kubernetes(RawKubernetesProvider::decode(node, at, cx)?)
+            }
             "qemu" => RawProviderBody::Qemu(RawQemuProvider::decode(node, at, cx)?),
             "container" => RawProviderBody::Container(RawContainerProvider::decode(node, at, cx)?),
             _ => RawProviderBody::Unknown,
         };
-        Some(RawProvider { at: map.at().clone(), name, driver, body })
+        Some(RawProvider {
+            at: map.at().clone(),
+            name,
+            driver,
+            body,
+        })
     }
 }
 

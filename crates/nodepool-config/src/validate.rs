@@ -11,7 +11,7 @@ use serde_json::Map;
 
 use crate::config::*;
 use crate::decode::{FreeMap, OneOrMany, StrMap, did_you_mean};
-use crate::diagnostic::{At, Collector, Sp};
+use crate::diagnostic::{At, Collector, Severity, Sp};
 use crate::raw::*;
 
 /// Defaults from spec 4 (Nodepool 11).
@@ -23,9 +23,23 @@ const DEFAULT_REBUILD_AGE: u64 = 86_400;
 const DEFAULT_BUILD_TIMEOUT: u64 = 8 * 60 * 60;
 const DEFAULT_PRIORITY: i64 = 100;
 
-pub(crate) fn required<'r, T>(cx: &mut Collector, field: &'r Option<Sp<T>>, parent: &At, key: &str) -> Option<&'r Sp<T>> {
+pub(crate) fn required<'r, T>(
+    cx: &mut Collector,
+    field: &'r Option<Sp<T>>,
+    parent: &At,
+    key: &str,
+) -> Option<&'r Sp<T>> {
     if field.is_none() {
-        cx.error(parent, format!("missing required key `{key}`"));
+        // A key that is there but could not be read has been reported already; calling it
+        // missing as well would only confuse.
+        let path = parent.key(key, parent.mark).path;
+        let reported = cx
+            .diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error && d.key_path == path);
+        if !reported {
+            cx.error(parent, format!("missing required key `{key}`"));
+        }
     }
     field.as_ref()
 }
@@ -58,14 +72,22 @@ fn port(cx: &mut Collector, field: &Option<Sp<i64>>, default: u16) -> u16 {
         Some(v) => match u16::try_from(v.value) {
             Ok(p) if p > 0 => p,
             _ => {
-                cx.error(&v.at, format!("a port must be between 1 and 65535, found {}", v.value));
+                cx.error(
+                    &v.at,
+                    format!("a port must be between 1 and 65535, found {}", v.value),
+                );
                 default
             }
         },
     }
 }
 
-fn one_of(cx: &mut Collector, field: &Option<Sp<String>>, allowed: &[&str], default: &str) -> String {
+fn one_of(
+    cx: &mut Collector,
+    field: &Option<Sp<String>>,
+    allowed: &[&str],
+    default: &str,
+) -> String {
     match field {
         None => default.to_string(),
         Some(v) if allowed.contains(&v.as_str()) => v.value.clone(),
@@ -97,13 +119,22 @@ fn strings(field: &Option<Sp<Vec<String>>>) -> Vec<String> {
 }
 
 fn free_map(field: &Option<Sp<FreeMap>>) -> Map<String, serde_json::Value> {
-    field.as_ref().map(|v| v.value.0.clone()).unwrap_or_default()
+    field
+        .as_ref()
+        .map(|v| v.value.0.clone())
+        .unwrap_or_default()
 }
 
 fn str_map<T: Clone>(field: &Option<Sp<StrMap<T>>>) -> BTreeMap<String, T> {
     field
         .as_ref()
-        .map(|m| m.value.0.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect())
+        .map(|m| {
+            m.value
+                .0
+                .iter()
+                .map(|(k, v)| (k.clone(), v.value.clone()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -117,27 +148,38 @@ fn check_unique<'i>(cx: &mut Collector, names: impl Iterator<Item = &'i Sp<Strin
     let mut seen: BTreeMap<&str, &At> = BTreeMap::new();
     for name in names {
         if let Some(first) = seen.get(name.as_str()) {
-            cx.error(&name.at, format!("{what} `{}` is already defined at line {}", name.value, first.mark.line));
+            cx.error(
+                &name.at,
+                format!(
+                    "{what} `{}` is already defined at line {}",
+                    name.value, first.mark.line
+                ),
+            );
         } else {
             seen.insert(name.as_str(), &name.at);
         }
     }
 }
 
-/// Everything validation needs besides the main file's raw struct.
+/// What the secure file contributes, and what of the main file it is merged with.
 pub(crate) struct SecureParts {
-    pub zookeeper: Option<Option<ZooKeeper>>,
+    /// The main file's ZooKeeper settings (its TLS and timeout apply to secure servers).
+    pub main_zookeeper: ZooKeeperParts,
+    pub zookeeper: ZooKeeperParts,
     pub diskimage_env: Vec<(Sp<String>, BTreeMap<String, String>)>,
+    /// Abstract diskimages of the main file (never built, so not valid here).
+    pub abstract_diskimages: BTreeSet<String>,
 }
 
 pub(crate) fn validate(raw: &RawConfig, cx: &mut Collector) -> Option<Config> {
     let webapp = validate_webapp(raw, cx);
-    let zookeeper = validate_zookeeper(
+    let zookeeper = zookeeper_parts(
         raw.zookeeper_servers.as_ref(),
         raw.zookeeper_tls.as_ref(),
         raw.zookeeper_timeout.as_ref(),
         cx,
-    );
+    )
+    .into_zookeeper();
     let labels = validate_labels(raw, cx);
     let mut diskimages = validate_diskimages(raw, cx);
     let mut providers = BTreeMap::new();
@@ -147,20 +189,36 @@ pub(crate) fn validate(raw: &RawConfig, cx: &mut Collector) -> Option<Config> {
             .diskimages
             .iter()
             .flat_map(|d| d.value.iter())
-            .filter_map(|d| d.name.as_ref().map(|n| (n.value.clone(), flag(&d.abstract_, false))))
+            .filter_map(|d| {
+                d.name
+                    .as_ref()
+                    .map(|n| (n.value.clone(), flag(&d.abstract_, false)))
+            })
             .collect(),
     };
-    let raw_providers: Vec<&RawProvider> = raw.providers.iter().flat_map(|p| p.value.iter()).collect();
-    check_unique(cx, raw_providers.iter().filter_map(|p| p.name.as_ref()), "provider");
+    let raw_providers: Vec<&RawProvider> =
+        raw.providers.iter().flat_map(|p| p.value.iter()).collect();
+    check_unique(
+        cx,
+        raw_providers.iter().filter_map(|p| p.name.as_ref()),
+        "provider",
+    );
     let mut static_nodes: BTreeMap<(String, String, u16), At> = BTreeMap::new();
+    // Provider names in the order they are written: a label's pools follow it.
+    let mut provider_order = Vec::new();
     for raw_provider in raw_providers {
-        if let Some(provider) = validate_provider(raw_provider, &known, &mut static_nodes, cx) {
-            providers.entry(provider.name.clone()).or_insert(provider);
+        if let Some(provider) = validate_provider(raw_provider, &known, &mut static_nodes, cx)
+            && !providers.contains_key(&provider.name)
+        {
+            provider_order.push(provider.name.clone());
+            providers.insert(provider.name.clone(), provider);
         }
     }
     // Every image-managing provider's format is built for the images it uploads (spec 4.4).
     for provider in providers.values() {
-        let Some(image_type) = &provider.image_type else { continue };
+        let Some(image_type) = &provider.image_type else {
+            continue;
+        };
         for name in provider.diskimages.keys() {
             if let Some(image) = diskimages.get_mut(name) {
                 image.formats.insert(image_type.clone());
@@ -168,7 +226,7 @@ pub(crate) fn validate(raw: &RawConfig, cx: &mut Collector) -> Option<Config> {
         }
     }
     let mut labels = labels;
-    for provider in providers.values() {
+    for provider in provider_order.iter().filter_map(|name| providers.get(name)) {
         for pool in &provider.pools {
             for label in pool.labels.keys() {
                 if let Some(l) = labels.get_mut(label) {
@@ -178,13 +236,28 @@ pub(crate) fn validate(raw: &RawConfig, cx: &mut Collector) -> Option<Config> {
         }
     }
     for raw_label in raw.labels.iter().flat_map(|l| l.value.iter()) {
-        let (Some(name), Some(min_ready)) = (&raw_label.name, &raw_label.min_ready) else { continue };
-        if min_ready.value > 0 && labels.get(name.as_str()).is_some_and(|l| l.pools.is_empty()) {
-            cx.warn(&min_ready.at, format!("label `{}` has min-ready {} but no pool provides it", name.value, min_ready.value));
+        let (Some(name), Some(min_ready)) = (&raw_label.name, &raw_label.min_ready) else {
+            continue;
+        };
+        if min_ready.value > 0
+            && labels
+                .get(name.as_str())
+                .is_some_and(|l| l.pools.is_empty())
+        {
+            cx.warn(
+                &min_ready.at,
+                format!(
+                    "label `{}` has min-ready {} but no pool provides it",
+                    name.value, min_ready.value
+                ),
+            );
         }
     }
     let tenant_resource_limits = validate_tenant_limits(raw, cx);
-    let max_hold_age = raw.max_hold_age.as_ref().and_then(|v| (v.value > 0).then_some(v.value as u64));
+    let max_hold_age = raw
+        .max_hold_age
+        .as_ref()
+        .and_then(|v| (v.value > 0).then_some(v.value as u64));
     let build_log_retention = int(&raw.build_log_retention).unwrap_or(7);
     for image in diskimages.values_mut() {
         if image.formats.is_empty() {
@@ -201,7 +274,9 @@ pub(crate) fn validate(raw: &RawConfig, cx: &mut Collector) -> Option<Config> {
         webapp,
         elements_dir: string(&raw.elements_dir).map(PathBuf::from),
         images_dir: string(&raw.images_dir).map(PathBuf::from),
-        build_log_dir: PathBuf::from(string(&raw.build_log_dir).unwrap_or_else(|| DEFAULT_BUILD_LOG_DIR.into())),
+        build_log_dir: PathBuf::from(
+            string(&raw.build_log_dir).unwrap_or_else(|| DEFAULT_BUILD_LOG_DIR.into()),
+        ),
         build_log_retention,
         max_hold_age,
         labels,
@@ -213,13 +288,19 @@ pub(crate) fn validate(raw: &RawConfig, cx: &mut Collector) -> Option<Config> {
 
 fn validate_webapp(raw: &RawConfig, cx: &mut Collector) -> Webapp {
     let Some(webapp) = &raw.webapp else {
-        return Webapp { port: DEFAULT_WEBAPP_PORT, listen_address: "0.0.0.0".into() };
+        return Webapp {
+            port: DEFAULT_WEBAPP_PORT,
+            listen_address: "0.0.0.0".into(),
+        };
     };
     let port = match &webapp.port {
         None => DEFAULT_WEBAPP_PORT,
         // Port 0 asks the OS for a free port, which tests use.
         Some(v) => u16::try_from(v.value).unwrap_or_else(|_| {
-            cx.error(&v.at, format!("a port must be between 0 and 65535, found {}", v.value));
+            cx.error(
+                &v.at,
+                format!("a port must be between 0 and 65535, found {}", v.value),
+            );
             DEFAULT_WEBAPP_PORT
         }),
     };
@@ -230,35 +311,64 @@ fn validate_webapp(raw: &RawConfig, cx: &mut Collector) -> Webapp {
     {
         cx.error(&addr.at, "listen_address must not be empty");
     }
-    Webapp { port, listen_address }
+    Webapp {
+        port,
+        listen_address,
+    }
 }
 
-pub(crate) fn validate_zookeeper(
+/// The ZooKeeper settings one file writes, each checked; no servers means none written.
+#[derive(Debug, Clone)]
+pub(crate) struct ZooKeeperParts {
+    pub servers: Vec<ZooKeeperServer>,
+    pub chroot: Option<String>,
+    pub tls: Option<ZooKeeperTls>,
+    pub timeout: f64,
+}
+
+impl ZooKeeperParts {
+    /// ZooKeeper when servers are configured, else `None` (the embedded store).
+    pub fn into_zookeeper(self) -> Option<ZooKeeper> {
+        (!self.servers.is_empty()).then_some(ZooKeeper {
+            servers: self.servers,
+            chroot: self.chroot,
+            tls: self.tls,
+            timeout: self.timeout,
+        })
+    }
+}
+
+pub(crate) fn zookeeper_parts(
     servers: Option<&Sp<Vec<RawZooKeeperServer>>>,
     tls: Option<&Sp<RawZooKeeperTls>>,
     timeout: Option<&Sp<f64>>,
     cx: &mut Collector,
-) -> Option<ZooKeeper> {
+) -> ZooKeeperParts {
     let tls = tls.map(|t| {
         let cert = required(cx, &t.cert, &t.at, "cert").map(|v| PathBuf::from(&v.value));
         let key = required(cx, &t.key, &t.at, "key").map(|v| PathBuf::from(&v.value));
         let ca = required(cx, &t.ca, &t.at, "ca").map(|v| PathBuf::from(&v.value));
         (cert, key, ca)
     });
-    let servers = servers.filter(|s| !s.is_empty())?;
     let mut out = Vec::new();
     let mut chroot: Option<Sp<String>> = None;
-    for server in servers.iter() {
+    for server in servers.iter().flat_map(|s| s.value.iter()) {
         let host = required(cx, &server.host, &server.at, "host").map(|h| h.value.clone());
         let port = port(cx, &server.port, DEFAULT_ZOOKEEPER_PORT);
         if let Some(c) = &server.chroot {
             if !c.starts_with('/') {
-                cx.error(&c.at, format!("a chroot must start with `/`, found `{}`", c.value));
+                cx.error(
+                    &c.at,
+                    format!("a chroot must start with `/`, found `{}`", c.value),
+                );
             }
             match &chroot {
                 Some(first) if first.value != c.value => cx.error(
                     &c.at,
-                    format!("every server must use the same chroot; line {} uses `{}`", first.at.mark.line, first.value),
+                    format!(
+                        "every server must use the same chroot; line {} uses `{}`",
+                        first.at.mark.line, first.value
+                    ),
                 ),
                 Some(_) => {}
                 None => chroot = Some(c.clone()),
@@ -280,23 +390,45 @@ pub(crate) fn validate_zookeeper(
         Some((Some(cert), Some(key), Some(ca))) => Some(ZooKeeperTls { cert, key, ca }),
         _ => None,
     };
-    Some(ZooKeeper { servers: out, chroot: chroot.map(|c| c.value.trim_end_matches('/').to_string()).filter(|c| !c.is_empty()), tls, timeout })
+    ZooKeeperParts {
+        servers: out,
+        chroot: chroot
+            .map(|c| c.value.trim_end_matches('/').to_string())
+            .filter(|c| !c.is_empty()),
+        tls,
+        timeout,
+    }
 }
 
 fn validate_labels(raw: &RawConfig, cx: &mut Collector) -> BTreeMap<String, Label> {
     let mut labels = BTreeMap::new();
     let raw_labels: Vec<&RawLabel> = raw.labels.iter().flat_map(|l| l.value.iter()).collect();
-    check_unique(cx, raw_labels.iter().filter_map(|l| l.name.as_ref()), "label");
+    check_unique(
+        cx,
+        raw_labels.iter().filter_map(|l| l.name.as_ref()),
+        "label",
+    );
     for label in raw_labels {
-        let Some(name) = required(cx, &label.name, &label.at, "name") else { continue };
+        let Some(name) = required(cx, &label.name, &label.at, "name") else {
+            continue;
+        };
+        // Nodepool treats a value <= 0 as "none" (`min-ready: -1` was once the documented way
+        // to disable a label) and a max-ready-age <= 0 as "never": both load unchanged.
         let min_ready = match &label.min_ready {
             None => 0,
+            Some(v) if v.value <= 0 => 0,
             Some(v) => u32::try_from(v.value).unwrap_or_else(|_| {
-                cx.error(&v.at, format!("min-ready must be between 0 and {}, found {}", u32::MAX, v.value));
+                cx.error(
+                    &v.at,
+                    format!("min-ready must be at most {}, found {}", u32::MAX, v.value),
+                );
                 0
             }),
         };
-        let max_ready_age = non_negative(cx, &label.max_ready_age, 0);
+        let max_ready_age = label
+            .max_ready_age
+            .as_ref()
+            .map_or(0, |v| v.value.max(0) as u64);
         labels.entry(name.value.clone()).or_insert(Label {
             name: name.value.clone(),
             min_ready,
@@ -378,20 +510,39 @@ fn apply_diskimage(image: &mut DiskImage, raw: &RawDiskImage, cx: &mut Collector
 }
 
 fn native_defaults() -> NativeBuild {
-    NativeBuild { distribution: "debian".into(), mirror: None, packages: Vec::new(), disk_size: 2, kernel: None }
+    NativeBuild {
+        distribution: "debian".into(),
+        mirror: None,
+        packages: Vec::new(),
+        disk_size: 2,
+        kernel: None,
+    }
 }
 
 fn validate_diskimages(raw: &RawConfig, cx: &mut Collector) -> BTreeMap<String, DiskImage> {
-    let raw_images: Vec<&RawDiskImage> = raw.diskimages.iter().flat_map(|d| d.value.iter()).collect();
-    check_unique(cx, raw_images.iter().filter_map(|d| d.name.as_ref()), "diskimage");
-    let by_name: BTreeMap<&str, &RawDiskImage> =
-        raw_images.iter().rev().filter_map(|d| d.name.as_ref().map(|n| (n.as_str(), *d))).collect();
+    let raw_images: Vec<&RawDiskImage> =
+        raw.diskimages.iter().flat_map(|d| d.value.iter()).collect();
+    check_unique(
+        cx,
+        raw_images.iter().filter_map(|d| d.name.as_ref()),
+        "diskimage",
+    );
+    let by_name: BTreeMap<&str, &RawDiskImage> = raw_images
+        .iter()
+        .rev()
+        .filter_map(|d| d.name.as_ref().map(|n| (n.as_str(), *d)))
+        .collect();
     for image in &raw_images {
         required(cx, &image.name, &image.at, "name");
         if let Some(parent) = &image.parent
             && !by_name.contains_key(parent.as_str())
         {
-            let known: Vec<&str> = by_name.keys().copied().collect();
+            let own_name = image.name.as_ref().map(|n| n.as_str());
+            let known: Vec<&str> = by_name
+                .keys()
+                .copied()
+                .filter(|k| Some(*k) != own_name)
+                .collect();
             let mut message = format!("parent diskimage `{}` is not defined", parent.value);
             if let Some(hint) = did_you_mean(&parent.value, &known) {
                 message.push_str(&format!("; did you mean `{hint}`?"));
@@ -401,7 +552,9 @@ fn validate_diskimages(raw: &RawConfig, cx: &mut Collector) -> BTreeMap<String, 
     }
     let mut images = BTreeMap::new();
     for raw_image in &raw_images {
-        let Some(name) = &raw_image.name else { continue };
+        let Some(name) = &raw_image.name else {
+            continue;
+        };
         if flag(&raw_image.abstract_, false) || images.contains_key(name.as_str()) {
             continue;
         }
@@ -410,9 +563,17 @@ fn validate_diskimages(raw: &RawConfig, cx: &mut Collector) -> BTreeMap<String, 
         let mut current = *raw_image;
         let mut cyclic = false;
         while let Some(parent) = &current.parent {
-            let Some(next) = by_name.get(parent.as_str()) else { break };
+            let Some(next) = by_name.get(parent.as_str()) else {
+                break;
+            };
             if chain.iter().any(|c| std::ptr::eq(*c, *next)) {
-                cx.error(&parent.at, format!("diskimage `{}` inherits from itself through `parent`", name.value));
+                cx.error(
+                    &parent.at,
+                    format!(
+                        "diskimage `{}` inherits from itself through `parent`",
+                        name.value
+                    ),
+                );
                 cyclic = true;
                 break;
             }
@@ -450,10 +611,20 @@ fn validate_diskimages(raw: &RawConfig, cx: &mut Collector) -> BTreeMap<String, 
 
 fn validate_tenant_limits(raw: &RawConfig, cx: &mut Collector) -> BTreeMap<String, ResourceLimits> {
     let mut out = BTreeMap::new();
-    let entries: Vec<&RawTenantLimit> = raw.tenant_resource_limits.iter().flat_map(|t| t.value.iter()).collect();
-    check_unique(cx, entries.iter().filter_map(|t| t.tenant_name.as_ref()), "tenant");
+    let entries: Vec<&RawTenantLimit> = raw
+        .tenant_resource_limits
+        .iter()
+        .flat_map(|t| t.value.iter())
+        .collect();
+    check_unique(
+        cx,
+        entries.iter().filter_map(|t| t.tenant_name.as_ref()),
+        "tenant",
+    );
     for entry in entries {
-        let Some(tenant) = required(cx, &entry.tenant_name, &entry.at, "tenant-name") else { continue };
+        let Some(tenant) = required(cx, &entry.tenant_name, &entry.at, "tenant-name") else {
+            continue;
+        };
         let mut limits = ResourceLimits::new();
         for (key, value) in &entry.limits {
             let resource = match key.as_str() {
@@ -465,7 +636,10 @@ fn validate_tenant_limits(raw: &RawConfig, cx: &mut Collector) -> BTreeMap<Strin
                 other => other,
             };
             if value.value < 0 {
-                cx.error(&value.at, format!("must not be negative, found {}", value.value));
+                cx.error(
+                    &value.at,
+                    format!("must not be negative, found {}", value.value),
+                );
             }
             limits.insert(resource.to_string(), value.value);
         }
@@ -484,7 +658,10 @@ impl KnownNames {
     fn check_label(&self, cx: &mut Collector, name: &Sp<String>, provider: &str) {
         if !self.labels.contains(name.as_str()) {
             let known: Vec<&str> = self.labels.iter().map(String::as_str).collect();
-            let mut message = format!("label `{}` in provider `{provider}` is not in the top-level labels", name.value);
+            let mut message = format!(
+                "label `{}` in provider `{provider}` is not in the top-level labels",
+                name.value
+            );
             if let Some(hint) = did_you_mean(&name.value, &known) {
                 message.push_str(&format!("; did you mean `{hint}`?"));
             }
@@ -521,7 +698,13 @@ struct Common {
     priority: Option<i64>,
 }
 
-fn common(cx: &mut Collector, at: &At, name: &Option<Sp<String>>, max_concurrency: &Option<Sp<i64>>, priority: &Option<Sp<i64>>) -> Option<Common> {
+fn common(
+    cx: &mut Collector,
+    at: &At,
+    name: &Option<Sp<String>>,
+    max_concurrency: &Option<Sp<i64>>,
+    priority: &Option<Sp<i64>>,
+) -> Option<Common> {
     let name = required(cx, name, at, "name")?.value.clone();
     let max_concurrency = match max_concurrency {
         None => None,
@@ -529,12 +712,22 @@ fn common(cx: &mut Collector, at: &At, name: &Option<Sp<String>>, max_concurrenc
         Some(v) => match u32::try_from(v.value) {
             Ok(n) => Some(n),
             Err(_) => {
-                cx.error(&v.at, format!("max-concurrency must be -1 (unlimited) or at least 0, found {}", v.value));
+                cx.error(
+                    &v.at,
+                    format!(
+                        "max-concurrency must be -1 (unlimited) or at least 0, found {}",
+                        v.value
+                    ),
+                );
                 None
             }
         },
     };
-    Some(Common { name, max_concurrency, priority: int(priority) })
+    Some(Common {
+        name,
+        max_concurrency,
+        priority: int(priority),
+    })
 }
 
 fn validate_provider(
@@ -554,7 +747,12 @@ fn validate_provider(
         );
     }
     match &raw.body {
-        RawProviderBody::OpenStack(p) => validate_openstack(p, forced_fake || raw.driver.as_ref().is_some_and(|d| d.as_str() == "fake"), known, cx),
+        RawProviderBody::OpenStack(p) => validate_openstack(
+            p,
+            forced_fake || raw.driver.as_ref().is_some_and(|d| d.as_str() == "fake"),
+            known,
+            cx,
+        ),
         RawProviderBody::Static(p) => validate_static(p, known, static_nodes, cx),
         RawProviderBody::Aws(p) => validate_aws(p, known, cx),
         RawProviderBody::Kubernetes(p) => validate_kubernetes(p, known, cx),
@@ -562,7 +760,18 @@ fn validate_provider(
         RawProviderBody::Container(p) => validate_container(p, known, cx),
         RawProviderBody::Unknown => {
             if let Some(driver) = &raw.driver {
-                let mut message = format!("unknown driver `{}`; known drivers: {}", driver.value, DRIVER_NAMES.join(", "));
+                if NODEPOOL_ONLY_DRIVERS.contains(&driver.as_str()) {
+                    cx.error(
+                        &driver.at,
+                        format!("driver `{}` is a Nodepool driver this implementation does not support; supported drivers: {}", driver.value, DRIVER_NAMES.join(", ")),
+                    );
+                    return None;
+                }
+                let mut message = format!(
+                    "unknown driver `{}`; known drivers: {}",
+                    driver.value,
+                    DRIVER_NAMES.join(", ")
+                );
                 if let Some(hint) = did_you_mean(&driver.value, DRIVER_NAMES) {
                     message.push_str(&format!("; did you mean `{hint}`?"));
                 }
@@ -572,6 +781,18 @@ fn validate_provider(
         }
     }
 }
+
+/// Drivers of Python Nodepool 11 that this implementation does not provide.
+const NODEPOOL_ONLY_DRIVERS: &[&str] = &[
+    "azure",
+    "example",
+    "gce",
+    "ibmvpc",
+    "metastatic",
+    "openshift",
+    "openshiftpods",
+    "test",
+];
 
 fn pool_priority(pool: &Option<Sp<i64>>, provider: Option<i64>) -> i64 {
     int(pool).or(provider).unwrap_or(DEFAULT_PRIORITY)
@@ -591,25 +812,45 @@ fn limit(out: &mut ResourceLimits, key: &str, field: &Option<Sp<i64>>, cx: &mut 
     }
 }
 
+/// The images a pool label of one provider may use.
+struct ImageScope<'s> {
+    provider: &'s str,
+    diskimages: &'s BTreeMap<String, ProviderDiskImage>,
+    cloud_images: &'s BTreeMap<String, CloudImage>,
+    known: &'s KnownNames,
+}
+
 /// Checks a pool label's image reference against the provider's images.
 fn label_image(
     cx: &mut Collector,
+    scope: &ImageScope,
     label_at: &At,
     label_name: &str,
-    provider: &str,
     diskimage: &Option<Sp<String>>,
     cloud_image: &Option<Sp<String>>,
-    provider_diskimages: &BTreeMap<String, ProviderDiskImage>,
-    provider_cloud_images: &BTreeMap<String, CloudImage>,
-    known: &KnownNames,
 ) -> LabelImage {
+    let ImageScope {
+        provider,
+        diskimages: provider_diskimages,
+        cloud_images: provider_cloud_images,
+        known,
+    } = *scope;
     match (diskimage, cloud_image) {
         (Some(d), Some(c)) => {
-            cx.error(&c.at, format!("label `{label_name}` sets both `diskimage` (`{}`) and `cloud-image`; use one", d.value));
+            cx.error(
+                &c.at,
+                format!(
+                    "label `{label_name}` sets both `diskimage` (`{}`) and `cloud-image`; use one",
+                    d.value
+                ),
+            );
             LabelImage::None
         }
         (None, None) => {
-            cx.error(label_at, format!("label `{label_name}` needs either `diskimage` or `cloud-image`"));
+            cx.error(
+                label_at,
+                format!("label `{label_name}` needs either `diskimage` or `cloud-image`"),
+            );
             LabelImage::None
         }
         (Some(d), None) => {
@@ -622,7 +863,8 @@ fn label_image(
                 }
                 known.check_diskimage(cx, d, provider);
             } else {
-                let known_names: Vec<&str> = known.all_diskimages.keys().map(String::as_str).collect();
+                let known_names: Vec<&str> =
+                    known.all_diskimages.keys().map(String::as_str).collect();
                 let mut message = format!(
                     "label `{label_name}` in provider `{provider}` uses diskimage `{}`, which is not defined in the top-level diskimages",
                     d.value
@@ -636,7 +878,8 @@ fn label_image(
         }
         (None, Some(c)) => {
             if !provider_cloud_images.contains_key(c.as_str()) {
-                let known_names: Vec<&str> = provider_cloud_images.keys().map(String::as_str).collect();
+                let known_names: Vec<&str> =
+                    provider_cloud_images.keys().map(String::as_str).collect();
                 let mut message = format!(
                     "cloud-image `{}` does not exist in provider `{provider}` but is referenced in label `{label_name}`",
                     c.value
@@ -651,9 +894,22 @@ fn label_image(
     }
 }
 
-fn check_pools_unique<'p, P: 'p>(cx: &mut Collector, pools: impl Iterator<Item = &'p P>, name: impl Fn(&P) -> &Option<Sp<String>>) {
+fn check_pools_unique<'p, P: 'p>(
+    cx: &mut Collector,
+    pools: impl Iterator<Item = &'p P>,
+    name: impl Fn(&P) -> &Option<Sp<String>>,
+) {
     let names: Vec<&Sp<String>> = pools.filter_map(|p| name(p).as_ref()).collect();
     check_unique(cx, names.into_iter(), "pool");
+}
+
+/// The keys every image-managing driver's provider diskimage entries have.
+struct ProviderImageKeys<'r> {
+    at: &'r At,
+    name: &'r Option<Sp<String>>,
+    pause: &'r Option<Sp<bool>>,
+    connection_type: &'r Option<Sp<String>>,
+    connection_port: &'r Option<Sp<i64>>,
 }
 
 /// Provider diskimage entries common to every image-managing driver.
@@ -661,12 +917,15 @@ fn provider_diskimage(
     cx: &mut Collector,
     known: &KnownNames,
     provider: &str,
-    at: &At,
-    name: &Option<Sp<String>>,
-    pause: &Option<Sp<bool>>,
-    connection_type: &Option<Sp<String>>,
-    connection_port_field: &Option<Sp<i64>>,
+    keys: ProviderImageKeys,
 ) -> Option<ProviderDiskImage> {
+    let ProviderImageKeys {
+        at,
+        name,
+        pause,
+        connection_type,
+        connection_port: connection_port_field,
+    } = keys;
     let name = required(cx, name, at, "name")?;
     known.check_diskimage(cx, name, provider);
     let connection_type = string(connection_type).unwrap_or_else(|| "ssh".into());
@@ -685,7 +944,11 @@ fn provider_diskimage(
     })
 }
 
-fn collect_unique<T>(cx: &mut Collector, items: Vec<(Sp<String>, T)>, what: &str) -> BTreeMap<String, T> {
+fn collect_unique<T>(
+    cx: &mut Collector,
+    items: Vec<(Sp<String>, T)>,
+    what: &str,
+) -> BTreeMap<String, T> {
     check_unique(cx, items.iter().map(|(n, _)| n), what);
     let mut out = BTreeMap::new();
     for (name, item) in items {
@@ -694,13 +957,20 @@ fn collect_unique<T>(cx: &mut Collector, items: Vec<(Sp<String>, T)>, what: &str
     out
 }
 
-fn validate_openstack(p: &RawOpenStackProvider, fake: bool, known: &KnownNames, cx: &mut Collector) -> Option<Provider> {
+fn validate_openstack(
+    p: &RawOpenStackProvider,
+    fake: bool,
+    known: &KnownNames,
+    cx: &mut Collector,
+) -> Option<Provider> {
     let common = common(cx, &p.at, &p.name, &p.max_concurrency, &p.priority)?;
     let name = common.name.clone();
     let cloud = if fake {
         string(&p.cloud).unwrap_or_else(|| "fake".into())
     } else {
-        required(cx, &p.cloud, &p.at, "cloud").map(|c| c.value.clone()).unwrap_or_default()
+        required(cx, &p.cloud, &p.at, "cloud")
+            .map(|c| c.value.clone())
+            .unwrap_or_default()
     };
     let fake_cloud = if fake {
         let quota = p.fake_quota.as_ref();
@@ -716,14 +986,31 @@ fn validate_openstack(p: &RawOpenStackProvider, fake: bool, known: &KnownNames, 
                     delete_failures: non_negative(cx, &f.delete_failures, 0),
                     api_errors: non_negative(cx, &f.api_errors, 0),
                     upload_failures: non_negative(cx, &f.upload_failures, 0),
-                    create_delay: f.create_delay.as_ref().map(|d| d.value.max(0.0)).unwrap_or(0.0),
-                    delete_delay: f.delete_delay.as_ref().map(|d| d.value.max(0.0)).unwrap_or(0.0),
+                    create_delay: f
+                        .create_delay
+                        .as_ref()
+                        .map(|d| d.value.max(0.0))
+                        .unwrap_or(0.0),
+                    delete_delay: f
+                        .delete_delay
+                        .as_ref()
+                        .map(|d| d.value.max(0.0))
+                        .unwrap_or(0.0),
                 })
                 .unwrap_or_default(),
         })
     } else {
-        for field in [p.fake_quota.as_ref().map(|q| &q.at), p.fake_faults.as_ref().map(|f| &f.at)].into_iter().flatten() {
-            cx.error(field, "only providers of the fake driver take `fake-quota` and `fake-faults`");
+        for field in [
+            p.fake_quota.as_ref().map(|q| &q.at),
+            p.fake_faults.as_ref().map(|f| &f.at),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            cx.error(
+                field,
+                "only providers of the fake driver take `fake-quota` and `fake-faults`",
+            );
         }
         None
     };
@@ -740,7 +1027,18 @@ fn validate_openstack(p: &RawOpenStackProvider, fake: bool, known: &KnownNames, 
         .iter()
         .flat_map(|d| d.value.iter())
         .filter_map(|d| {
-            let mut image = provider_diskimage(cx, known, &name, &d.at, &d.name, &d.pause, &d.connection_type, &d.connection_port)?;
+            let mut image = provider_diskimage(
+                cx,
+                known,
+                &name,
+                ProviderImageKeys {
+                    at: &d.at,
+                    name: &d.name,
+                    pause: &d.pause,
+                    connection_type: &d.connection_type,
+                    connection_port: &d.connection_port,
+                },
+            )?;
             image.config_drive = d.config_drive.as_ref().map(|v| v.value);
             image.meta = free_map(&d.meta);
             Some((d.name.clone()?, image))
@@ -784,18 +1082,45 @@ fn validate_openstack(p: &RawOpenStackProvider, fake: bool, known: &KnownNames, 
     check_pools_unique(cx, raw_pools.iter().copied(), |p| &p.name);
     let mut pools = Vec::new();
     for pool in raw_pools {
-        let Some(pool_name) = required(cx, &pool.name, &pool.at, "name") else { continue };
+        let Some(pool_name) = required(cx, &pool.name, &pool.at, "name") else {
+            continue;
+        };
         let host_key_checking = flag(&pool.host_key_checking, true);
         let networks = strings(&pool.networks);
-        let raw_labels: Vec<&RawOpenStackLabel> = pool.labels.iter().flat_map(|l| l.value.iter()).collect();
-        check_unique(cx, raw_labels.iter().filter_map(|l| l.name.as_ref()), "pool label");
+        let raw_labels: Vec<&RawOpenStackLabel> =
+            pool.labels.iter().flat_map(|l| l.value.iter()).collect();
+        check_unique(
+            cx,
+            raw_labels.iter().filter_map(|l| l.name.as_ref()),
+            "pool label",
+        );
         let mut labels = BTreeMap::new();
         for label in raw_labels {
-            let Some(label_name) = required(cx, &label.name, &label.at, "name") else { continue };
+            let Some(label_name) = required(cx, &label.name, &label.at, "name") else {
+                continue;
+            };
             known.check_label(cx, label_name, &name);
-            let image = label_image(cx, &label.at, label_name, &name, &label.diskimage, &label.cloud_image, &diskimages, &cloud_images, known);
+            let image = label_image(
+                cx,
+                &ImageScope {
+                    provider: &name,
+                    diskimages: &diskimages,
+                    cloud_images: &cloud_images,
+                    known,
+                },
+                &label.at,
+                label_name,
+                &label.diskimage,
+                &label.cloud_image,
+            );
             if label.min_ram.is_none() && label.flavor_name.is_none() {
-                cx.error(&label.at, format!("label `{}` needs `min-ram` or `flavor-name` to choose a flavor", label_name.value));
+                cx.error(
+                    &label.at,
+                    format!(
+                        "label `{}` needs `min-ram` or `flavor-name` to choose a flavor",
+                        label_name.value
+                    ),
+                );
             }
             let settings = OpenStackLabel {
                 min_ram: int(&label.min_ram),
@@ -807,7 +1132,11 @@ fn validate_openstack(p: &RawOpenStackProvider, fake: bool, known: &KnownNames, 
                 instance_properties: free_map(&label.instance_properties),
                 dynamic_instance_properties: str_map(&label.dynamic_instance_properties),
                 userdata: string(&label.userdata),
-                networks: label.networks.as_ref().map(|n| n.value.clone()).unwrap_or_else(|| networks.clone()),
+                networks: label
+                    .networks
+                    .as_ref()
+                    .map(|n| n.value.clone())
+                    .unwrap_or_else(|| networks.clone()),
                 host_key_checking: flag(&label.host_key_checking, host_key_checking),
             };
             labels.entry(label_name.value.clone()).or_insert(PoolLabel {
@@ -847,7 +1176,8 @@ fn validate_openstack(p: &RawOpenStackProvider, fake: bool, known: &KnownNames, 
         launch_timeout: positive(cx, &p.launch_timeout, 3600),
         launch_retries: positive(cx, &p.launch_retries, 3) as u32,
         image_upload_timeout: positive(cx, &p.image_upload_timeout, 3600),
-        image_name_format: string(&p.image_name_format).unwrap_or_else(|| "{image_name}-{timestamp}".into()),
+        image_name_format: string(&p.image_name_format)
+            .unwrap_or_else(|| "{image_name}-{timestamp}".into()),
         clean_floating_ips: flag(&p.clean_floating_ips, false),
         port_cleanup_interval: non_negative(cx, &p.port_cleanup_interval, 600),
         post_upload_hook: string(&p.post_upload_hook).map(PathBuf::from),
@@ -858,7 +1188,11 @@ fn validate_openstack(p: &RawOpenStackProvider, fake: bool, known: &KnownNames, 
     }
     Some(Provider {
         name,
-        driver: if fake { DriverKind::Fake } else { DriverKind::OpenStack },
+        driver: if fake {
+            DriverKind::Fake
+        } else {
+            DriverKind::OpenStack
+        },
         max_concurrency: common.max_concurrency,
         priority: common.priority,
         pools,
@@ -905,14 +1239,18 @@ fn validate_static(
     check_pools_unique(cx, raw_pools.iter().copied(), |p| &p.name);
     let mut pools = Vec::new();
     for pool in raw_pools {
-        let Some(pool_name) = required(cx, &pool.name, &pool.at, "name") else { continue };
+        let Some(pool_name) = required(cx, &pool.name, &pool.at, "name") else {
+            continue;
+        };
         let mut nodes = Vec::new();
         let mut labels = BTreeMap::new();
         for node in pool.nodes.iter().flat_map(|n| n.value.iter()) {
             let host = required(cx, &node.name, &node.at, "name");
             let node_labels = required(cx, &node.labels, &node.at, "labels");
-            let (Some(host), Some(node_labels)) = (host, node_labels) else { continue };
-            let label_names: Vec<String> = match &node_labels.value {
+            let (Some(host), Some(node_labels)) = (host, node_labels) else {
+                continue;
+            };
+            let label_names: Vec<Sp<String>> = match &node_labels.value {
                 OneOrMany::One(s) => {
                     let split: Vec<String> = s.split_whitespace().map(String::from).collect();
                     if split.len() > 1 {
@@ -922,15 +1260,30 @@ fn validate_static(
                         );
                     }
                     split
+                        .into_iter()
+                        .map(|value| Sp {
+                            value,
+                            at: node_labels.at.clone(),
+                        })
+                        .collect()
                 }
                 OneOrMany::Many(v) => v.clone(),
             };
             for label in &label_names {
-                known.check_label(cx, &Sp { value: label.clone(), at: node_labels.at.clone() }, &common.name);
-                labels.entry(label.clone()).or_insert(PoolLabel { name: label.clone(), image: LabelImage::None, settings: LabelSettings::Static });
+                known.check_label(cx, label, &common.name);
+                labels.entry(label.value.clone()).or_insert(PoolLabel {
+                    name: label.value.clone(),
+                    image: LabelImage::None,
+                    settings: LabelSettings::Static,
+                });
             }
+            let label_names: Vec<String> = label_names.into_iter().map(|l| l.value).collect();
             let connection_type = string(&node.connection_type).unwrap_or_else(|| "ssh".into());
-            let port_field = if node.connection_port.is_some() { &node.connection_port } else { &node.ssh_port };
+            let port_field = if node.connection_port.is_some() {
+                &node.connection_port
+            } else {
+                &node.ssh_port
+            };
             let connection_port = port(cx, port_field, 22);
             let username = string(&node.username).unwrap_or_else(|| "zuul".into());
             let identity = (host.value.clone(), username.clone(), connection_port);
@@ -950,7 +1303,7 @@ fn validate_static(
                 None => Vec::new(),
                 Some(k) => match &k.value {
                     OneOrMany::One(s) => vec![s.clone()],
-                    OneOrMany::Many(v) => v.clone(),
+                    OneOrMany::Many(v) => v.iter().map(|k| k.value.clone()).collect(),
                 },
             };
             nodes.push(StaticNode {
@@ -993,15 +1346,22 @@ fn validate_static(
 fn validate_aws(p: &RawAwsProvider, known: &KnownNames, cx: &mut Collector) -> Option<Provider> {
     let common = common(cx, &p.at, &p.name, &p.max_concurrency, &p.priority)?;
     let name = common.name.clone();
-    let region_name = required(cx, &p.region_name, &p.at, "region-name").map(|r| r.value.clone()).unwrap_or_default();
+    let region_name = required(cx, &p.region_name, &p.at, "region-name")
+        .map(|r| r.value.clone())
+        .unwrap_or_default();
     required(cx, &p.pools, &p.at, "pools");
-    let image_type = one_of(cx, &p.image_format, &["ova", "vhd", "vhdx", "vmdk", "raw"], "raw");
+    let image_type = one_of(
+        cx,
+        &p.image_format,
+        &["ova", "vhd", "vhdx", "vmdk", "raw"],
+        "raw",
+    );
     let diskimages = p
         .diskimages
         .iter()
         .flat_map(|d| d.value.iter())
         .filter_map(|d| {
-            let mut image = provider_diskimage(cx, known, &name, &d.at, &d.name, &d.pause, &d.connection_type, &d.connection_port)?;
+            let mut image = provider_diskimage(cx, known, &name, ProviderImageKeys { at: &d.at, name: &d.name, pause: &d.pause, connection_type: &d.connection_type, connection_port: &d.connection_port })?;
             image.username = string(&d.username);
             image.python_path = string(&d.python_path).unwrap_or_else(|| "auto".into());
             image.shell_type = string(&d.shell_type);
@@ -1035,26 +1395,34 @@ fn validate_aws(p: &RawAwsProvider, known: &KnownNames, cx: &mut Collector) -> O
             let image_name = required(cx, &c.name, &c.at, "name")?;
             let username = required(cx, &c.username, &c.at, "username").map(|u| u.value.clone());
             let source = match (&c.image_id, &c.image_filters) {
-                (Some(_), Some(f)) => {
+                (Some(id), Some(f)) => {
                     cx.error(&f.at, "use either `image-id` or `image-filters`, not both");
-                    None
+                    CloudImageSource::Id(id.value.clone())
                 }
-                (Some(id), None) => Some(CloudImageSource::Id(id.value.clone())),
+                (Some(id), None) => CloudImageSource::Id(id.value.clone()),
                 (None, Some(filters)) => {
                     let mut out = Vec::new();
                     for filter in filters.iter() {
                         let name = filter.name.as_ref().or(filter.name_capitalized.as_ref());
-                        let values = filter.values.as_ref().or(filter.values_capitalized.as_ref());
+                        let values = filter
+                            .values
+                            .as_ref()
+                            .or(filter.values_capitalized.as_ref());
                         match (name, values) {
                             (Some(n), Some(v)) => out.push((n.value.clone(), v.value.clone())),
                             _ => cx.error(&filter.at, "an image filter needs `name` and `values`"),
                         }
                     }
-                    Some(CloudImageSource::Filters(out))
+                    CloudImageSource::Filters(out)
                 }
                 (None, None) => {
-                    cx.error(&c.at, "provide either \"image-filters\", or \"image-id\" keys");
-                    None
+                    cx.error(
+                        &c.at,
+                        "provide either \"image-filters\", or \"image-id\" keys",
+                    );
+                    // Kept (the configuration is rejected anyway) so labels using it are not
+                    // also told it does not exist.
+                    CloudImageSource::Filters(Vec::new())
                 }
             };
             let connection_type = string(&c.connection_type).unwrap_or_else(|| "ssh".into());
@@ -1063,7 +1431,7 @@ fn validate_aws(p: &RawAwsProvider, known: &KnownNames, cx: &mut Collector) -> O
                 image_name.clone(),
                 CloudImage {
                     name: image_name.value.clone(),
-                    source: source?,
+                    source,
                     username,
                     python_path: string(&c.python_path).unwrap_or_else(|| "auto".into()),
                     shell_type: string(&c.shell_type),
@@ -1089,18 +1457,41 @@ fn validate_aws(p: &RawAwsProvider, known: &KnownNames, cx: &mut Collector) -> O
     check_pools_unique(cx, raw_pools.iter().copied(), |p| &p.name);
     let mut pools = Vec::new();
     for pool in raw_pools {
-        let Some(pool_name) = required(cx, &pool.name, &pool.at, "name") else { continue };
+        let Some(pool_name) = required(cx, &pool.name, &pool.at, "name") else {
+            continue;
+        };
         required(cx, &pool.labels, &pool.at, "labels");
         let host_key_checking = flag(&pool.host_key_checking, provider_hkc);
         let availability_zone = string(&pool.availability_zone);
-        let raw_labels: Vec<&RawAwsLabel> = pool.labels.iter().flat_map(|l| l.value.iter()).collect();
-        check_unique(cx, raw_labels.iter().filter_map(|l| l.name.as_ref()), "pool label");
+        let raw_labels: Vec<&RawAwsLabel> =
+            pool.labels.iter().flat_map(|l| l.value.iter()).collect();
+        check_unique(
+            cx,
+            raw_labels.iter().filter_map(|l| l.name.as_ref()),
+            "pool label",
+        );
         let mut labels = BTreeMap::new();
         for label in raw_labels {
-            let Some(label_name) = required(cx, &label.name, &label.at, "name") else { continue };
+            let Some(label_name) = required(cx, &label.name, &label.at, "name") else {
+                continue;
+            };
             known.check_label(cx, label_name, &name);
-            let image = label_image(cx, &label.at, label_name, &name, &label.diskimage, &label.cloud_image, &diskimages, &cloud_images, known);
-            let key_name = required(cx, &label.key_name, &label.at, "key-name").map(|k| k.value.clone()).unwrap_or_default();
+            let image = label_image(
+                cx,
+                &ImageScope {
+                    provider: &name,
+                    diskimages: &diskimages,
+                    cloud_images: &cloud_images,
+                    known,
+                },
+                &label.at,
+                label_name,
+                &label.diskimage,
+                &label.cloud_image,
+            );
+            let key_name = required(cx, &label.key_name, &label.at, "key-name")
+                .map(|k| k.value.clone())
+                .unwrap_or_default();
             let instance = match (&label.instance_type, &label.fleet) {
                 (Some(_), Some(f)) => {
                     cx.error(&f.at, "use either `instance-type` or `fleet`, not both");
@@ -1108,40 +1499,72 @@ fn validate_aws(p: &RawAwsProvider, known: &KnownNames, cx: &mut Collector) -> O
                 }
                 (Some(t), None) => Some(AwsInstance::Type(t.value.clone())),
                 (None, Some(f)) => {
-                    let types = required(cx, &f.instance_types, &f.at, "instance-types").map(|t| t.value.clone());
+                    let types = required(cx, &f.instance_types, &f.at, "instance-types")
+                        .map(|t| t.value.clone());
                     required(cx, &f.allocation_strategy, &f.at, "allocation-strategy");
                     let strategy = one_of(
                         cx,
                         &f.allocation_strategy,
-                        &["prioritized", "price-capacity-optimized", "capacity-optimized", "diversified", "lowest-price"],
+                        &[
+                            "prioritized",
+                            "price-capacity-optimized",
+                            "capacity-optimized",
+                            "diversified",
+                            "lowest-price",
+                        ],
                         "prioritized",
                     );
-                    types.map(|instance_types| AwsInstance::Fleet { instance_types, allocation_strategy: strategy })
+                    types.map(|instance_types| AwsInstance::Fleet {
+                        instance_types,
+                        allocation_strategy: strategy,
+                    })
                 }
                 (None, None) => {
-                    cx.error(&label.at, format!("label `{}` needs `instance-type` or `fleet`", label_name.value));
+                    cx.error(
+                        &label.at,
+                        format!(
+                            "label `{}` needs `instance-type` or `fleet`",
+                            label_name.value
+                        ),
+                    );
                     None
                 }
             };
             let use_spot = flag(&label.use_spot, false);
             let dedicated_host = flag(&label.dedicated_host, false);
-            if dedicated_host {
-                if use_spot {
-                    cx.error(&label.at, "spot instances can not be used on dedicated hosts");
+            if let Some(dedicated) = label.dedicated_host.as_ref().filter(|d| d.value) {
+                if let Some(spot) = label.use_spot.as_ref().filter(|s| s.value) {
+                    cx.error(
+                        &spot.at,
+                        "spot instances can not be used on dedicated hosts",
+                    );
                 }
                 if availability_zone.is_none() {
-                    cx.error(&label.at, "dedicated hosts need the pool's `availability-zone`");
+                    cx.error(
+                        &dedicated.at,
+                        "dedicated hosts need the pool's `availability-zone`",
+                    );
                 }
             }
-            let iam_instance_profile = label.iam_instance_profile.as_ref().and_then(|iam| match (&iam.name, &iam.arn) {
-                (Some(n), None) => Some(AwsIamProfile::Name(n.value.clone())),
-                (None, Some(a)) => Some(AwsIamProfile::Arn(a.value.clone())),
-                _ => {
-                    cx.error(&iam.at, "iam-instance-profile needs exactly one of `name` and `arn`");
-                    None
-                }
-            });
-            let imdsv2 = label.imdsv2.as_ref().map(|_| one_of(cx, &label.imdsv2, &["required", "optional"], "optional"));
+            let iam_instance_profile =
+                label
+                    .iam_instance_profile
+                    .as_ref()
+                    .and_then(|iam| match (&iam.name, &iam.arn) {
+                        (Some(n), None) => Some(AwsIamProfile::Name(n.value.clone())),
+                        (None, Some(a)) => Some(AwsIamProfile::Arn(a.value.clone())),
+                        _ => {
+                            cx.error(
+                                &iam.at,
+                                "iam-instance-profile needs exactly one of `name` and `arn`",
+                            );
+                            None
+                        }
+                    });
+            let imdsv2 = label
+                .imdsv2
+                .as_ref()
+                .map(|_| one_of(cx, &label.imdsv2, &["required", "optional"], "optional"));
             let Some(instance) = instance else { continue };
             labels.entry(label_name.value.clone()).or_insert(PoolLabel {
                 name: label_name.value.clone(),
@@ -1195,7 +1618,13 @@ fn validate_aws(p: &RawAwsProvider, known: &KnownNames, cx: &mut Collector) -> O
         None => 2.0,
         Some(r) if r.value > 0.0 => r.value,
         Some(r) => {
-            cx.error(&r.at, format!("rate (requests per second) must be greater than 0, found {}", r.value));
+            cx.error(
+                &r.at,
+                format!(
+                    "rate (requests per second) must be greater than 0, found {}",
+                    r.value
+                ),
+            );
             2.0
         }
     };
@@ -1215,15 +1644,24 @@ fn validate_aws(p: &RawAwsProvider, known: &KnownNames, cx: &mut Collector) -> O
             boot_timeout: positive(cx, &p.boot_timeout, 180),
             launch_timeout: positive(cx, &p.launch_timeout, 3600),
             launch_retries: positive(cx, &p.launch_retries, 3) as u32,
-            image_import_timeout: p.image_import_timeout.as_ref().map(|_| positive(cx, &p.image_import_timeout, 0)),
-            object_storage_bucket: p.object_storage.as_ref().and_then(|o| required(cx, &o.bucket_name, &o.at, "bucket-name").map(|b| b.value.clone())),
+            image_import_timeout: p
+                .image_import_timeout
+                .as_ref()
+                .map(|_| positive(cx, &p.image_import_timeout, 0)),
+            object_storage_bucket: p.object_storage.as_ref().and_then(|o| {
+                required(cx, &o.bucket_name, &o.at, "bucket-name").map(|b| b.value.clone())
+            }),
             post_upload_hook: string(&p.post_upload_hook).map(PathBuf::from),
             endpoint_url: string(&p.endpoint_url),
         }),
     })
 }
 
-fn validate_kubernetes(p: &RawKubernetesProvider, known: &KnownNames, cx: &mut Collector) -> Option<Provider> {
+fn validate_kubernetes(
+    p: &RawKubernetesProvider,
+    known: &KnownNames,
+    cx: &mut Collector,
+) -> Option<Provider> {
     let common = common(cx, &p.at, &p.name, &p.max_concurrency, &p.priority)?;
     let name = common.name.clone();
     required(cx, &p.pools, &p.at, "pools");
@@ -1240,15 +1678,28 @@ fn validate_kubernetes(p: &RawKubernetesProvider, known: &KnownNames, cx: &mut C
     check_pools_unique(cx, raw_pools.iter().copied(), |p| &p.name);
     let mut pools = Vec::new();
     for pool in raw_pools {
-        let Some(pool_name) = required(cx, &pool.name, &pool.at, "name") else { continue };
+        let Some(pool_name) = required(cx, &pool.name, &pool.at, "name") else {
+            continue;
+        };
         required(cx, &pool.labels, &pool.at, "labels");
-        let raw_labels: Vec<&RawKubernetesLabel> = pool.labels.iter().flat_map(|l| l.value.iter()).collect();
-        check_unique(cx, raw_labels.iter().filter_map(|l| l.name.as_ref()), "pool label");
+        let raw_labels: Vec<&RawKubernetesLabel> =
+            pool.labels.iter().flat_map(|l| l.value.iter()).collect();
+        check_unique(
+            cx,
+            raw_labels.iter().filter_map(|l| l.name.as_ref()),
+            "pool label",
+        );
         let mut labels = BTreeMap::new();
         for label in raw_labels {
-            let Some(label_name) = required(cx, &label.name, &label.at, "name") else { continue };
+            let Some(label_name) = required(cx, &label.name, &label.at, "name") else {
+                continue;
+            };
             known.check_label(cx, label_name, &name);
-            let kind = required(cx, &label.type_, &label.at, "type").map(|_| one_of(cx, &label.type_, &["namespace", "pod"], "pod"));
+            let kind = required(cx, &label.type_, &label.at, "type").and_then(|t| {
+                let valid = ["namespace", "pod"].contains(&t.as_str());
+                let kind = one_of(cx, &label.type_, &["namespace", "pod"], "pod");
+                valid.then_some(kind)
+            });
             let spec = label.spec.as_ref().map(|s| s.value.0.clone());
             if spec.is_some() {
                 let nodepool_built = [
@@ -1263,7 +1714,13 @@ fn validate_kubernetes(p: &RawKubernetesProvider, known: &KnownNames, cx: &mut C
                     cx.error(at, "a label with a pod `spec` takes only `labels`, `dynamic-labels` and `annotations` besides it");
                 }
             } else if kind.as_deref() == Some("pod") && label.image.is_none() {
-                cx.error(&label.at, format!("pod label `{}` needs an `image` (or a `spec`)", label_name.value));
+                cx.error(
+                    &label.at,
+                    format!(
+                        "pod label `{}` needs an `image` (or a `spec`)",
+                        label_name.value
+                    ),
+                );
             }
             let env = label
                 .env
@@ -1278,7 +1735,7 @@ fn validate_kubernetes(p: &RawKubernetesProvider, known: &KnownNames, cx: &mut C
             labels.entry(label_name.value.clone()).or_insert(PoolLabel {
                 name: label_name.value.clone(),
                 image: LabelImage::None,
-                settings: LabelSettings::Kubernetes(KubernetesLabel {
+                settings: LabelSettings::Kubernetes(Box::new(KubernetesLabel {
                     kind: kind.unwrap_or_else(|| "pod".into()),
                     image: string(&label.image),
                     image_pull: string(&label.image_pull).unwrap_or_else(|| "IfNotPresent".into()),
@@ -1288,16 +1745,26 @@ fn validate_kubernetes(p: &RawKubernetesProvider, known: &KnownNames, cx: &mut C
                     memory: int(&label.memory).or(int(&pool.default_label_memory)),
                     storage: int(&label.storage).or(int(&pool.default_label_storage)),
                     cpu_limit: int(&label.cpu_limit).or(int(&pool.default_label_cpu_limit)),
-                    memory_limit: int(&label.memory_limit).or(int(&pool.default_label_memory_limit)),
-                    storage_limit: int(&label.storage_limit).or(int(&pool.default_label_storage_limit)),
+                    memory_limit: int(&label.memory_limit)
+                        .or(int(&pool.default_label_memory_limit)),
+                    storage_limit: int(&label.storage_limit)
+                        .or(int(&pool.default_label_storage_limit)),
                     gpu: label.gpu.as_ref().map(|g| g.value),
                     gpu_resource: string(&label.gpu_resource),
                     env,
                     node_selector: label.node_selector.as_ref().map(|n| n.value.0.clone()),
                     privileged: label.privileged.as_ref().map(|p| p.value),
                     scheduler_name: string(&label.scheduler_name),
-                    volumes: label.volumes.as_ref().map(|v| v.value.0.clone()).unwrap_or_default(),
-                    volume_mounts: label.volume_mounts.as_ref().map(|v| v.value.0.clone()).unwrap_or_default(),
+                    volumes: label
+                        .volumes
+                        .as_ref()
+                        .map(|v| v.value.0.clone())
+                        .unwrap_or_default(),
+                    volume_mounts: label
+                        .volume_mounts
+                        .as_ref()
+                        .map(|v| v.value.0.clone())
+                        .unwrap_or_default(),
                     labels: free_map(&label.labels),
                     dynamic_labels: str_map(&label.dynamic_labels),
                     annotations: free_map(&label.annotations),
@@ -1307,7 +1774,7 @@ fn validate_kubernetes(p: &RawKubernetesProvider, known: &KnownNames, cx: &mut C
                         extra
                     },
                     spec,
-                }),
+                })),
             });
         }
         let mut max_resources = provider_limits.clone();
@@ -1350,19 +1817,42 @@ fn validate_kubernetes(p: &RawKubernetesProvider, known: &KnownNames, cx: &mut C
     })
 }
 
-fn local_diskimages(cx: &mut Collector, known: &KnownNames, provider: &str, images: &Option<Sp<Vec<RawLocalDiskImage>>>) -> BTreeMap<String, ProviderDiskImage> {
+fn local_diskimages(
+    cx: &mut Collector,
+    known: &KnownNames,
+    provider: &str,
+    images: &Option<Sp<Vec<RawLocalDiskImage>>>,
+) -> BTreeMap<String, ProviderDiskImage> {
     let list = images
         .iter()
         .flat_map(|d| d.value.iter())
         .filter_map(|d| {
-            let image = provider_diskimage(cx, known, provider, &d.at, &d.name, &d.pause, &d.connection_type, &d.connection_port)?;
+            let image = provider_diskimage(
+                cx,
+                known,
+                provider,
+                ProviderImageKeys {
+                    at: &d.at,
+                    name: &d.name,
+                    pause: &d.pause,
+                    connection_type: &d.connection_type,
+                    connection_port: &d.connection_port,
+                },
+            )?;
             Some((d.name.clone()?, image))
         })
         .collect();
     collect_unique(cx, list, "diskimage")
 }
 
-fn local_label(cx: &mut Collector, cores: &Option<Sp<i64>>, ram: &Option<Sp<i64>>, disk_size: &Option<Sp<i64>>, console_log: bool, host_key_checking: bool) -> LocalLabel {
+fn local_label(
+    cx: &mut Collector,
+    cores: &Option<Sp<i64>>,
+    ram: &Option<Sp<i64>>,
+    disk_size: &Option<Sp<i64>>,
+    console_log: bool,
+    host_key_checking: bool,
+) -> LocalLabel {
     LocalLabel {
         cores: u32::try_from(positive(cx, cores, 1)).unwrap_or(u32::MAX),
         ram: positive(cx, ram, 1024),
@@ -1386,14 +1876,18 @@ fn validate_qemu(p: &RawQemuProvider, known: &KnownNames, cx: &mut Collector) ->
         .flat_map(|c| c.value.iter())
         .filter_map(|c| {
             let image_name = required(cx, &c.name, &c.at, "name")?;
-            let path = required(cx, &c.path, &c.at, "path")?;
+            // Without a path the image is still defined (and the configuration rejected), so
+            // labels using it are not also told it does not exist.
+            let path = required(cx, &c.path, &c.at, "path")
+                .map(|p| p.value.clone())
+                .unwrap_or_default();
             let connection_type = string(&c.connection_type).unwrap_or_else(|| "ssh".into());
             let connection_port = connection_port(cx, &c.connection_port, &connection_type);
             Some((
                 image_name.clone(),
                 CloudImage {
                     name: image_name.value.clone(),
-                    source: CloudImageSource::Path(PathBuf::from(&path.value)),
+                    source: CloudImageSource::Path(PathBuf::from(path)),
                     username: string(&c.username),
                     python_path: string(&c.python_path).unwrap_or_else(|| "auto".into()),
                     shell_type: string(&c.shell_type),
@@ -1414,7 +1908,13 @@ fn validate_qemu(p: &RawQemuProvider, known: &KnownNames, cx: &mut Collector) ->
     let ssh_port_range = match &p.ssh_port_range {
         None => (42000, 42999),
         Some(r) => parse_port_range(&r.value).unwrap_or_else(|| {
-            cx.error(&r.at, format!("expected a port range like `42000-42999`, found `{}`", r.value));
+            cx.error(
+                &r.at,
+                format!(
+                    "expected a port range like `42000-42999`, found `{}`",
+                    r.value
+                ),
+            );
             (42000, 42999)
         }),
     };
@@ -1422,17 +1922,49 @@ fn validate_qemu(p: &RawQemuProvider, known: &KnownNames, cx: &mut Collector) ->
     check_pools_unique(cx, raw_pools.iter().copied(), |p| &p.name);
     let mut pools = Vec::new();
     for pool in raw_pools {
-        let Some(pool_name) = required(cx, &pool.name, &pool.at, "name") else { continue };
+        let Some(pool_name) = required(cx, &pool.name, &pool.at, "name") else {
+            continue;
+        };
         let host_key_checking = flag(&pool.host_key_checking, true);
-        let raw_labels: Vec<&RawQemuLabel> = pool.labels.iter().flat_map(|l| l.value.iter()).collect();
-        check_unique(cx, raw_labels.iter().filter_map(|l| l.name.as_ref()), "pool label");
+        let raw_labels: Vec<&RawQemuLabel> =
+            pool.labels.iter().flat_map(|l| l.value.iter()).collect();
+        check_unique(
+            cx,
+            raw_labels.iter().filter_map(|l| l.name.as_ref()),
+            "pool label",
+        );
         let mut labels = BTreeMap::new();
         for label in raw_labels {
-            let Some(label_name) = required(cx, &label.name, &label.at, "name") else { continue };
+            let Some(label_name) = required(cx, &label.name, &label.at, "name") else {
+                continue;
+            };
             known.check_label(cx, label_name, &name);
-            let image = label_image(cx, &label.at, label_name, &name, &label.diskimage, &label.cloud_image, &diskimages, &cloud_images, known);
-            let settings = local_label(cx, &label.cores, &label.ram, &label.disk_size, flag(&label.console_log, true), flag(&label.host_key_checking, host_key_checking));
-            labels.entry(label_name.value.clone()).or_insert(PoolLabel { name: label_name.value.clone(), image, settings: LabelSettings::Qemu(settings) });
+            let image = label_image(
+                cx,
+                &ImageScope {
+                    provider: &name,
+                    diskimages: &diskimages,
+                    cloud_images: &cloud_images,
+                    known,
+                },
+                &label.at,
+                label_name,
+                &label.diskimage,
+                &label.cloud_image,
+            );
+            let settings = local_label(
+                cx,
+                &label.cores,
+                &label.ram,
+                &label.disk_size,
+                flag(&label.console_log, true),
+                flag(&label.host_key_checking, host_key_checking),
+            );
+            labels.entry(label_name.value.clone()).or_insert(PoolLabel {
+                name: label_name.value.clone(),
+                image,
+                settings: LabelSettings::Qemu(settings),
+            });
         }
         let mut max_resources = ResourceLimits::new();
         limit(&mut max_resources, "cores", &pool.max_cores, cx);
@@ -1465,7 +1997,10 @@ fn validate_qemu(p: &RawQemuProvider, known: &KnownNames, cx: &mut Collector) ->
             boot_timeout: positive(cx, &p.boot_timeout, 300),
             launch_timeout: positive(cx, &p.launch_timeout, 600),
             launch_retries: positive(cx, &p.launch_retries, 3) as u32,
-            host_cores: p.host_cores.as_ref().map(|_| positive(cx, &p.host_cores, 1) as u32),
+            host_cores: p
+                .host_cores
+                .as_ref()
+                .map(|_| positive(cx, &p.host_cores, 1) as u32),
             host_ram: p.host_ram.as_ref().map(|_| positive(cx, &p.host_ram, 1)),
             ssh_port_range,
         }),
@@ -1479,7 +2014,11 @@ fn parse_port_range(text: &str) -> Option<(u16, u16)> {
     (low > 0 && low <= high).then_some((low, high))
 }
 
-fn validate_container(p: &RawContainerProvider, known: &KnownNames, cx: &mut Collector) -> Option<Provider> {
+fn validate_container(
+    p: &RawContainerProvider,
+    known: &KnownNames,
+    cx: &mut Collector,
+) -> Option<Provider> {
     let common = common(cx, &p.at, &p.name, &p.max_concurrency, &p.priority)?;
     let name = common.name.clone();
     let diskimages = local_diskimages(cx, known, &name, &p.diskimages);
@@ -1487,24 +2026,71 @@ fn validate_container(p: &RawContainerProvider, known: &KnownNames, cx: &mut Col
     if let Some(s) = &p.subnet
         && !is_ipv4_cidr(&s.value)
     {
-        cx.error(&s.at, format!("expected an IPv4 network like `172.31.240.0/20`, found `{}`", s.value));
+        cx.error(
+            &s.at,
+            format!(
+                "expected an IPv4 network like `172.31.240.0/20`, found `{}`",
+                s.value
+            ),
+        );
     }
     let raw_pools: Vec<&RawContainerPool> = p.pools.iter().flat_map(|v| v.value.iter()).collect();
     check_pools_unique(cx, raw_pools.iter().copied(), |p| &p.name);
     let mut pools = Vec::new();
     let no_cloud_images = BTreeMap::new();
     for pool in raw_pools {
-        let Some(pool_name) = required(cx, &pool.name, &pool.at, "name") else { continue };
+        let Some(pool_name) = required(cx, &pool.name, &pool.at, "name") else {
+            continue;
+        };
         let host_key_checking = flag(&pool.host_key_checking, true);
-        let raw_labels: Vec<&RawContainerLabel> = pool.labels.iter().flat_map(|l| l.value.iter()).collect();
-        check_unique(cx, raw_labels.iter().filter_map(|l| l.name.as_ref()), "pool label");
+        let raw_labels: Vec<&RawContainerLabel> =
+            pool.labels.iter().flat_map(|l| l.value.iter()).collect();
+        check_unique(
+            cx,
+            raw_labels.iter().filter_map(|l| l.name.as_ref()),
+            "pool label",
+        );
         let mut labels = BTreeMap::new();
         for label in raw_labels {
-            let Some(label_name) = required(cx, &label.name, &label.at, "name") else { continue };
+            let Some(label_name) = required(cx, &label.name, &label.at, "name") else {
+                continue;
+            };
             known.check_label(cx, label_name, &name);
-            let image = label_image(cx, &label.at, label_name, &name, &label.diskimage, &None, &diskimages, &no_cloud_images, known);
-            let settings = local_label(cx, &label.cores, &label.ram, &None, false, host_key_checking);
-            labels.entry(label_name.value.clone()).or_insert(PoolLabel { name: label_name.value.clone(), image, settings: LabelSettings::Container(settings) });
+            let image = if label.diskimage.is_none() {
+                // Containers start only from images we build: there is no `cloud-image`.
+                cx.error(
+                    &label.at,
+                    format!("label `{}` needs a `diskimage`", label_name.value),
+                );
+                LabelImage::None
+            } else {
+                label_image(
+                    cx,
+                    &ImageScope {
+                        provider: &name,
+                        diskimages: &diskimages,
+                        cloud_images: &no_cloud_images,
+                        known,
+                    },
+                    &label.at,
+                    label_name,
+                    &label.diskimage,
+                    &None,
+                )
+            };
+            let settings = local_label(
+                cx,
+                &label.cores,
+                &label.ram,
+                &None,
+                false,
+                host_key_checking,
+            );
+            labels.entry(label_name.value.clone()).or_insert(PoolLabel {
+                name: label_name.value.clone(),
+                image,
+                settings: LabelSettings::Container(settings),
+            });
         }
         pools.push(Pool {
             name: pool_name.value.clone(),
@@ -1537,35 +2123,46 @@ fn validate_container(p: &RawContainerProvider, known: &KnownNames, cx: &mut Col
 }
 
 fn is_ipv4_cidr(text: &str) -> bool {
-    let Some((addr, bits)) = text.split_once('/') else { return false };
-    addr.parse::<std::net::Ipv4Addr>().is_ok() && bits.parse::<u8>().is_ok_and(|b| (8..=30).contains(&b))
+    let Some((addr, bits)) = text.split_once('/') else {
+        return false;
+    };
+    addr.parse::<std::net::Ipv4Addr>().is_ok()
+        && bits.parse::<u8>().is_ok_and(|b| (8..=30).contains(&b))
 }
 
 /// Applies the secure file: its ZooKeeper settings replace the main ones, and its diskimage
 /// env-vars merge into the named diskimages.
 pub(crate) fn apply_secure(config: &mut Config, secure: SecureParts, cx: &mut Collector) {
-    if let Some(zookeeper) = secure.zookeeper {
-        match (zookeeper, &mut config.zookeeper) {
-            (Some(mut from_secure), Some(main)) => {
-                if from_secure.servers.is_empty() {
-                    from_secure.servers = main.servers.clone();
-                    from_secure.chroot = main.chroot.clone();
-                }
-                if from_secure.tls.is_none() {
-                    from_secure.tls = main.tls.clone();
-                }
-                from_secure.timeout = main.timeout;
-                *main = from_secure;
-            }
-            (Some(from_secure), None) if !from_secure.servers.is_empty() => config.zookeeper = Some(from_secure),
-            (Some(_), None) => {}
-            (None, _) => {}
-        }
+    // As Nodepool: secure servers replace the main ones, secure TLS replaces the main TLS,
+    // and the timeout is always the main file's.
+    let (main, from_secure) = (secure.main_zookeeper, secure.zookeeper);
+    let (servers, chroot) = if from_secure.servers.is_empty() {
+        (main.servers, main.chroot)
+    } else {
+        (from_secure.servers, from_secure.chroot)
+    };
+    config.zookeeper = ZooKeeperParts {
+        servers,
+        chroot,
+        tls: from_secure.tls.or(main.tls),
+        timeout: main.timeout,
     }
+    .into_zookeeper();
     for (name, env) in secure.diskimage_env {
         match config.diskimages.get_mut(name.as_str()) {
             Some(image) => image.env_vars.extend(env),
-            None => cx.error(&name.at, format!("unknown diskimage `{}`", name.value)),
+            None => {
+                let mut message = format!("unknown diskimage `{}`", name.value);
+                if secure.abstract_diskimages.contains(name.as_str()) {
+                    message.push_str(": it is abstract, so never built; give the env-vars to the images inheriting from it");
+                } else {
+                    let known: Vec<&str> = config.diskimages.keys().map(String::as_str).collect();
+                    if let Some(hint) = did_you_mean(&name.value, &known) {
+                        message.push_str(&format!("; did you mean `{hint}`?"));
+                    }
+                }
+                cx.error(&name.at, message);
+            }
         }
     }
 }

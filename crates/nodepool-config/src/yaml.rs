@@ -22,7 +22,10 @@ pub struct Mark {
 
 impl Mark {
     fn from_marker(marker: Marker) -> Mark {
-        Mark { line: marker.line(), column: marker.col() + 1 }
+        Mark {
+            line: marker.line(),
+            column: marker.col() + 1,
+        }
     }
 }
 
@@ -75,7 +78,10 @@ impl Node {
     /// Looks a key up in a mapping (string keys only).
     pub fn get(&self, key: &str) -> Option<&Node> {
         match &self.value {
-            Value::Map(pairs) => pairs.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v),
+            Value::Map(pairs) => pairs
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v),
             _ => None,
         }
     }
@@ -121,14 +127,33 @@ pub struct Document {
     pub warnings: Vec<YamlProblem>,
 }
 
+/// Collections nested deeper than this are refused. PyYAML's recursive composer gives up at
+/// a few hundred levels too, and every later stage walks the tree recursively.
+pub const MAX_DEPTH: usize = 200;
+
+/// The most values a document may hold once aliases are expanded: aliases are copied, so
+/// a few lines of nested aliases ("billion laughs") could otherwise exhaust memory.
+pub const MAX_NODES: usize = 500_000;
+
 /// Parses one YAML document the way PyYAML's `safe_load` would.
 pub fn parse(text: &str) -> Result<Document, YamlProblem> {
     let mut builder = TreeBuilder::default();
     let mut parser = Parser::new_from_str(text);
-    parser.load(&mut builder, true).map_err(|e| YamlProblem {
-        mark: Mark::from_marker(*e.marker()),
-        message: format!("YAML syntax error: {}", e.info()),
-    })?;
+    // The parser's own `load` recurses once per nesting level (a stack overflow on deeply
+    // nested input); pulling events one at a time keeps the depth under our control.
+    loop {
+        let (event, marker) = parser.next_token().map_err(|e| YamlProblem {
+            mark: Mark::from_marker(*e.marker()),
+            message: format!("YAML syntax error: {}", e.info()),
+        })?;
+        if event == Event::StreamEnd {
+            break;
+        }
+        builder.on_event(event, marker);
+        if builder.error.is_some() {
+            break;
+        }
+    }
     if let Some(problem) = builder.error {
         return Err(problem);
     }
@@ -138,20 +163,53 @@ pub fn parse(text: &str) -> Result<Document, YamlProblem> {
             message: "expected a single YAML document, found several (`---` separators)".into(),
         });
     }
-    Ok(Document { root: builder.root, warnings: builder.warnings })
+    Ok(Document {
+        root: builder.root,
+        warnings: builder.warnings,
+    })
+}
+
+/// How big a finished value is: its number of values and its nesting height.
+#[derive(Debug, Clone, Copy, Default)]
+struct Size {
+    nodes: usize,
+    height: usize,
+}
+
+impl Size {
+    const SCALAR: Size = Size {
+        nodes: 1,
+        height: 0,
+    };
 }
 
 /// A collection being assembled while its events arrive.
 #[derive(Debug)]
-enum Open {
-    Seq { anchor: usize, mark: Mark, items: Vec<Node> },
-    Map { anchor: usize, mark: Mark, entries: Vec<(Node, Node)>, pending_key: Option<Node> },
+struct Open {
+    anchor: usize,
+    mark: Mark,
+    /// Values inside so far, and the tallest of them.
+    size: Size,
+    kind: OpenKind,
+}
+
+#[derive(Debug)]
+enum OpenKind {
+    Seq {
+        items: Vec<Node>,
+    },
+    Map {
+        entries: Vec<(Node, Node)>,
+        pending_key: Option<Node>,
+    },
 }
 
 #[derive(Debug, Default)]
 struct TreeBuilder {
     stack: Vec<Open>,
-    anchors: HashMap<usize, Node>,
+    anchors: HashMap<usize, (Node, Size)>,
+    /// Values created so far, aliases counted as the copies they become.
+    nodes: usize,
     root: Option<Node>,
     documents: usize,
     second_document_mark: Option<Mark>,
@@ -167,14 +225,46 @@ impl TreeBuilder {
         }
     }
 
-    fn push_value(&mut self, node: Node) {
+    /// Accounts for a value about to be added at the current depth; false (after recording
+    /// the problem) when it would make the document too big or too deep.
+    fn admit(&mut self, mark: Mark, size: Size) -> bool {
+        self.nodes = self.nodes.saturating_add(size.nodes);
+        if self.nodes > MAX_NODES {
+            self.fail(
+                mark,
+                format!(
+                    "the document holds more than {MAX_NODES} values once aliases are expanded"
+                ),
+            );
+            return false;
+        }
+        if self.stack.len() + size.height > MAX_DEPTH {
+            self.fail(
+                mark,
+                format!("values are nested more than {MAX_DEPTH} levels deep"),
+            );
+            return false;
+        }
+        true
+    }
+
+    fn push_value(&mut self, node: Node, size: Size) {
         match self.stack.last_mut() {
             None => self.root = Some(node),
-            Some(Open::Seq { items, .. }) => items.push(node),
-            Some(Open::Map { entries, pending_key, .. }) => match pending_key.take() {
-                None => *pending_key = Some(node),
-                Some(key) => entries.push((key, node)),
-            },
+            Some(open) => {
+                open.size.nodes = open.size.nodes.saturating_add(size.nodes);
+                open.size.height = open.size.height.max(size.height + 1);
+                match &mut open.kind {
+                    OpenKind::Seq { items } => items.push(node),
+                    OpenKind::Map {
+                        entries,
+                        pending_key,
+                    } => match pending_key.take() {
+                        None => *pending_key = Some(node),
+                        Some(key) => entries.push((key, node)),
+                    },
+                }
+            }
         }
     }
 
@@ -197,7 +287,10 @@ impl TreeBuilder {
                 result.push((key, value));
             }
         }
-        Node { value: Value::Map(result), mark }
+        Node {
+            value: Value::Map(result),
+            mark,
+        }
     }
 
     /// Applies a `<<` value: a mapping, or a list of mappings where earlier ones win.
@@ -206,13 +299,25 @@ impl TreeBuilder {
             Value::Map(_) => vec![value],
             Value::Seq(items) => items.iter().collect(),
             _ => {
-                self.fail(value.mark, format!("a `<<` merge key needs a mapping or a list of mappings, found {}", value.kind_name()));
+                self.fail(
+                    value.mark,
+                    format!(
+                        "a `<<` merge key needs a mapping or a list of mappings, found {}",
+                        value.kind_name()
+                    ),
+                );
                 return;
             }
         };
         for source in sources {
             let Value::Map(pairs) = &source.value else {
-                self.fail(source.mark, format!("a `<<` merge list may hold only mappings, found {}", source.kind_name()));
+                self.fail(
+                    source.mark,
+                    format!(
+                        "a `<<` merge list may hold only mappings, found {}",
+                        source.kind_name()
+                    ),
+                );
                 return;
             };
             for (key, item) in pairs {
@@ -263,10 +368,19 @@ impl MarkedEventReceiver for TreeBuilder {
                     self.second_document_mark = Some(mark);
                 }
             }
-            Event::Alias(id) => match self.anchors.get(&id) {
-                Some(node) => {
-                    let node = node.clone();
-                    self.push_value(node);
+            Event::Alias(id) => match self.anchors.get(&id).map(|(_, size)| *size) {
+                Some(size) => {
+                    // Checked before copying, so a refused alias costs nothing.
+                    if self.admit(mark, size)
+                        && let Some((node, _)) = self.anchors.get(&id)
+                    {
+                        // The copy is reported where the alias is written.
+                        let node = Node {
+                            mark,
+                            ..node.clone()
+                        };
+                        self.push_value(node, size);
+                    }
                 }
                 None => self.fail(mark, "alias refers to an unknown anchor".into()),
             },
@@ -278,41 +392,91 @@ impl MarkedEventReceiver for TreeBuilder {
                         return;
                     }
                 };
+                if !self.admit(mark, Size::SCALAR) {
+                    return;
+                }
                 let node = Node { value, mark };
                 if anchor != 0 {
-                    self.anchors.insert(anchor, node.clone());
+                    self.anchors.insert(anchor, (node.clone(), Size::SCALAR));
                 }
-                self.push_value(node);
+                self.push_value(node, Size::SCALAR);
             }
             Event::SequenceStart(anchor, _tag) => {
-                self.stack.push(Open::Seq { anchor, mark, items: Vec::new() })
+                if self.admit(
+                    mark,
+                    Size {
+                        nodes: 1,
+                        height: 1,
+                    },
+                ) {
+                    self.stack.push(Open {
+                        anchor,
+                        mark,
+                        size: Size {
+                            nodes: 1,
+                            height: 0,
+                        },
+                        kind: OpenKind::Seq { items: Vec::new() },
+                    })
+                }
             }
-            Event::MappingStart(anchor, _tag) => self.stack.push(Open::Map {
-                anchor,
-                mark,
-                entries: Vec::new(),
-                pending_key: None,
-            }),
+            Event::MappingStart(anchor, _tag) => {
+                if self.admit(
+                    mark,
+                    Size {
+                        nodes: 1,
+                        height: 1,
+                    },
+                ) {
+                    self.stack.push(Open {
+                        anchor,
+                        mark,
+                        size: Size {
+                            nodes: 1,
+                            height: 0,
+                        },
+                        kind: OpenKind::Map {
+                            entries: Vec::new(),
+                            pending_key: None,
+                        },
+                    })
+                }
+            }
             Event::SequenceEnd => {
-                if let Some(Open::Seq { anchor, mark, items }) = self.stack.pop() {
-                    let node = Node { value: Value::Seq(items), mark };
+                if let Some(Open {
+                    anchor,
+                    mark,
+                    size,
+                    kind: OpenKind::Seq { items },
+                }) = self.stack.pop()
+                {
+                    let node = Node {
+                        value: Value::Seq(items),
+                        mark,
+                    };
                     if anchor != 0 {
-                        self.anchors.insert(anchor, node.clone());
+                        self.anchors.insert(anchor, (node.clone(), size));
                     }
-                    self.push_value(node);
+                    self.push_value(node, size);
                 }
             }
             Event::MappingEnd => {
-                if let Some(Open::Map { anchor, mark, entries, .. }) = self.stack.pop() {
+                if let Some(Open {
+                    anchor,
+                    mark,
+                    size,
+                    kind: OpenKind::Map { entries, .. },
+                }) = self.stack.pop()
+                {
                     // A block mapping's start mark is unreliable; its first key is where it
                     // visibly begins.
                     let mark = entries.first().map(|(k, _)| k.mark).unwrap_or(mark);
                     self.check_duplicates(&entries);
                     let node = self.finish_map(mark, entries);
                     if anchor != 0 {
-                        self.anchors.insert(anchor, node.clone());
+                        self.anchors.insert(anchor, (node.clone(), size));
                     }
-                    self.push_value(node);
+                    self.push_value(node, size);
                 }
             }
             Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
@@ -335,12 +499,16 @@ fn resolve_scalar(text: &str, style: TScalarStyle, tag: Option<&Tag>) -> Result<
         };
         return match name {
             "str" => Ok(Value::Str(text.to_string())),
-            "int" => parse_int(text).map(Value::Int).ok_or_else(|| format!("`{text}` is not an integer")),
+            "int" => parse_int(text)
+                .map(Value::Int)
+                .ok_or_else(|| format!("`{text}` is not an integer")),
             "float" => parse_float(text)
                 .or_else(|| parse_int(text).map(|i| i as f64))
                 .map(Value::Float)
                 .ok_or_else(|| format!("`{text}` is not a number")),
-            "bool" => parse_bool(text).map(Value::Bool).ok_or_else(|| format!("`{text}` is not a boolean")),
+            "bool" => parse_bool(text)
+                .map(Value::Bool)
+                .ok_or_else(|| format!("`{text}` is not a boolean")),
             "null" => Ok(Value::Null),
             other => Err(format!("unsupported YAML tag `!!{other}`")),
         };
@@ -471,7 +639,9 @@ mod tests {
 
     #[test]
     fn scalars_follow_pyyaml() {
-        let node = root("a: yes\nb: off\nc: 010\nd: 0x1f\ne: 1e5\nf: 1.5\ng: '30'\nh: ~\ni: 1_000\nj: 1:30\nk: .inf\nl: 30\n");
+        let node = root(
+            "a: yes\nb: off\nc: 010\nd: 0x1f\ne: 1e5\nf: 1.5\ng: '30'\nh: ~\ni: 1_000\nj: 1:30\nk: .inf\nl: 30\n",
+        );
         let get = |k: &str| node.get(k).expect("key").value.clone();
         assert_eq!(get("a"), Value::Bool(true));
         assert_eq!(get("b"), Value::Bool(false));
@@ -494,16 +664,72 @@ mod tests {
         );
         let m = node.get("m").expect("m");
         assert_eq!(m.get("x").expect("x").value, Value::Int(9));
-        assert_eq!(m.get("y").expect("y").value, Value::Int(2), "earlier merge source wins");
+        assert_eq!(
+            m.get("y").expect("y").value,
+            Value::Int(2),
+            "earlier merge source wins"
+        );
         assert_eq!(m.get("z").expect("z").value, Value::Int(4));
-        assert_eq!(node.get("copy").expect("copy"), node.get("list").expect("list"));
+        let (copy, list) = (
+            node.get("copy").expect("copy"),
+            node.get("list").expect("list"),
+        );
+        assert_eq!(copy.value, list.value);
+        assert_eq!(
+            copy.mark,
+            Mark { line: 7, column: 7 },
+            "an alias is reported where it is used"
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowed() {
+        let deep_block = format!("a:\n{}x\n", "- ".repeat(5_000));
+        let err = parse(&deep_block).expect_err("too deep");
+        assert!(err.message.contains("nested more than"), "{}", err.message);
+        let ok = format!("a:\n{}x\n", "- ".repeat(MAX_DEPTH - 2));
+        assert!(parse(&ok).is_ok());
+        // Aliases nest too: each anchor wraps the previous one in 150 more levels.
+        let mut text = String::from("a0: &a0 x\n");
+        for i in 1..5 {
+            text.push_str(&format!(
+                "a{i}: &a{i} {}*a{}{}\n",
+                "[".repeat(150),
+                i - 1,
+                "]".repeat(150)
+            ));
+        }
+        let err = parse(&text).expect_err("too deep through aliases");
+        assert!(err.message.contains("nested more than"), "{}", err.message);
+        assert_eq!(err.mark.line, 3);
+    }
+
+    #[test]
+    fn alias_bombs_are_refused() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            text.push_str(&format!(
+                "a{i}: &a{i} [{}]\n",
+                vec![format!("*a{}", i - 1); 10].join(", ")
+            ));
+        }
+        let err = parse(&text).expect_err("a billion laughs");
+        assert!(
+            err.message.contains("aliases are expanded"),
+            "{}",
+            err.message
+        );
+        assert_eq!(err.mark.line, 6, "the first alias that crosses the limit");
     }
 
     #[test]
     fn duplicate_keys_last_wins_with_warning() {
         let doc = parse("labels:\nlabels: [a]\n").expect("parses");
         let root = doc.root.expect("root");
-        assert!(matches!(root.get("labels").expect("labels").value, Value::Seq(_)));
+        assert!(matches!(
+            root.get("labels").expect("labels").value,
+            Value::Seq(_)
+        ));
         assert_eq!(doc.warnings.len(), 1);
         assert_eq!(doc.warnings[0].mark.line, 1);
     }
@@ -520,7 +746,11 @@ mod tests {
         let err = parse("a: [1\nb: 2").expect_err("bad yaml");
         assert_eq!(err.mark.line, 2);
         let err = parse("a: *nope\n").expect_err("unknown alias");
-        assert!(err.message.contains("unknown") || err.message.contains("syntax"), "{}", err.message);
+        assert!(
+            err.message.contains("unknown") || err.message.contains("syntax"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
