@@ -7,6 +7,7 @@
 //! must pass.
 
 mod backend;
+pub mod bench;
 mod components;
 mod images;
 pub mod lock;
