@@ -21,7 +21,8 @@ pub struct Stat {
     pub mtime_ms: i64,
     /// Data version, incremented by every `set`.
     pub version: i32,
-    /// Child version, incremented by every child create and delete; sequence numbers use it.
+    /// Child version, incremented by every child create and delete. (Sequence suffixes
+    /// count creates only.)
     pub cversion: i32,
     /// Session id of the owner for ephemeral znodes, 0 otherwise.
     pub ephemeral_owner: i64,

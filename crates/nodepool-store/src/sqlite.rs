@@ -123,6 +123,8 @@ CREATE TABLE IF NOT EXISTS znodes (
     mtime INTEGER NOT NULL,
     version INTEGER NOT NULL DEFAULT 0,
     cversion INTEGER NOT NULL DEFAULT 0,
+    -- Children ever created: ZooKeeper's sequence counter (deletes do not advance it).
+    creates INTEGER NOT NULL DEFAULT 0,
     ephemeral_owner INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS znodes_parent ON znodes(parent);
@@ -158,7 +160,7 @@ fn log_change(
 
 fn node_exists(tx: &rusqlite::Transaction<'_>, path: &str) -> rusqlite::Result<Option<(i32, i64)>> {
     tx.query_row(
-        "SELECT cversion, ephemeral_owner FROM znodes WHERE path = ?1",
+        "SELECT creates, ephemeral_owner FROM znodes WHERE path = ?1",
         [path],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )
@@ -175,14 +177,14 @@ fn insert_node(
     now: i64,
 ) -> StoreResult<String> {
     let parent = parent_of(path);
-    let (parent_cversion, parent_owner) = node_exists(tx, parent)
+    let (parent_creates, parent_owner) = node_exists(tx, parent)
         .map_err(db_error)?
         .ok_or_else(|| StoreError::NoNode(parent.to_string()))?;
     if parent_owner != 0 {
         return Err(StoreError::NoChildrenForEphemerals(parent.to_string()));
     }
     let actual = if sequential {
-        format!("{path}{parent_cversion:010}")
+        format!("{path}{parent_creates:010}")
     } else {
         path.to_string()
     };
@@ -197,7 +199,7 @@ fn insert_node(
     )
     .map_err(db_error)?;
     tx.execute(
-        "UPDATE znodes SET cversion = cversion + 1 WHERE path = ?1",
+        "UPDATE znodes SET cversion = cversion + 1, creates = creates + 1 WHERE path = ?1",
         [parent],
     )
     .map_err(db_error)?;

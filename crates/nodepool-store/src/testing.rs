@@ -169,7 +169,6 @@ pub async fn sequence_ids(h: &dyn Harness) {
         .expect("create");
     assert_eq!(second, format!("{dir}/200-0000000001"));
     c.delete(&first, None).await.expect("delete");
-    // The parent's child version counts deletes too: ids are unique, increasing, not contiguous.
     let third = c
         .create(
             &format!("{dir}/"),
@@ -179,12 +178,16 @@ pub async fn sequence_ids(h: &dyn Harness) {
         )
         .await
         .expect("create");
-    assert_eq!(third, format!("{dir}/0000000003"));
+    // The sequence counts children ever created (deletes do not advance it), while the
+    // parent's child version counts creates and deletes, as ZooKeeper reports them.
+    assert_eq!(third, format!("{dir}/0000000002"));
+    let parent = c.exists(&dir).await.expect("exists").expect("parent");
+    assert_eq!(parent.cversion, 4);
     let mut children = c.children(&dir).await.expect("children");
     children.sort();
     assert_eq!(
         children,
-        vec!["0000000003".to_string(), "200-0000000001".to_string()]
+        vec!["0000000002".to_string(), "200-0000000001".to_string()]
     );
 }
 
