@@ -8,6 +8,7 @@
 
 mod backend;
 pub mod bench;
+mod cache;
 mod components;
 mod images;
 pub mod lock;
@@ -23,6 +24,7 @@ pub use backend::{
     Backend, CreateMode, SessionState, Stat, StoreError, StoreResult, Watch, WatchEvent, join,
     parent_of, validate_path,
 };
+pub use cache::{Entry, TreeCache};
 pub use components::{Components, Registered, Registration};
 pub use images::Images;
 pub use lock::{Lock, LockWait};

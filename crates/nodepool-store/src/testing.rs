@@ -475,6 +475,93 @@ pub async fn concurrent_compare_and_set(h: &dyn Harness) {
     assert_eq!(stat.version, 40);
 }
 
+/// Waits until `check` holds for the cache, failing after a generous limit.
+async fn cache_until(
+    cache: &crate::cache::TreeCache,
+    what: &str,
+    check: impl Fn(&crate::cache::TreeCache) -> bool,
+) {
+    let mut generation = cache.generation();
+    let reached = tokio::time::timeout(WAIT, async {
+        while !check(cache) {
+            if generation.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(reached.is_ok() && check(cache), "the cache shows {what}");
+}
+
+pub async fn cache_follows_changes(h: &dyn Harness) {
+    let a = h.client().await;
+    let b = h.client().await;
+    let root = root();
+    let nodes = format!("{root}/nodes");
+    b.create(
+        &format!("{nodes}/0000000001"),
+        b"before",
+        CreateMode::Persistent,
+        true,
+    )
+    .await
+    .expect("seed");
+    let cache = crate::cache::TreeCache::start(a.clone(), &nodes)
+        .await
+        .expect("cache");
+    assert_eq!(
+        cache
+            .get(&format!("{nodes}/0000000001"))
+            .expect("loaded")
+            .data,
+        b"before"
+    );
+    b.set(&format!("{nodes}/0000000001"), b"after", None)
+        .await
+        .expect("set");
+    b.create(
+        &format!("{nodes}/0000000002/lock/x__lock__0000000000"),
+        b"",
+        CreateMode::Persistent,
+        true,
+    )
+    .await
+    .expect("deep");
+    cache_until(&cache, "the update and the new lock contender", |c| {
+        c.get(&format!("{nodes}/0000000001"))
+            .is_some_and(|e| e.data == b"after")
+            && c.children(&format!("{nodes}/0000000002/lock"))
+                == vec!["x__lock__0000000000".to_string()]
+    })
+    .await;
+    let mut listed = cache.children(&nodes);
+    listed.sort();
+    assert_eq!(
+        listed,
+        vec!["0000000001".to_string(), "0000000002".to_string()]
+    );
+    b.delete(&format!("{nodes}/0000000001"), None)
+        .await
+        .expect("delete");
+    cache_until(&cache, "the deletion", |c| {
+        c.get(&format!("{nodes}/0000000001")).is_none()
+    })
+    .await;
+    h.expire(&a).await;
+    b.create(
+        &format!("{nodes}/0000000003"),
+        b"later",
+        CreateMode::Persistent,
+        false,
+    )
+    .await
+    .expect("create");
+    cache_until(&cache, "changes made after the session was renewed", |c| {
+        c.get(&format!("{nodes}/0000000003")).is_some()
+    })
+    .await;
+}
+
 /// Expands to one test per conformance case; `$harness` is an async expression giving a
 /// value implementing [`Harness`].
 #[macro_export]
@@ -483,7 +570,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@cases $harness;
             round_trip, sequence_ids, ephemerals_vanish_with_session, lock_exclusion,
             lock_fairness, watch_delivery, session_expiry_mid_lock, watch_after_reconnect,
-            concurrent_compare_and_set);
+            concurrent_compare_and_set, cache_follows_changes);
     };
     (@cases $harness:expr; $($case:ident),*) => {
         $(
