@@ -8,6 +8,7 @@ mod argv0;
 mod cli;
 mod commands;
 mod logging;
+mod store;
 
 use std::process::ExitCode;
 

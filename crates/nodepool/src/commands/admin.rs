@@ -1,5 +1,6 @@
-//! The admin sub-commands (spec 5.2). Each will read or change the store; until the store
-//! exists each one logs what it was asked at DEBUG and reports that it is not implemented.
+//! The admin sub-commands (spec 5.2). `image-pause`, `image-unpause` and `image-build` work
+//! on the store; the others log what they were asked at DEBUG and report that they are not
+//! implemented yet.
 
 use std::process::ExitCode;
 
@@ -8,6 +9,7 @@ use crate::cli::{
     ListArgs, NodeIdArgs, OutputArgs, PathArgs,
 };
 use crate::commands::{Context, not_implemented};
+use crate::store;
 
 /// `list [--detail] [--json]`: the node table.
 pub fn list(context: &Context, args: &ListArgs) -> anyhow::Result<ExitCode> {
@@ -35,8 +37,19 @@ pub fn image_status(context: &Context, args: &OutputArgs) -> anyhow::Result<Exit
 
 /// `image-build IMAGE`: request a build.
 pub fn image_build(context: &Context, args: &ImageArgs) -> anyhow::Result<ExitCode> {
-    tracing::debug!(image = args.image, "request an image build");
-    not_implemented(context, "image-build")
+    let Some(image) = context.config.diskimages.get(&args.image) else {
+        anyhow::bail!(
+            "Trying to build a non disk-image-builder image: {}",
+            args.image
+        );
+    };
+    if image.pause {
+        anyhow::bail!("Skipping build request for image {}; paused", args.image);
+    }
+    store::run(&context.config, async |store| {
+        Ok(store.images().request_build(&args.image).await?)
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `alien-image-list [PROVIDER] [--json]`: cloud images we uploaded but no longer track.
@@ -107,14 +120,20 @@ pub fn erase(context: &Context, args: &EraseArgs) -> anyhow::Result<ExitCode> {
 
 /// `image-pause IMAGE`.
 pub fn image_pause(context: &Context, args: &ImageArgs) -> anyhow::Result<ExitCode> {
-    tracing::debug!(image = args.image, "pause an image");
-    not_implemented(context, "image-pause")
+    // Like Nodepool, any name is accepted: the flag is what the builder looks at.
+    store::run(&context.config, async |store| {
+        Ok(store.images().pause(&args.image).await?)
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `image-unpause IMAGE`.
 pub fn image_unpause(context: &Context, args: &ImageArgs) -> anyhow::Result<ExitCode> {
-    tracing::debug!(image = args.image, "unpause an image");
-    not_implemented(context, "image-unpause")
+    // Like Nodepool, any name is accepted: the flag is what the builder looks at.
+    store::run(&context.config, async |store| {
+        Ok(store.images().unpause(&args.image).await?)
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `export-image-data PATH`.
