@@ -59,17 +59,7 @@ impl ZooKeeper {
     /// The connection string as Nodepool builds it: `host:port,host:port/chroot`, IPv6
     /// literals in brackets.
     pub fn hosts(&self) -> String {
-        let hosts: Vec<String> = self
-            .servers
-            .iter()
-            .map(|s| {
-                if s.host.parse::<std::net::Ipv6Addr>().is_ok() {
-                    format!("[{}]:{}", s.host, s.port)
-                } else {
-                    format!("{}:{}", s.host, s.port)
-                }
-            })
-            .collect();
+        let hosts: Vec<String> = self.servers.iter().map(ZooKeeperServer::address).collect();
         format!(
             "{}{}",
             hosts.join(","),
@@ -82,6 +72,17 @@ impl ZooKeeper {
 pub struct ZooKeeperServer {
     pub host: String,
     pub port: u16,
+}
+
+impl ZooKeeperServer {
+    /// `host:port`, with IPv6 literals in brackets.
+    pub fn address(&self) -> String {
+        if self.host.parse::<std::net::Ipv6Addr>().is_ok() {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

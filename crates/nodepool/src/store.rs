@@ -18,13 +18,7 @@ pub const DEFAULT_DATABASE: &str = "/var/lib/nodepool/nodepool.db";
 pub async fn open(config: &Config) -> anyhow::Result<Store> {
     let store = match &config.zookeeper {
         Some(zookeeper) => {
-            let servers = zookeeper.servers.iter().map(|s| {
-                if s.host.parse::<std::net::Ipv6Addr>().is_ok() {
-                    format!("[{}]:{}", s.host, s.port)
-                } else {
-                    format!("{}:{}", s.host, s.port)
-                }
-            });
+            let servers = zookeeper.servers.iter().map(|s| s.address());
             let mut options = ZooKeeperOptions::new(servers);
             options.chroot = zookeeper.chroot.clone();
             options.session_timeout = Duration::from_secs_f64(zookeeper.timeout);
