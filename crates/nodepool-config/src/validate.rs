@@ -144,6 +144,32 @@ fn connection_port(cx: &mut Collector, field: &Option<Sp<i64>>, connection_type:
 }
 
 /// Reports duplicate names among items (`what` is e.g. "provider").
+/// A pool's labels after the checks every driver shares: names unique within the pool,
+/// present, and listed in the top-level labels. Labels without a name are dropped.
+fn named_pool_labels<'r, L>(
+    cx: &mut Collector,
+    labels: &'r Option<Sp<Vec<L>>>,
+    parts: impl Fn(&'r L) -> (&'r Option<Sp<String>>, &'r At),
+    provider: &str,
+    known: &KnownNames,
+) -> Vec<(&'r L, &'r Sp<String>)> {
+    let raw: Vec<&'r L> = labels.iter().flat_map(|l| l.value.iter()).collect();
+    check_unique(
+        cx,
+        raw.iter().filter_map(|l| parts(l).0.as_ref()),
+        "pool label",
+    );
+    let mut named = Vec::with_capacity(raw.len());
+    for label in raw {
+        let (name, at) = parts(label);
+        if let Some(label_name) = required(cx, name, at, "name") {
+            known.check_label(cx, label_name, provider);
+            named.push((label, label_name));
+        }
+    }
+    named
+}
+
 fn check_unique<'i>(cx: &mut Collector, names: impl Iterator<Item = &'i Sp<String>>, what: &str) {
     let mut seen: BTreeMap<&str, &At> = BTreeMap::new();
     for name in names {
@@ -1087,19 +1113,10 @@ fn validate_openstack(
         };
         let host_key_checking = flag(&pool.host_key_checking, true);
         let networks = strings(&pool.networks);
-        let raw_labels: Vec<&RawOpenStackLabel> =
-            pool.labels.iter().flat_map(|l| l.value.iter()).collect();
-        check_unique(
-            cx,
-            raw_labels.iter().filter_map(|l| l.name.as_ref()),
-            "pool label",
-        );
         let mut labels = BTreeMap::new();
-        for label in raw_labels {
-            let Some(label_name) = required(cx, &label.name, &label.at, "name") else {
-                continue;
-            };
-            known.check_label(cx, label_name, &name);
+        for (label, label_name) in
+            named_pool_labels(cx, &pool.labels, |l| (&l.name, &l.at), &name, known)
+        {
             let image = label_image(
                 cx,
                 &ImageScope {
@@ -1463,19 +1480,10 @@ fn validate_aws(p: &RawAwsProvider, known: &KnownNames, cx: &mut Collector) -> O
         required(cx, &pool.labels, &pool.at, "labels");
         let host_key_checking = flag(&pool.host_key_checking, provider_hkc);
         let availability_zone = string(&pool.availability_zone);
-        let raw_labels: Vec<&RawAwsLabel> =
-            pool.labels.iter().flat_map(|l| l.value.iter()).collect();
-        check_unique(
-            cx,
-            raw_labels.iter().filter_map(|l| l.name.as_ref()),
-            "pool label",
-        );
         let mut labels = BTreeMap::new();
-        for label in raw_labels {
-            let Some(label_name) = required(cx, &label.name, &label.at, "name") else {
-                continue;
-            };
-            known.check_label(cx, label_name, &name);
+        for (label, label_name) in
+            named_pool_labels(cx, &pool.labels, |l| (&l.name, &l.at), &name, known)
+        {
             let image = label_image(
                 cx,
                 &ImageScope {
@@ -1682,19 +1690,10 @@ fn validate_kubernetes(
             continue;
         };
         required(cx, &pool.labels, &pool.at, "labels");
-        let raw_labels: Vec<&RawKubernetesLabel> =
-            pool.labels.iter().flat_map(|l| l.value.iter()).collect();
-        check_unique(
-            cx,
-            raw_labels.iter().filter_map(|l| l.name.as_ref()),
-            "pool label",
-        );
         let mut labels = BTreeMap::new();
-        for label in raw_labels {
-            let Some(label_name) = required(cx, &label.name, &label.at, "name") else {
-                continue;
-            };
-            known.check_label(cx, label_name, &name);
+        for (label, label_name) in
+            named_pool_labels(cx, &pool.labels, |l| (&l.name, &l.at), &name, known)
+        {
             let kind = required(cx, &label.type_, &label.at, "type").and_then(|t| {
                 let valid = ["namespace", "pod"].contains(&t.as_str());
                 let kind = one_of(cx, &label.type_, &["namespace", "pod"], "pod");
@@ -1926,19 +1925,10 @@ fn validate_qemu(p: &RawQemuProvider, known: &KnownNames, cx: &mut Collector) ->
             continue;
         };
         let host_key_checking = flag(&pool.host_key_checking, true);
-        let raw_labels: Vec<&RawQemuLabel> =
-            pool.labels.iter().flat_map(|l| l.value.iter()).collect();
-        check_unique(
-            cx,
-            raw_labels.iter().filter_map(|l| l.name.as_ref()),
-            "pool label",
-        );
         let mut labels = BTreeMap::new();
-        for label in raw_labels {
-            let Some(label_name) = required(cx, &label.name, &label.at, "name") else {
-                continue;
-            };
-            known.check_label(cx, label_name, &name);
+        for (label, label_name) in
+            named_pool_labels(cx, &pool.labels, |l| (&l.name, &l.at), &name, known)
+        {
             let image = label_image(
                 cx,
                 &ImageScope {
@@ -2043,19 +2033,10 @@ fn validate_container(
             continue;
         };
         let host_key_checking = flag(&pool.host_key_checking, true);
-        let raw_labels: Vec<&RawContainerLabel> =
-            pool.labels.iter().flat_map(|l| l.value.iter()).collect();
-        check_unique(
-            cx,
-            raw_labels.iter().filter_map(|l| l.name.as_ref()),
-            "pool label",
-        );
         let mut labels = BTreeMap::new();
-        for label in raw_labels {
-            let Some(label_name) = required(cx, &label.name, &label.at, "name") else {
-                continue;
-            };
-            known.check_label(cx, label_name, &name);
+        for (label, label_name) in
+            named_pool_labels(cx, &pool.labels, |l| (&l.name, &l.at), &name, known)
+        {
             let image = if label.diskimage.is_none() {
                 // Containers start only from images we build: there is no `cloud-image`.
                 cx.error(
