@@ -1,0 +1,22 @@
+//! What the launcher and builder ask of a cloud (DESIGN.md section 5, spec section 7).
+//!
+//! A [`Driver`] turns a provider section of the configuration into a [`Provider`]. A provider
+//! creates and deletes instances through explicit state machines ([`CreateMachine`],
+//! [`DeleteMachine`]) whose `advance` does one short step, lists what exists in the cloud with
+//! the `nodepool_*` metadata so leaks can be found, and tells the launcher its quota. Drivers
+//! never see the store: the launcher owns every node record and writes what a step returns.
+//!
+//! [`nodescan`] is the shared "is the node reachable, and what are its host keys" step.
+
+mod error;
+mod instance;
+pub mod nodescan;
+mod provider;
+mod quota;
+
+pub use error::DriverError;
+pub use instance::{Instance, Metadata, Resource, metadata_keys};
+pub use provider::{
+    CreateMachine, CreateSpec, DeleteMachine, Driver, DriverRegistry, ImageUploadSpec, Provider,
+};
+pub use quota::Quota;
