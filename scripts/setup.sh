@@ -6,11 +6,15 @@ set -euo pipefail
 command -v cargo >/dev/null || { echo "setup: cargo is required (rustup)" >&2; exit 1; }
 
 # Debian packages: a real ZooKeeper for the ZooKeeper backend's tests (with Java), openssl
-# for its test certificates.
+# for its test certificates; sshd, ssh-keygen/ssh-keyscan and iproute2 for nodescan and the
+# static driver (tests run their own sshd in a network namespace, never the system one).
 need_apt=()
 [ -f /usr/share/java/zookeeper.jar ] || need_apt+=(zookeeper)
 command -v java >/dev/null || need_apt+=(default-jre-headless)
 command -v openssl >/dev/null || need_apt+=(openssl)
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v ssh-keyscan >/dev/null || need_apt+=(openssh-client)
+command -v ip >/dev/null || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: missing packages: ${need_apt[*]} (run as root to install them)" >&2

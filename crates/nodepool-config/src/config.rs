@@ -339,13 +339,17 @@ pub struct OpenStackProvider {
     pub fake: Option<FakeCloud>,
 }
 
-/// Ours: the fake cloud's quota and injected faults (`fake-quota`, `fake-faults`).
+/// Ours: the fake cloud's quota, injected faults and state file (`fake-quota`, `fake-faults`,
+/// `fake-state`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FakeCloud {
     pub instances: i64,
     pub cores: i64,
     pub ram: i64,
     pub faults: FakeFaults,
+    /// Where the cloud keeps its servers and images so they survive a killed launcher;
+    /// `None` keeps them in memory only.
+    pub state_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -139,6 +139,10 @@ pub struct RawProvider {
 }
 
 #[derive(Debug, Clone)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per provider, dropped after validation: boxing buys nothing"
+)]
 pub enum RawProviderBody {
     OpenStack(RawOpenStackProvider),
     Static(RawStaticProvider),
@@ -217,9 +221,11 @@ raw_struct!(RawOpenStackProvider, "an openstack provider" {
     pools: Vec<RawOpenStackPool> = "pools",
     diskimages: Vec<RawOpenStackDiskImage> = "diskimages",
     cloud_images: Vec<RawOpenStackCloudImage> = "cloud-images",
-    // ours (fake driver only): the in-memory cloud's quota and injected faults.
+    // ours (fake driver only): the in-memory cloud's quota, injected faults and the file
+    // its servers and images persist in.
     fake_quota: RawFakeQuota = "fake-quota",
     fake_faults: RawFakeFaults = "fake-faults",
+    fake_state: String = "fake-state",
 });
 
 raw_struct!(RawFakeQuota, "fake-quota" {

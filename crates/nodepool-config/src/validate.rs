@@ -1024,8 +1024,15 @@ fn validate_openstack(
                         .unwrap_or(0.0),
                 })
                 .unwrap_or_default(),
+            state_file: string(&p.fake_state).map(PathBuf::from),
         })
     } else {
+        if let Some(state) = &p.fake_state {
+            cx.error(
+                &state.at,
+                "only providers of the fake driver take `fake-state`",
+            );
+        }
         for field in [
             p.fake_quota.as_ref().map(|q| &q.at),
             p.fake_faults.as_ref().map(|f| &f.at),

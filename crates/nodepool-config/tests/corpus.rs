@@ -781,6 +781,10 @@ fn fake_quota_faults() {
             delete_delay: 2.0
         }
     );
+    assert_eq!(
+        fake.state_file,
+        Some(PathBuf::from("/var/lib/nodepool/simulated-cloud.json"))
+    );
     let second = &config.providers["fake-second"];
     assert_eq!(second.driver, DriverKind::Fake);
     let fake = openstack(second).fake.clone().expect("fake cloud");
@@ -788,6 +792,10 @@ fn fake_quota_faults() {
         (fake.instances, fake.cores, fake.ram),
         (20, 2, 1_000_000),
         "unset quota keys keep the defaults"
+    );
+    assert_eq!(
+        fake.state_file, None,
+        "in memory unless `fake-state` is set"
     );
     assert_eq!(
         second.cloud_images["fake-image"].source,

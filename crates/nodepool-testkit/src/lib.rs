@@ -15,11 +15,25 @@
 //!
 //! [`TcpProxy`] sits between one client and a server so a test can cut that client off
 //! (a network partition) and let it back in.
+//!
+//! [`zuul::ZuulClient`] plays Zuul on the wire (spec 1.10) over any store backend: it
+//! submits node requests, waits for them, accepts, uses, returns and autoholds nodes.
+//! [`wait`] holds deadline-bounded waits on store watches, cache changes or (only when
+//! nothing can be watched) polling.
+//!
+//! [`SshdHost`] runs a real OpenSSH server in its own network namespace with fresh host keys,
+//! standing in for a static host or a booted node (root, `iproute2` and `openssh-server`
+//! needed; see the `sshd` module).
 
 mod certificates;
 mod proxy;
+mod sshd;
+pub mod wait;
 mod zookeeper;
+pub mod zuul;
 
 pub use certificates::ClientTls;
 pub use proxy::TcpProxy;
+pub use sshd::{SshdError, SshdHost};
 pub use zookeeper::{ServerOptions, StartError, ZooKeeperServer};
+pub use zuul::{NodeSet, RequestOptions, ZuulClient, ZuulError};

@@ -2,13 +2,25 @@
 //! all-in-one `up`.
 //!
 //! Nodepool forks into the background and writes the `-p` PID file unless `-d` or `-f` is
-//! given; whether we do the same is decided when the daemons exist. Until then each one
-//! logs its options at DEBUG and reports that it is not implemented.
+//! given. We always run in the foreground (systemd and containers expect it) and say so
+//! when `-p` is given without `-f`/`-d`.
 
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use nodepool_driver::DriverRegistry;
+use nodepool_launcher::{Launcher, LauncherOptions};
 
 use crate::cli::{BuilderArgs, DaemonMode, LauncherArgs, UpArgs};
 use crate::commands::{Context, not_implemented};
+
+/// The drivers built into this binary.
+pub fn drivers() -> DriverRegistry {
+    let mut registry = DriverRegistry::new();
+    registry.register(Arc::new(nodepool_driver_fake::FakeDriver::new()));
+    registry
+}
 
 /// `nodepool launcher` / `nodepool-launcher`.
 pub fn launcher(context: &Context, args: &LauncherArgs) -> anyhow::Result<ExitCode> {
@@ -19,7 +31,43 @@ pub fn launcher(context: &Context, args: &LauncherArgs) -> anyhow::Result<ExitCo
         no_webapp = args.no_webapp,
         "launcher options"
     );
-    not_implemented(context, "launcher")
+    if !args.no_webapp {
+        tracing::info!("the webapp is not served yet; running as with --no-webapp");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start a runtime")?;
+    runtime.block_on(async {
+        let store = crate::store::open(&context.config).await?;
+        let options = LauncherOptions::new(
+            context.settings.config.clone(),
+            context.settings.secure.clone(),
+        );
+        let launcher = Launcher::start(store.clone(), drivers(), options).await?;
+        tracing::info!("launcher running");
+        wait_for_stop_signal().await?;
+        tracing::info!("stopping the launcher");
+        launcher.stop().await;
+        if let Err(e) = store.backend().close().await {
+            tracing::debug!(error = %e, "closing the store session failed");
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// SIGINT, SIGTERM and SIGUSR1 stop the daemons gracefully.
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut user1 = signal(SignalKind::user_defined1()).context("installing SIGUSR1 handler")?;
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+        _ = user1.recv() => {}
+    }
+    Ok(())
 }
 
 /// `nodepool builder` / `nodepool-builder`.

@@ -1,0 +1,166 @@
+//! The deleted-node worker (spec 2.13): reclaims READY nodes whose request vanished and
+//! deletes unlocked nodes in deletable states, through the provider's delete machine.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use nodepool_model::{NodeId, NodeState};
+use nodepool_store::{LockWait, paths};
+
+use crate::clock::now;
+use crate::context::Context;
+use crate::decide;
+use crate::launch::run_delete;
+use crate::providers::ProviderRuntime;
+use crate::static_sync;
+use crate::view;
+
+const NAME: &str = "deleted-nodes";
+
+pub async fn run(ctx: Arc<Context>) {
+    let mut watches = ctx.watches(true, true, false, false);
+    let in_flight: Arc<std::sync::Mutex<HashSet<NodeId>>> = Arc::default();
+    loop {
+        if ctx.is_stopping() {
+            break;
+        }
+        ctx.workers.busy(NAME);
+        match pass(&ctx, &in_flight).await {
+            Ok(()) => ctx.workers.idle(NAME),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "deleted-node pass failed");
+                ctx.workers.error(NAME, &e);
+            }
+        }
+        ctx.wait_for_change(&mut watches, ctx.options.timing.deleted_node_interval)
+            .await;
+    }
+    ctx.workers.stopped(NAME);
+}
+
+async fn pass(
+    ctx: &Arc<Context>,
+    in_flight: &Arc<std::sync::Mutex<HashSet<NodeId>>>,
+) -> anyhow::Result<()> {
+    let nodes = ctx.nodes_view();
+    let requests = decide::request_ids(&view::requests(&ctx.requests));
+    let store = ctx.store.nodes();
+    for entry in nodes {
+        let Some(provider) = entry.node.provider.as_deref() else {
+            continue;
+        };
+        let Some(rt) = ctx.provider(provider) else {
+            continue;
+        };
+        if entry.locked {
+            continue;
+        }
+        if in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&entry.id)
+        {
+            continue;
+        }
+        let node = &entry.node;
+        if node.state == NodeState::Ready
+            && let Some(request) = &node.allocated_to
+            && !requests.contains(request)
+        {
+            let Some(lock) = store.lock(entry.id, LockWait::NonBlocking).await? else {
+                continue;
+            };
+            if let Some(mut current) = store.get(entry.id).await?
+                && current.value.state == NodeState::Ready
+                && let Some(request) = current.value.allocated_to.clone()
+                && ctx.store.requests().get(&request).await?.is_none()
+            {
+                tracing::info!(node_id = %entry.id, request_id = %request, "request gone; node is free again");
+                current.value.allocated_to = None;
+                store.store(entry.id, &current.value).await?;
+            }
+            lock.release().await?;
+            continue;
+        }
+        if !decide::deletable(&node.state) {
+            continue;
+        }
+        let Some(lock) = store.lock(entry.id, LockWait::NonBlocking).await? else {
+            continue;
+        };
+        let current = store.get(entry.id).await?;
+        let Some(current) = current.filter(|c| c.value.provider.is_some()) else {
+            // Re-created empty by a lock attempt on a vanished node (spec 8.2).
+            lock.release().await?;
+            ctx.store.delete_recursive(&paths::node(entry.id)).await?;
+            continue;
+        };
+        let mut node = current.value;
+        if node.state == NodeState::Deleted {
+            lock.release().await?;
+            store.delete(entry.id, &mut node, now()).await?;
+            continue;
+        }
+        if !decide::deletable(&node.state) {
+            lock.release().await?;
+            continue;
+        }
+        in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(entry.id);
+        let ctx = ctx.clone();
+        let in_flight = in_flight.clone();
+        tokio::spawn(async move {
+            delete_node(&ctx, &rt, entry.id, node, lock).await;
+            in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&entry.id);
+            ctx.progressed();
+        });
+    }
+    Ok(())
+}
+
+/// Deletes one locked node: `deleting`, the cloud delete, then the record.
+async fn delete_node(
+    ctx: &Context,
+    rt: &Arc<ProviderRuntime>,
+    id: NodeId,
+    mut node: nodepool_model::Node,
+    lock: nodepool_store::Lock,
+) {
+    let store = ctx.store.nodes();
+    if node.state != NodeState::Deleting {
+        node.set_state(NodeState::Deleting, now());
+        if let Err(e) = store.store(id, &node).await {
+            tracing::warn!(node_id = %id, error = %e, "cannot mark node deleting");
+            let _ = lock.release().await;
+            return;
+        }
+    }
+    if let (Some(cloud), Some(external)) = (&rt.cloud, &node.external_id)
+        && let Err(e) =
+            run_delete(cloud.as_ref(), external, ctx.options.timing.delete_timeout).await
+    {
+        tracing::warn!(node_id = %id, error = %e, "instance delete failed; will retry");
+        ctx.stats.incr(&format!(
+            "nodepool.provider.{}.error.serverdelete",
+            rt.name()
+        ));
+        let _ = lock.release().await;
+        return;
+    }
+    // The record goes with its lock directory (and our contender in it).
+    match store.delete(id, &mut node, now()).await {
+        Ok(()) => tracing::info!(node_id = %id, provider = rt.name(), "node deleted"),
+        Err(e) => {
+            tracing::warn!(node_id = %id, error = %e, "cannot delete node record; next pass finishes it");
+            let _ = lock.release().await;
+        }
+    }
+    if rt.is_static() {
+        static_sync::sync(ctx, rt, false).await;
+    }
+}

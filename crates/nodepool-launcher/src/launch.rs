@@ -1,0 +1,416 @@
+//! Launching one node through the provider's create state machine (spec 2.12).
+
+use std::time::{Duration, Instant};
+
+use nodepool_driver::nodescan::{self, ScanTarget};
+use nodepool_driver::{CreateSpec, DriverError, Instance, Metadata, metadata_keys};
+use nodepool_model::{ConnectionPort, ExternalId, Node, NodeId, NodeState};
+use nodepool_store::Lock;
+
+use crate::clock::now;
+use crate::handler::Env;
+use crate::providers;
+use crate::view;
+
+/// How a launch ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Ready,
+    /// Cloud quota error: the node is stored `aborted`, the request re-tries.
+    Aborted,
+    /// Every attempt failed; the node stays BUILDING in the store (as in Nodepool) and is
+    /// deleted once unlocked.
+    Failed(String),
+    /// The launcher is stopping; the node is left BUILDING for cleanup.
+    Abandoned,
+}
+
+/// A finished launch hands its node and lock back to the handler.
+#[derive(Debug)]
+pub struct LaunchDone {
+    pub node: Node,
+    pub lock: Option<Lock>,
+    pub outcome: Outcome,
+}
+
+/// What the node boots from, decided before it is marked BUILDING.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prepared {
+    Image {
+        external_id: Option<String>,
+    },
+    /// No READY upload of the label's diskimage (Nodepool's LaunchNodepoolException).
+    NoImage(String),
+}
+
+/// Sets the image and connection fields and the node's `resources` (spec 2.12 step 1).
+pub async fn prepare(env: &Env, label: &str, node: &mut Node) -> Prepared {
+    let config = &env.rt.config;
+    let mut prepared = Prepared::Image { external_id: None };
+    let (username, python_path, shell_type, connection_type, port) =
+        match providers::label_diskimage(&env.pool, label) {
+            Some(image) => {
+                match view::latest_ready_upload(&env.ctx.images, image, &config.name) {
+                    Some(upload) => {
+                        node.image_id = Some(upload.path.clone());
+                        prepared = Prepared::Image {
+                            external_id: upload.upload.external_id.clone(),
+                        };
+                    }
+                    None => {
+                        prepared = Prepared::NoImage(format!(
+                            "unable to find a ready upload of image {image} in provider {}",
+                            config.name
+                        ))
+                    }
+                }
+                match config.diskimages.get(image) {
+                    Some(d) => (
+                        d.username.clone(),
+                        Some(d.python_path.clone()),
+                        d.shell_type.clone(),
+                        Some(d.connection_type.clone()),
+                        d.connection_port,
+                    ),
+                    None => (None, None, None, None, 22),
+                }
+            }
+            None => {
+                let cloud_image = match env.pool.labels.get(label).map(|l| &l.image) {
+                    Some(nodepool_config::LabelImage::CloudImage(name)) => {
+                        node.image_id = Some(name.clone());
+                        config.cloud_images.get(name)
+                    }
+                    _ => None,
+                };
+                match cloud_image {
+                    Some(c) => (
+                        c.username.clone(),
+                        Some(c.python_path.clone()),
+                        c.shell_type.clone(),
+                        Some(c.connection_type.clone()),
+                        c.connection_port,
+                    ),
+                    None => (None, None, None, Some("ssh".to_string()), 22),
+                }
+            }
+        };
+    node.username = Some(username.unwrap_or_else(|| "zuul".to_string()));
+    node.python_path = python_path;
+    node.shell_type = shell_type;
+    node.connection_type = connection_type;
+    node.connection_port = Some(ConnectionPort::Port(port));
+    if let Ok(need) = env.rt.quota_for_label(&env.pool.name, label).await {
+        node.resources = Some(need.to_json());
+    }
+    prepared
+}
+
+fn external_id_text(id: &ExternalId) -> String {
+    match id {
+        ExternalId::Id(s) => s.clone(),
+        ExternalId::Fields(f) => serde_json::Value::Object(f.clone()).to_string(),
+    }
+}
+
+/// Copies what the cloud reported onto the node (spec 2.12 step 3).
+fn apply_instance(node: &mut Node, instance: &Instance, use_internal_ip: bool) {
+    if instance.external_id.is_some() {
+        node.external_id = instance.external_id.clone();
+    }
+    let private = instance
+        .private_ipv4
+        .clone()
+        .or(instance.private_ipv6.clone());
+    node.interface_ip = if use_internal_ip && private.is_some() {
+        private
+    } else {
+        instance.interface_ip.clone()
+    };
+    node.public_ipv4 = instance.public_ipv4.clone();
+    node.private_ipv4 = instance.private_ipv4.clone();
+    node.public_ipv6 = instance.public_ipv6.clone();
+    node.host_id = instance.host_id.clone();
+    node.cloud = instance.cloud.clone();
+    node.region = instance.region.clone();
+    node.az = instance.az.clone();
+    node.driver_data = instance.driver_data.clone();
+    node.slot = instance.slot;
+    node.node_properties = instance.node_properties.clone();
+    if let Some(resources) = &instance.resources {
+        node.resources = Some(resources.to_json());
+    }
+    if let Some(v) = &instance.username {
+        node.username = Some(v.clone());
+    }
+    if let Some(v) = &instance.python_path {
+        node.python_path = Some(v.clone());
+    }
+    if let Some(v) = &instance.shell_type {
+        node.shell_type = Some(v.clone());
+    }
+    if let Some(v) = instance.connection_port {
+        node.connection_port = Some(ConnectionPort::Port(v));
+    }
+    if let Some(v) = &instance.connection_type {
+        node.connection_type = Some(v.clone());
+    }
+}
+
+enum AttemptError {
+    Driver(DriverError),
+    Timeout,
+    Keyscan(String),
+    Stopping,
+    Store(String),
+}
+
+impl AttemptError {
+    fn result(&self) -> &'static str {
+        match self {
+            AttemptError::Driver(e) => e.launch_result(),
+            AttemptError::Timeout => "error.servercreatetimeout",
+            AttemptError::Keyscan(_) => "error.keyscan",
+            AttemptError::Stopping | AttemptError::Store(_) => "error.unknown",
+        }
+    }
+
+    fn text(&self) -> String {
+        match self {
+            AttemptError::Driver(e) => e.to_string(),
+            AttemptError::Timeout => "timeout waiting for the instance to be created".into(),
+            AttemptError::Keyscan(e) => e.clone(),
+            AttemptError::Stopping => "launcher stopping".into(),
+            AttemptError::Store(e) => e.clone(),
+        }
+    }
+}
+
+/// Runs the launch to READY, ABORTED or failure; owns the node and its lock meanwhile.
+pub async fn run(
+    env: Env,
+    id: NodeId,
+    mut node: Node,
+    lock: Lock,
+    label: String,
+    az: Option<String>,
+    prepared: Prepared,
+) -> LaunchDone {
+    env.rt.launch_started();
+    let started = Instant::now();
+    let outcome = match prepared {
+        Prepared::NoImage(reason) => {
+            tracing::warn!(node_id = %id, reason, "launch failed");
+            env.ctx
+                .stats
+                .launch(&node, "error.nodepool", started.elapsed());
+            Outcome::Failed(reason)
+        }
+        Prepared::Image { external_id } => {
+            attempts(&env, id, &mut node, &label, az, external_id, started).await
+        }
+    };
+    env.rt.launch_ended();
+    env.ctx.progressed();
+    LaunchDone {
+        node,
+        lock: Some(lock),
+        outcome,
+    }
+}
+
+async fn attempts(
+    env: &Env,
+    id: NodeId,
+    node: &mut Node,
+    label: &str,
+    az: Option<String>,
+    image_external_id: Option<String>,
+    started: Instant,
+) -> Outcome {
+    let settings = env.rt.launch_settings();
+    let Some(cloud) = env.rt.cloud.clone() else {
+        return Outcome::Failed("static providers launch nothing".into());
+    };
+    let mut metadata = Metadata::new();
+    metadata.insert(metadata_keys::NODE_ID.into(), id.to_string());
+    metadata.insert(metadata_keys::POOL_NAME.into(), env.pool.name.clone());
+    metadata.insert(
+        metadata_keys::PROVIDER_NAME.into(),
+        env.rt.name().to_string(),
+    );
+    for attempt in 1..=settings.launch_retries {
+        let spec = CreateSpec {
+            hostname: format!("np{id}"),
+            pool: env.pool.name.clone(),
+            label: label.to_string(),
+            image_external_id: image_external_id.clone(),
+            metadata: metadata.clone(),
+            az: az.clone(),
+        };
+        let error = match attempt_once(env, id, node, label, spec, settings).await {
+            Ok(()) => {
+                env.ctx.stats.launch(node, "ready", started.elapsed());
+                tracing::info!(node_id = %id, label, provider = env.rt.name(), seconds = started.elapsed().as_secs_f64(), "node ready");
+                return Outcome::Ready;
+            }
+            Err(e) => e,
+        };
+        if matches!(error, AttemptError::Stopping) {
+            return Outcome::Abandoned;
+        }
+        env.ctx
+            .stats
+            .launch(node, error.result(), started.elapsed());
+        if let AttemptError::Driver(DriverError::Quota(reason)) = &error {
+            tracing::info!(node_id = %id, reason, "cloud quota exceeded; node aborted");
+            env.rt.invalidate_quota();
+            node.set_state(NodeState::Aborted, now());
+            if let Err(e) = env.ctx.store.nodes().store(id, node).await {
+                tracing::warn!(node_id = %id, error = %e, "cannot store aborted node");
+            }
+            return Outcome::Aborted;
+        }
+        tracing::warn!(node_id = %id, attempt, attempts = settings.launch_retries, error = %error.text(), "launch attempt failed");
+        if providers::console_log(&env.pool, label)
+            && let Some(external) = &node.external_id
+            && let Some(log) = cloud.console_log(external).await
+        {
+            tracing::info!(node_id = %id, console = %log, "console log of the failed node");
+        }
+        if attempt == settings.launch_retries {
+            return Outcome::Failed(error.text());
+        }
+        // Clean up the partial instance before the next attempt on the same node id.
+        if let Some(external) = node.external_id.take() {
+            delete_instance(env, id, &external).await;
+            if let Err(e) = env.ctx.store.nodes().store(id, node).await {
+                tracing::warn!(node_id = %id, error = %e, "cannot store node");
+            }
+        }
+    }
+    Outcome::Failed("no launch attempts".into())
+}
+
+async fn attempt_once(
+    env: &Env,
+    id: NodeId,
+    node: &mut Node,
+    label: &str,
+    spec: CreateSpec,
+    settings: providers::LaunchSettings,
+) -> Result<(), AttemptError> {
+    let Some(cloud) = env.rt.cloud.clone() else {
+        return Err(AttemptError::Store("no cloud".into()));
+    };
+    let store = env.ctx.store.nodes();
+    let mut machine = cloud.create_machine(spec);
+    let began = Instant::now();
+    let instance = loop {
+        if env.ctx.is_stopping() {
+            return Err(AttemptError::Stopping);
+        }
+        let step = machine.advance().await;
+        if node.external_id.is_none()
+            && let Some(external) = machine.external_id()
+        {
+            // Stored at once so a restarted launcher can delete what we made.
+            node.external_id = Some(external);
+            if !matches!(step, Ok(Some(_))) {
+                store
+                    .store(id, node)
+                    .await
+                    .map_err(|e| AttemptError::Store(e.to_string()))?;
+            }
+        }
+        match step {
+            Ok(Some(instance)) => break instance,
+            Ok(None) => {}
+            Err(e) => return Err(AttemptError::Driver(e)),
+        }
+        if settings
+            .launch_timeout
+            .is_some_and(|t| began.elapsed() >= t)
+        {
+            return Err(AttemptError::Timeout);
+        }
+        let mut shutdown = env.ctx.shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(machine.poll_after()) => {}
+            _ = shutdown.wait_for(|s| *s) => {}
+        }
+    };
+    let use_internal_ip = matches!(&env.pool.settings, nodepool_config::PoolSettings::OpenStack(p) if p.use_internal_ip)
+        || matches!(&env.pool.settings, nodepool_config::PoolSettings::Aws(p) if p.use_internal_ip);
+    apply_instance(node, &instance, use_internal_ip);
+    tracing::debug!(node_id = %id, external_id = ?node.external_id.as_ref().map(external_id_text), "instance created; scanning");
+    let keys = match &instance.host_keys {
+        Some(keys) => keys.clone(),
+        None if !providers::host_key_checking(&env.pool, label) => Vec::new(),
+        None => {
+            let host = node.interface_ip.clone().unwrap_or_default();
+            let port = match &node.connection_port {
+                Some(ConnectionPort::Port(p)) => *p,
+                _ => 22,
+            };
+            let target = ScanTarget {
+                host,
+                port,
+                connection_type: node.connection_type.clone().unwrap_or_else(|| "ssh".into()),
+                gather_keys: true,
+                timeout: settings.boot_timeout,
+            };
+            let mut shutdown = env.ctx.shutdown.clone();
+            tokio::select! {
+                scanned = nodescan::scan(&target) => scanned.map_err(|e| AttemptError::Keyscan(e.to_string()))?,
+                _ = shutdown.wait_for(|s| *s) => return Err(AttemptError::Stopping),
+            }
+        }
+    };
+    node.host_keys = keys;
+    node.set_state(NodeState::Ready, now());
+    store
+        .store(id, node)
+        .await
+        .map_err(|e| AttemptError::Store(e.to_string()))
+}
+
+/// Runs a delete state machine to the end (NotFound counts as done).
+pub async fn delete_instance(env: &Env, id: NodeId, external: &ExternalId) {
+    let Some(cloud) = env.rt.cloud.clone() else {
+        return;
+    };
+    if let Err(e) = run_delete(
+        cloud.as_ref(),
+        external,
+        env.ctx.options.timing.delete_timeout,
+    )
+    .await
+    {
+        tracing::warn!(node_id = %id, error = %e, "cannot delete the partial instance; leak cleanup will");
+    }
+}
+
+/// Drives a delete machine until it completes, fails or times out.
+pub async fn run_delete(
+    cloud: &dyn nodepool_driver::Provider,
+    external: &ExternalId,
+    timeout: Duration,
+) -> Result<(), DriverError> {
+    let mut machine = cloud.delete_machine(external);
+    let began = Instant::now();
+    loop {
+        match machine.advance().await {
+            Ok(true) | Err(DriverError::NotFound(_)) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => return Err(e),
+        }
+        if began.elapsed() >= timeout {
+            return Err(DriverError::Transient(format!(
+                "timeout deleting {}",
+                external_id_text(external)
+            )));
+        }
+        tokio::time::sleep(machine.poll_after()).await;
+    }
+}

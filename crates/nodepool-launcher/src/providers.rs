@@ -1,0 +1,251 @@
+//! One configured provider at run time: its driver object and the launcher's bookkeeping
+//! about it (quota caches, launches in flight, leak candidates).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use nodepool_config::{DriverKind, LabelImage, Pool, PoolSettings, Provider, ProviderSettings};
+use nodepool_driver::{DriverRegistry, Quota};
+use nodepool_model::NodeId;
+
+use crate::decide;
+use crate::view::NodeEntry;
+
+/// Launch settings of a provider, whatever its driver.
+#[derive(Debug, Clone, Copy)]
+pub struct LaunchSettings {
+    pub boot_timeout: Duration,
+    pub launch_timeout: Option<Duration>,
+    pub launch_retries: u32,
+}
+
+#[derive(Debug)]
+pub struct ProviderRuntime {
+    pub config: Provider,
+    /// The cloud; `None` for static providers, which launch nothing.
+    pub cloud: Option<Arc<dyn nodepool_driver::Provider>>,
+    /// What one node of (pool, label) needs; errors mark the label unavailable.
+    label_quota: Mutex<HashMap<(String, String), Result<Quota, String>>>,
+    /// The provider's limits minus unmanaged usage, and when they were read.
+    limits: tokio::sync::Mutex<Option<(Instant, Quota)>>,
+    /// Nodes this process created that the node cache may not show yet, so quota counts
+    /// them at once.
+    pub recently_created: Mutex<HashMap<NodeId, (String, Quota)>>,
+    /// Launches running now, for `max-concurrency`.
+    pub active_launches: AtomicUsize,
+    /// Leak candidates seen in the previous cleanup pass: (kind, cloud id).
+    pub leak_candidates: Mutex<HashSet<(String, String)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ProviderRuntime {
+    pub fn build(config: &Provider, drivers: &DriverRegistry) -> anyhow::Result<ProviderRuntime> {
+        let cloud = match config.driver {
+            DriverKind::Static => None,
+            _ => Some(drivers.build(config)?),
+        };
+        Ok(ProviderRuntime {
+            config: config.clone(),
+            cloud,
+            label_quota: Mutex::new(HashMap::new()),
+            limits: tokio::sync::Mutex::new(None),
+            recently_created: Mutex::new(HashMap::new()),
+            active_launches: AtomicUsize::new(0),
+            leak_candidates: Mutex::new(HashSet::new()),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn is_static(&self) -> bool {
+        self.config.driver == DriverKind::Static
+    }
+
+    pub fn launch_settings(&self) -> LaunchSettings {
+        let (boot, launch, retries) = match &self.config.settings {
+            ProviderSettings::OpenStack(s) => {
+                (s.boot_timeout, Some(s.launch_timeout), s.launch_retries)
+            }
+            ProviderSettings::Aws(s) => (s.boot_timeout, Some(s.launch_timeout), s.launch_retries),
+            ProviderSettings::Qemu(s) => (s.boot_timeout, Some(s.launch_timeout), s.launch_retries),
+            ProviderSettings::Container(s) => (s.boot_timeout, None, s.launch_retries),
+            ProviderSettings::Kubernetes(s) => (60, None, s.launch_retries),
+            ProviderSettings::Static => (60, None, 1),
+        };
+        LaunchSettings {
+            boot_timeout: Duration::from_secs(boot),
+            launch_timeout: launch.filter(|t| *t > 0).map(Duration::from_secs),
+            launch_retries: retries.max(1),
+        }
+    }
+
+    /// Labels of each pool, by pool name.
+    pub fn pool_labels(&self) -> BTreeMap<String, BTreeSet<String>> {
+        self.config
+            .pools
+            .iter()
+            .map(|p| (p.name.clone(), p.labels.keys().cloned().collect()))
+            .collect()
+    }
+
+    /// What one node of `label` needs (cached per label, as Nodepool does).
+    pub async fn quota_for_label(&self, pool: &str, label: &str) -> Result<Quota, String> {
+        let key = (pool.to_string(), label.to_string());
+        if let Some(cached) = lock(&self.label_quota).get(&key) {
+            return cached.clone();
+        }
+        let result = match &self.cloud {
+            None => Ok(Quota::one_instance().with("cores", 0.0).with("ram", 0.0)),
+            Some(cloud) => cloud
+                .quota_for_label(pool, label)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        // Transient lookups are retried next time; answers (and configuration errors) stay.
+        lock(&self.label_quota).insert(key, result.clone());
+        result
+    }
+
+    /// The cached need, or one instance when not looked up yet (for usage sums).
+    pub fn cached_need(&self, pool: &str, label: &str) -> Quota {
+        lock(&self.label_quota)
+            .get(&(pool.to_string(), label.to_string()))
+            .and_then(|r| r.clone().ok())
+            .unwrap_or_else(Quota::one_instance)
+    }
+
+    pub fn invalidate_quota(&self) {
+        if let Ok(mut limits) = self.limits.try_lock() {
+            *limits = None;
+        }
+    }
+
+    /// The provider's limits minus what others use in the account (spec 2.10), cached for
+    /// `max_age`; on a cloud error the stale value (or no limit) is used.
+    pub async fn provider_limits(&self, nodes: &[NodeEntry], max_age: Duration) -> Quota {
+        let Some(cloud) = &self.cloud else {
+            return Quota::unlimited();
+        };
+        let mut cached = self.limits.lock().await;
+        if let Some((at, quota)) = cached.as_ref()
+            && at.elapsed() < max_age
+        {
+            return quota.clone();
+        }
+        let limits = match cloud.quota_limits().await {
+            Ok(limits) => limits,
+            Err(e) => {
+                tracing::warn!(provider = self.name(), error = %e, "cannot read quota limits");
+                return cached
+                    .as_ref()
+                    .map_or_else(Quota::unlimited, |(_, q)| q.clone());
+            }
+        };
+        let known: HashSet<String> = nodes.iter().map(|e| e.id.to_string()).collect();
+        let unmanaged = match cloud.list_instances().await {
+            Ok(instances) => instances
+                .iter()
+                .filter(|i| {
+                    !(i.provider_name() == Some(self.name())
+                        && i.node_id().is_some_and(|id| known.contains(id)))
+                })
+                .filter_map(|i| i.resources.clone())
+                .fold(Quota::zero(), |acc, q| acc.add(&q)),
+            Err(e) => {
+                tracing::warn!(provider = self.name(), error = %e, "cannot list instances for quota");
+                Quota::zero()
+            }
+        };
+        let estimate = limits.subtract(&unmanaged);
+        *cached = Some((Instant::now(), estimate.clone()));
+        estimate
+    }
+
+    /// Nodepool's usage of this provider (and pool), including nodes just created.
+    pub fn usage(&self, nodes: &[NodeEntry], pool: Option<&str>) -> Quota {
+        let pools = self.pool_labels();
+        let mut used = decide::usage(nodes, self.name(), pool, &pools, |p, l| {
+            self.cached_need(p, l)
+        });
+        let seen: HashSet<NodeId> = nodes.iter().map(|e| e.id).collect();
+        let mut recent = lock(&self.recently_created);
+        recent.retain(|id, _| !seen.contains(id));
+        for (node_pool, q) in recent.values() {
+            if pool.is_none_or(|p| p == node_pool) {
+                used = used.add(q);
+            }
+        }
+        used
+    }
+
+    /// Counts a node this process just created until the cache shows it.
+    pub fn created(&self, id: NodeId, pool: &str, need: Quota) {
+        lock(&self.recently_created).insert(id, (pool.to_string(), need));
+    }
+
+    pub fn launch_started(&self) {
+        self.active_launches.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn launch_ended(&self) {
+        self.active_launches.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    pub fn active_launches(&self) -> usize {
+        self.active_launches.load(Ordering::SeqCst)
+    }
+}
+
+/// Pool limits from `max-servers` and `max-*` (spec 2.10).
+pub fn pool_limits(pool: &Pool) -> Quota {
+    Quota::limits(pool.max_servers, &pool.max_resources)
+}
+
+/// Whether the pool ignores the provider's (cloud) quota.
+pub fn ignores_provider_quota(pool: &Pool) -> bool {
+    matches!(&pool.settings, PoolSettings::OpenStack(p) if p.ignore_provider_quota)
+}
+
+/// Whether nodescan gathers host keys for a label.
+pub fn host_key_checking(pool: &Pool, label: &str) -> bool {
+    use nodepool_config::LabelSettings;
+    let pool_setting = match &pool.settings {
+        PoolSettings::OpenStack(p) => p.host_key_checking,
+        PoolSettings::Aws(p) => p.host_key_checking,
+        PoolSettings::Qemu(p) | PoolSettings::Container(p) => p.host_key_checking,
+        PoolSettings::Static(_) | PoolSettings::Kubernetes(_) => true,
+    };
+    let label_setting = pool.labels.get(label).map(|l| match &l.settings {
+        LabelSettings::OpenStack(s) => s.host_key_checking,
+        LabelSettings::Aws(s) => s.host_key_checking,
+        LabelSettings::Qemu(s) | LabelSettings::Container(s) => s.host_key_checking,
+        _ => true,
+    });
+    pool_setting && label_setting.unwrap_or(true)
+}
+
+/// Whether the label's console log is fetched on a failed boot.
+pub fn console_log(pool: &Pool, label: &str) -> bool {
+    use nodepool_config::LabelSettings;
+    pool.labels.get(label).is_some_and(|l| match &l.settings {
+        LabelSettings::OpenStack(s) => s.console_log,
+        LabelSettings::Qemu(s) | LabelSettings::Container(s) => s.console_log,
+        _ => false,
+    })
+}
+
+/// The diskimage a label boots from, if any.
+pub fn label_diskimage<'a>(pool: &'a Pool, label: &str) -> Option<&'a str> {
+    match pool.labels.get(label).map(|l| &l.image) {
+        Some(LabelImage::Diskimage(name)) => Some(name),
+        _ => None,
+    }
+}

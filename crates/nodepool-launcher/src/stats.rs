@@ -1,0 +1,114 @@
+//! statsd metrics with Nodepool's names (spec 2.16), sent when `STATSD_HOST` or
+//! `STATSD_PORT` is set. Fire-and-forget UDP: a missing collector never slows the launcher.
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use nodepool_config::Provider;
+use nodepool_model::Node;
+
+#[derive(Debug)]
+pub struct Stats {
+    /// `None` when statsd is not configured.
+    socket: Option<UdpSocket>,
+}
+
+impl Stats {
+    /// statsd from the environment, as Nodepool reads it (host default `localhost`, port
+    /// default 8125; disabled when neither is set).
+    pub fn from_env() -> Stats {
+        let host = std::env::var("STATSD_HOST").ok();
+        let port = std::env::var("STATSD_PORT").ok();
+        if host.is_none() && port.is_none() {
+            return Stats { socket: None };
+        }
+        let host = host.unwrap_or_else(|| "localhost".to_string());
+        let port: u16 = port.and_then(|p| p.parse().ok()).unwrap_or(8125);
+        Stats::to(&host, port)
+    }
+
+    /// statsd to an explicit address (tests).
+    pub fn to(host: &str, port: u16) -> Stats {
+        let socket = UdpSocket::bind(("0.0.0.0", 0))
+            .and_then(|s| s.connect((host, port)).map(|()| s))
+            .and_then(|s| s.set_nonblocking(true).map(|()| s));
+        match socket {
+            Ok(socket) => Stats {
+                socket: Some(socket),
+            },
+            Err(e) => {
+                tracing::warn!(host, port, error = %e, "statsd disabled: cannot reach the collector");
+                Stats { socket: None }
+            }
+        }
+    }
+
+    pub fn disabled() -> Stats {
+        Stats { socket: None }
+    }
+
+    fn send(&self, line: &str) {
+        if let Some(socket) = &self.socket {
+            let _ = socket.send(line.as_bytes());
+        }
+    }
+
+    pub fn incr(&self, key: &str) {
+        self.send(&format!("{key}:1|c"));
+    }
+
+    pub fn timing(&self, key: &str, elapsed: Duration) {
+        self.send(&format!("{key}:{}|ms", elapsed.as_millis()));
+    }
+
+    pub fn gauge(&self, key: &str, value: f64) {
+        let text = if value.is_infinite() {
+            "inf".to_string()
+        } else if value.fract() == 0.0 {
+            format!("{}", value as i64)
+        } else {
+            value.to_string()
+        };
+        self.send(&format!("{key}:{text}|g"));
+    }
+
+    /// A launch completion: timer and counter under each of Nodepool's keys.
+    pub fn launch(&self, node: &Node, result: &str, elapsed: Duration) {
+        if self.socket.is_none() {
+            return;
+        }
+        let mut keys = vec![format!("nodepool.launch.{result}")];
+        if let Some(provider) = &node.provider {
+            keys.push(format!("nodepool.launch.provider.{provider}.{result}"));
+            if let Some(az) = &node.az {
+                keys.push(format!("nodepool.launch.provider.{provider}.{az}.{result}"));
+            }
+        }
+        if let Some(requestor) = &node.requestor {
+            let requestor = requestor.replace(['.', ':'], "_");
+            keys.push(format!("nodepool.launch.requestor.{requestor}.{result}"));
+        }
+        for key in keys {
+            self.timing(&key, elapsed);
+            self.incr(&key);
+        }
+    }
+
+    /// `nodepool.provider.<p>.max_servers`: the sum over the provider's pools.
+    pub fn gauge_max_servers(&self, provider: &str, config: &Provider) {
+        if self.socket.is_none() {
+            return;
+        }
+        let total: f64 = config
+            .pools
+            .iter()
+            .map(|p| p.max_servers.map_or(f64::INFINITY, |m| m as f64))
+            .filter(|m| *m != 0.0)
+            .sum();
+        self.gauge(&format!("nodepool.provider.{provider}.max_servers"), total);
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.socket.is_some()
+    }
+}

@@ -1,0 +1,161 @@
+//! Typed snapshots of the caches: what the loops decide from.
+//!
+//! Every pass takes a fresh snapshot, so the loops are level-triggered: a missed event costs
+//! latency, never correctness. Anything acted upon is re-read under its lock.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use nodepool_model::wire;
+use nodepool_model::{
+    ComponentKind, ComponentRole, ImageUpload, Node, NodeId, NodeRequest, PoolDetails, RequestId,
+    UploadState,
+};
+use nodepool_store::{Entry, TreeCache, paths};
+
+/// A node as the cache last saw it.
+#[derive(Debug, Clone)]
+pub struct NodeEntry {
+    pub id: NodeId,
+    pub node: Node,
+    /// Someone holds or waits for the node's lock ("probably locked").
+    pub locked: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RequestEntry {
+    pub id: RequestId,
+    pub request: NodeRequest,
+}
+
+/// A READY upload of a diskimage to a provider.
+#[derive(Debug, Clone)]
+pub struct ReadyUpload {
+    /// The upload znode path: what a node's `image_id` holds.
+    pub path: String,
+    pub upload: ImageUpload,
+}
+
+/// Parses node documents only when they changed (by `mzxid`), because a pass reads every node.
+#[derive(Debug, Default)]
+pub struct NodeParser {
+    parsed: Mutex<HashMap<NodeId, (i64, Node)>>,
+}
+
+impl NodeParser {
+    /// Every readable node in the cache, with whether it has lock contenders.
+    pub fn nodes(&self, cache: &TreeCache) -> Vec<NodeEntry> {
+        let prefix_len = paths::NODES.len() + 1;
+        let mut entries: BTreeMap<NodeId, (Option<Entry>, bool)> = BTreeMap::new();
+        for (path, entry) in cache.descendants(paths::NODES) {
+            let rest = &path[prefix_len..];
+            let mut parts = rest.split('/');
+            let Some(Ok(id)) = parts.next().map(NodeId::parse) else {
+                continue;
+            };
+            match (parts.next(), parts.next()) {
+                (None, _) => entries.entry(id).or_insert((None, false)).0 = Some(entry),
+                (Some("lock"), Some(_)) => entries.entry(id).or_insert((None, false)).1 = true,
+                _ => {}
+            }
+        }
+        let mut parsed = self.parsed.lock().unwrap_or_else(|e| e.into_inner());
+        parsed.retain(|id, _| entries.contains_key(id));
+        let mut out = Vec::with_capacity(entries.len());
+        for (id, (entry, locked)) in entries {
+            let Some(entry) = entry else { continue };
+            if entry.data.is_empty() {
+                continue;
+            }
+            let node = match parsed.get(&id) {
+                Some((mzxid, node)) if *mzxid == entry.stat.mzxid => node.clone(),
+                _ => match wire::node::from_json(&entry.data) {
+                    Ok(node) => {
+                        parsed.insert(id, (entry.stat.mzxid, node.clone()));
+                        node
+                    }
+                    Err(e) => {
+                        tracing::debug!(node_id = %id, error = %e, "skipping unreadable node");
+                        continue;
+                    }
+                },
+            };
+            out.push(NodeEntry { id, node, locked });
+        }
+        out
+    }
+}
+
+/// Every readable request in the cache.
+pub fn requests(cache: &TreeCache) -> Vec<RequestEntry> {
+    let mut out = Vec::new();
+    for name in cache.children(paths::REQUESTS) {
+        let Ok(id) = RequestId::parse(&name) else {
+            continue;
+        };
+        let Some(entry) = cache.get(&format!("{}/{name}", paths::REQUESTS)) else {
+            continue;
+        };
+        if entry.data.is_empty() {
+            continue;
+        }
+        match wire::request::from_json(&entry.data) {
+            Ok(request) => out.push(RequestEntry { id, request }),
+            Err(e) => {
+                tracing::debug!(request_id = %name, error = %e, "skipping unreadable request")
+            }
+        }
+    }
+    out
+}
+
+/// The registered pool components.
+pub fn pools(cache: &TreeCache) -> Vec<PoolDetails> {
+    let dir = paths::component_dir(ComponentKind::Pool.as_str());
+    let mut out = Vec::new();
+    for name in cache.children(&dir) {
+        let Some(entry) = cache.get(&format!("{dir}/{name}")) else {
+            continue;
+        };
+        if let Ok(component) = wire::component::from_json(ComponentKind::Pool, &name, &entry.data)
+            && let ComponentRole::Pool(details) = component.role
+        {
+            out.push(details);
+        }
+    }
+    out
+}
+
+/// The newest READY upload (by `state_time`) of `image` to `provider`.
+pub fn latest_ready_upload(cache: &TreeCache, image: &str, provider: &str) -> Option<ReadyUpload> {
+    let builds = paths::builds(image);
+    let mut best: Option<ReadyUpload> = None;
+    for build in cache.children(&builds) {
+        if build == "lock" {
+            continue;
+        }
+        let dir = format!("{builds}/{build}/providers/{provider}/images");
+        for upload_id in cache.children(&dir) {
+            if upload_id == "lock" {
+                continue;
+            }
+            let path = format!("{dir}/{upload_id}");
+            let Some(entry) = cache.get(&path) else {
+                continue;
+            };
+            let Ok(upload) = wire::image::upload_from_json(&entry.data) else {
+                continue;
+            };
+            if upload.state != UploadState::Ready {
+                continue;
+            }
+            if best
+                .as_ref()
+                .is_none_or(|b| upload.state_time > b.upload.state_time)
+            {
+                best = Some(ReadyUpload { path, upload });
+            }
+        }
+    }
+    best
+}

@@ -1,0 +1,246 @@
+//! Scenario harness: a store (SQLite file or a real ZooKeeper), launchers with the fake
+//! driver on short intervals, and a Zuul-protocol client with its own session.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nodepool_driver::DriverRegistry;
+use nodepool_driver_fake::{FakeCloud, FakeDriver};
+use nodepool_launcher::{Launcher, LauncherOptions, Timing};
+use nodepool_model::{Node, NodeId, NodeState};
+use nodepool_store::{Backend, SqliteBackend, SqliteOptions, Store, TreeCache, paths};
+use nodepool_store_zk::{ZooKeeperBackend, ZooKeeperOptions};
+use nodepool_testkit::wait::wait_for_cache_change;
+use nodepool_testkit::{ZooKeeperServer, ZuulClient};
+
+pub const WAIT: Duration = Duration::from_secs(30);
+
+pub fn fast_timing() -> Timing {
+    Timing {
+        idle_recheck: Duration::from_millis(250),
+        config_check: Duration::from_millis(100),
+        deleted_node_interval: Duration::from_millis(250),
+        cleanup_interval: Duration::from_millis(300),
+        delete_timeout: Duration::from_secs(10),
+        ..Timing::default()
+    }
+}
+
+/// Where the store lives.
+pub enum Backing {
+    Sqlite(PathBuf),
+    ZooKeeper(Arc<ZooKeeperServer>, String),
+}
+
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub backing: Backing,
+    /// The client's own session, like Zuul's.
+    pub store: Store,
+    pub zuul: ZuulClient,
+    pub nodes: TreeCache,
+    pub fake: Arc<FakeDriver>,
+    pub launchers: Vec<(Launcher, Store)>,
+}
+
+impl Harness {
+    pub async fn sqlite(config: &str) -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("nodepool.db");
+        let backing = Backing::Sqlite(db);
+        Harness::with_backing(dir, backing, config).await
+    }
+
+    pub async fn zookeeper(server: Arc<ZooKeeperServer>, config: &str) -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let chroot = format!("/scenario-{}", nodepool_model::ids::random_uuid_hex());
+        Harness::with_backing(dir, Backing::ZooKeeper(server, chroot), config).await
+    }
+
+    async fn with_backing(dir: tempfile::TempDir, backing: Backing, config: &str) -> Harness {
+        let config_path = dir.path().join("nodepool.yaml");
+        std::fs::write(&config_path, config).expect("write config");
+        let store = open(&backing).await;
+        for p in [paths::NODES, paths::REQUESTS] {
+            store.ensure_path(p).await.expect("ensure path");
+        }
+        let nodes = TreeCache::start(store.backend().clone(), paths::NODES)
+            .await
+            .expect("node cache");
+        Harness {
+            zuul: ZuulClient::new(store.clone(), "zuul-system-id"),
+            dir,
+            config_path,
+            backing,
+            store,
+            nodes,
+            fake: Arc::new(FakeDriver::new()),
+            launchers: Vec::new(),
+        }
+    }
+
+    pub fn registry(&self) -> DriverRegistry {
+        let mut registry = DriverRegistry::new();
+        registry.register(self.fake.clone());
+        registry
+    }
+
+    /// Starts one more launcher with its own store session.
+    pub async fn start_launcher(&mut self) -> usize {
+        let store = open(&self.backing).await;
+        let mut options = LauncherOptions::new(self.config_path.clone(), None);
+        options.timing = fast_timing();
+        options.hostname = format!("launcher{}", self.launchers.len());
+        options.fqdn = options.hostname.clone();
+        let launcher = Launcher::start(store.clone(), self.registry(), options)
+            .await
+            .expect("launcher starts");
+        self.launchers.push((launcher, store));
+        self.launchers.len() - 1
+    }
+
+    /// Stops a launcher gracefully and closes its session.
+    pub async fn stop_launcher(&mut self, index: usize) {
+        let (launcher, store) = self.launchers.remove(index);
+        launcher.stop().await;
+        let _ = store.backend().close().await;
+    }
+
+    pub fn write_config(&self, config: &str) {
+        // Rename so the launcher never reads half a file.
+        let tmp = self.dir.path().join("nodepool.yaml.new");
+        std::fs::write(&tmp, config).expect("write config");
+        std::fs::rename(&tmp, &self.config_path).expect("replace config");
+    }
+
+    pub fn cloud(&self, provider: &str) -> Arc<FakeCloud> {
+        self.fake.cloud(provider).expect("fake cloud exists")
+    }
+
+    pub async fn all_nodes(&self) -> Vec<(NodeId, Node)> {
+        let mut out = Vec::new();
+        for id in self.store.nodes().ids().await.expect("node ids") {
+            if let Some(n) = self.store.nodes().get(id).await.expect("node") {
+                out.push((id, n.value));
+            }
+        }
+        out
+    }
+
+    /// Waits until `condition` holds for the nodes in the store, re-checking on each change.
+    pub async fn wait_nodes<T>(
+        &self,
+        what: &str,
+        condition: impl Fn(&[(NodeId, Node)]) -> Option<T>,
+    ) -> T {
+        let store = self.store.clone();
+        let condition = &condition;
+        wait_for_cache_change(&self.nodes, WAIT, || {
+            let store = store.clone();
+            async move {
+                let mut nodes = Vec::new();
+                for id in store.nodes().ids().await.ok()? {
+                    if let Ok(Some(n)) = store.nodes().get(id).await {
+                        nodes.push((id, n.value));
+                    }
+                }
+                condition(&nodes)
+            }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("timed out waiting for {what}: {e:?}"))
+    }
+
+    pub async fn wait_no_nodes(&self) {
+        self.wait_nodes("every node deleted", |n| n.is_empty().then_some(()))
+            .await
+    }
+
+    pub async fn wait_ready(&self, label: &str, count: usize) -> Vec<NodeId> {
+        self.wait_nodes(&format!("{count} ready {label} nodes"), |nodes| {
+            let ready: Vec<NodeId> = nodes
+                .iter()
+                .filter(|(_, n)| {
+                    n.state == NodeState::Ready
+                        && n.allocated_to.is_none()
+                        && n.node_type.iter().any(|t| t == label)
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            (ready.len() == count).then_some(ready)
+        })
+        .await
+    }
+
+    pub async fn shutdown(mut self) {
+        while !self.launchers.is_empty() {
+            self.stop_launcher(0).await;
+        }
+        let _ = self.store.backend().close().await;
+    }
+}
+
+pub async fn open(backing: &Backing) -> Store {
+    match backing {
+        Backing::Sqlite(path) => {
+            let backend = SqliteBackend::open(SqliteOptions::new(path))
+                .await
+                .expect("open sqlite");
+            Store::new(Arc::new(backend))
+        }
+        Backing::ZooKeeper(server, chroot) => {
+            let mut options = ZooKeeperOptions::new([server.plain_address()]);
+            options.chroot = Some(chroot.clone());
+            let backend = ZooKeeperBackend::connect(options)
+                .await
+                .expect("connect zookeeper");
+            Store::new(Arc::new(backend) as Arc<dyn Backend>)
+        }
+    }
+}
+
+/// Polls a condition that has no watch (the fake cloud's memory) until it holds.
+pub async fn eventually<F, Fut>(what: &str, condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let mut condition = condition;
+    nodepool_testkit::wait::wait_for(WAIT, Duration::from_millis(25), || {
+        let fut = condition();
+        async move { fut.await.then_some(()) }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+}
+
+/// A fake-driver config with one provider and one pool.
+pub fn fake_config(
+    labels: &[(&str, u32)],
+    max_servers: Option<u32>,
+    extra_provider: &str,
+) -> String {
+    let mut text = String::from("labels:\n");
+    for (label, min_ready) in labels {
+        text.push_str(&format!("  - name: {label}\n    min-ready: {min_ready}\n"));
+    }
+    text.push_str("providers:\n  - name: fake-provider\n    driver: fake\n    cloud: fake\n");
+    text.push_str(extra_provider);
+    text.push_str("    cloud-images:\n      - name: fake-image\n        image-id: fake-image-id\n");
+    text.push_str("    pools:\n      - name: main\n");
+    if let Some(max) = max_servers {
+        text.push_str(&format!("        max-servers: {max}\n"));
+    }
+    text.push_str("        labels:\n");
+    for (label, _) in labels {
+        text.push_str(&format!(
+            "          - name: {label}\n            cloud-image: fake-image\n            min-ram: 8192\n"
+        ));
+    }
+    text
+}

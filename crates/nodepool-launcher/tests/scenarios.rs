@@ -1,0 +1,387 @@
+//! Launcher scenarios on the embedded SQLite store with the fake driver, driven by a
+//! Zuul-protocol client exactly as Zuul drives Nodepool.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Harness, WAIT, eventually, fake_config};
+use nodepool_driver::metadata_keys;
+use nodepool_model::{NodeState, RequestState};
+use nodepool_testkit::RequestOptions;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_label_request_is_fulfilled_used_and_deleted() {
+    let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(10), "")).await;
+    h.start_launcher().await;
+    let id = h
+        .zuul
+        .submit(&["small"], RequestOptions::default())
+        .await
+        .expect("submit");
+    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
+    assert_eq!(request.state, RequestState::Fulfilled);
+    assert_eq!(request.nodes.len(), 1);
+    let node = h
+        .store
+        .nodes()
+        .get(request.nodes[0])
+        .await
+        .expect("get")
+        .expect("node")
+        .value;
+    assert_eq!(node.state, NodeState::Ready);
+    assert_eq!(node.allocated_to.as_ref(), Some(&id));
+    assert_eq!(node.interface_ip.as_deref(), Some("fake"));
+    assert_eq!(node.host_keys, vec!["ssh-rsa FAKEKEY".to_string()]);
+    assert_eq!(node.provider.as_deref(), Some("fake-provider"));
+    assert_eq!(node.requestor.as_deref(), Some("zuul-system-id"));
+    assert!(
+        node.launcher
+            .as_deref()
+            .is_some_and(|l| l.contains("PoolWorker.fake-provider-main-"))
+    );
+    assert_eq!(
+        node.resources.as_ref().map(|r| r["cores"].clone()),
+        Some(serde_json::json!(4))
+    );
+    let cloud = h.cloud("fake-provider");
+    let servers = cloud.servers();
+    assert_eq!(servers.len(), 1);
+    assert_eq!(
+        servers[0].metadata[metadata_keys::NODE_ID],
+        request.nodes[0].to_string()
+    );
+    assert_eq!(servers[0].name, format!("np{}", request.nodes[0]));
+
+    let mut set = h.zuul.accept(&id, &request).await.expect("accept");
+    h.zuul
+        .use_nodes(&mut set, "org/project")
+        .await
+        .expect("use");
+    h.zuul.return_nodes(set).await.expect("return");
+    h.wait_no_nodes().await;
+    eventually("the server is deleted", || async {
+        cloud.servers().is_empty()
+    })
+    .await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_label_request_lists_nodes_in_request_order() {
+    let mut h = Harness::sqlite(&fake_config(&[("a", 0), ("b", 0)], Some(10), "")).await;
+    h.start_launcher().await;
+    let id = h
+        .zuul
+        .submit(&["b", "a", "b"], RequestOptions::default())
+        .await
+        .expect("submit");
+    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
+    assert_eq!(request.state, RequestState::Fulfilled);
+    let mut labels = Vec::new();
+    for node_id in &request.nodes {
+        let node = h
+            .store
+            .nodes()
+            .get(*node_id)
+            .await
+            .expect("get")
+            .expect("node")
+            .value;
+        labels.push(node.node_type[0].clone());
+    }
+    assert_eq!(labels, ["b", "a", "b"]);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_label_fails_once_every_pool_declined() {
+    let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(10), "")).await;
+    h.start_launcher().await;
+    let id = h
+        .zuul
+        .submit(&["nonexistent"], RequestOptions::default())
+        .await
+        .expect("submit");
+    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
+    assert_eq!(request.state, RequestState::Failed);
+    assert_eq!(request.declined_by.len(), 1);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_ready_is_kept_and_refilled_after_use() {
+    let mut h = Harness::sqlite(&fake_config(&[("small", 2)], Some(10), "")).await;
+    h.start_launcher().await;
+    let ready = h.wait_ready("small", 2).await;
+    // A request reuses a min-ready node instead of launching.
+    let creates = h.cloud("fake-provider").creates();
+    let ids = h
+        .zuul
+        .run_job(&["small"], RequestOptions::default(), WAIT)
+        .await
+        .expect("job");
+    assert!(ready.contains(&ids[0]), "a ready node was reused");
+    h.wait_ready("small", 2).await;
+    assert_eq!(
+        h.cloud("fake-provider").creates(),
+        creates + 1,
+        "one replacement launched"
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_pauses_the_pool_then_resumes_when_a_node_is_freed() {
+    let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(1), "")).await;
+    h.start_launcher().await;
+    let first = h
+        .zuul
+        .submit(&["small"], RequestOptions::default())
+        .await
+        .expect("submit");
+    let first_req = h.zuul.wait(&first, WAIT).await.expect("wait");
+    let mut set = h.zuul.accept(&first, &first_req).await.expect("accept");
+    h.zuul
+        .use_nodes(&mut set, "org/project")
+        .await
+        .expect("use");
+    let second = h
+        .zuul
+        .submit(&["small"], RequestOptions::default())
+        .await
+        .expect("submit");
+    // The second request is accepted (pending) but waits for quota.
+    eventually("second request pending", || async {
+        h.store
+            .requests()
+            .get(&second)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|r| r.value.state == RequestState::Pending)
+    })
+    .await;
+    assert_eq!(h.cloud("fake-provider").servers().len(), 1);
+    h.zuul.return_nodes(set).await.expect("return");
+    let second_req = h.zuul.wait(&second, WAIT).await.expect("wait");
+    assert_eq!(second_req.state, RequestState::Fulfilled);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaked_instance_is_deleted_on_the_second_sighting() {
+    let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(10), "")).await;
+    h.start_launcher().await;
+    let cloud = h.cloud_after_start().await;
+    let mut metadata = nodepool_driver::Metadata::new();
+    metadata.insert(metadata_keys::NODE_ID.into(), "0000099999".into());
+    metadata.insert(metadata_keys::POOL_NAME.into(), "main".into());
+    metadata.insert(metadata_keys::PROVIDER_NAME.into(), "fake-provider".into());
+    let leaked = cloud.insert_server("np0000099999", metadata);
+    let mut foreign = nodepool_driver::Metadata::new();
+    foreign.insert(metadata_keys::PROVIDER_NAME.into(), "someone-else".into());
+    foreign.insert(metadata_keys::NODE_ID.into(), "0000099998".into());
+    let kept = cloud.insert_server("not-ours", foreign);
+    eventually("the leaked server is deleted", || async {
+        cloud.server(&leaked).is_none()
+    })
+    .await;
+    assert!(
+        cloud.server(&kept).is_some(),
+        "other providers' servers are left alone"
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_node_expires() {
+    let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(10), "")).await;
+    h.start_launcher().await;
+    let id = h
+        .zuul
+        .submit(&["small"], RequestOptions::default())
+        .await
+        .expect("submit");
+    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
+    let mut set = h.zuul.accept(&id, &request).await.expect("accept");
+    h.zuul
+        .use_nodes(&mut set, "org/project")
+        .await
+        .expect("use");
+    h.zuul
+        .autohold(set, "tenant org/project job .*", "debugging", Some(1))
+        .await
+        .expect("hold");
+    let node = h
+        .store
+        .nodes()
+        .get(request.nodes[0])
+        .await
+        .expect("get")
+        .expect("node")
+        .value;
+    assert_eq!(node.state, NodeState::Hold);
+    h.wait_no_nodes().await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launch_failures_are_retried_and_quota_errors_abort_then_retry() {
+    let faults = "    fake-faults:\n      launch-failures: 2\n      quota-errors: 1\n";
+    let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(10), faults)).await;
+    h.start_launcher().await;
+    let id = h
+        .zuul
+        .submit(&["small"], RequestOptions::default())
+        .await
+        .expect("submit");
+    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
+    assert_eq!(request.state, RequestState::Fulfilled);
+    let ids = h
+        .zuul
+        .run_job(&["small"], RequestOptions::default(), WAIT)
+        .await
+        .expect("job");
+    assert_eq!(ids.len(), 1);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausted_launch_retries_fail_the_request() {
+    let faults = "    launch-retries: 2\n    fake-faults:\n      launch-failures: 2\n";
+    let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(10), faults)).await;
+    h.start_launcher().await;
+    let id = h
+        .zuul
+        .submit(&["small"], RequestOptions::default())
+        .await
+        .expect("submit");
+    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
+    assert_eq!(request.state, RequestState::Failed);
+    h.zuul.cancel(&id).await.expect("cancel");
+    // The failed node (left BUILDING, unlocked) is cleaned up.
+    h.wait_no_nodes().await;
+    eventually("no servers left", || async {
+        h.cloud("fake-provider").servers().is_empty()
+    })
+    .await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_reload_adds_a_label_without_restart() {
+    let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(10), "")).await;
+    h.start_launcher().await;
+    h.zuul
+        .run_job(&["small"], RequestOptions::default(), WAIT)
+        .await
+        .expect("job");
+    h.write_config(&fake_config(&[("small", 0), ("large", 1)], Some(10), ""));
+    h.wait_ready("large", 1).await;
+    let ids = h
+        .zuul
+        .run_job(&["large"], RequestOptions::default(), WAIT)
+        .await
+        .expect("job");
+    assert_eq!(ids.len(), 1);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_ready_age_replaces_old_ready_nodes() {
+    let config = fake_config(&[("small", 1)], Some(10), "").replace(
+        "    min-ready: 1\n",
+        "    min-ready: 1\n    max-ready-age: 1\n",
+    );
+    let mut h = Harness::sqlite(&config).await;
+    h.start_launcher().await;
+    let first = h.wait_ready("small", 1).await;
+    h.wait_nodes("the old ready node replaced", |nodes| {
+        (!nodes.iter().any(|(id, _)| *id == first[0])
+            && nodes.iter().any(|(_, n)| n.state == NodeState::Ready))
+        .then_some(())
+    })
+    .await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declines_across_two_launchers_until_failed() {
+    // Two providers, each knowing one label; a request for both labels fits neither.
+    let config = "labels:\n  - name: a\n  - name: b\nproviders:\n".to_string()
+        + &provider_block("p-a", "a")
+        + &provider_block("p-b", "b");
+    let mut h = Harness::sqlite(&config).await;
+    h.start_launcher().await;
+    h.start_launcher().await;
+    let id = h
+        .zuul
+        .submit(&["a", "b"], RequestOptions::default())
+        .await
+        .expect("submit");
+    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
+    assert_eq!(request.state, RequestState::Failed);
+    // Two launchers, two pools each: every registered pool declined.
+    assert_eq!(request.declined_by.len(), 4, "{:?}", request.declined_by);
+    h.shutdown().await;
+}
+
+fn provider_block(name: &str, label: &str) -> String {
+    format!(
+        "  - name: {name}\n    driver: fake\n    cloud: fake\n    cloud-images:\n      - name: img\n        image-id: fake-image-id\n    pools:\n      - name: main\n        labels:\n          - name: {label}\n            cloud-image: img\n            min-ram: 8192\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_resource_limits_defer_requests() {
+    let config = fake_config(&[("small", 0)], Some(10), "")
+        + "tenant-resource-limits:\n  - tenant-name: tenant-a\n    max-servers: 1\n";
+    let mut h = Harness::sqlite(&config).await;
+    h.start_launcher().await;
+    let options = || RequestOptions {
+        tenant_name: Some("tenant-a".into()),
+        ..RequestOptions::default()
+    };
+    let first = h.zuul.submit(&["small"], options()).await.expect("submit");
+    let first_req = h.zuul.wait(&first, WAIT).await.expect("wait");
+    let mut set = h.zuul.accept(&first, &first_req).await.expect("accept");
+    h.zuul
+        .use_nodes(&mut set, "org/project")
+        .await
+        .expect("use");
+    let second = h.zuul.submit(&["small"], options()).await.expect("submit");
+    // Deferred, not accepted, while the tenant is at its limit.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let state = h
+        .store
+        .requests()
+        .get(&second)
+        .await
+        .expect("get")
+        .expect("request")
+        .value
+        .state;
+    assert_eq!(state, RequestState::Requested);
+    h.zuul.return_nodes(set).await.expect("return");
+    let second_req = h.zuul.wait(&second, WAIT).await.expect("wait");
+    assert_eq!(second_req.state, RequestState::Fulfilled);
+    h.shutdown().await;
+}
+
+trait CloudAfterStart {
+    async fn cloud_after_start(&self) -> std::sync::Arc<nodepool_driver_fake::FakeCloud>;
+}
+
+impl CloudAfterStart for Harness {
+    async fn cloud_after_start(&self) -> std::sync::Arc<nodepool_driver_fake::FakeCloud> {
+        let fake = self.fake.clone();
+        nodepool_testkit::wait::wait_for(WAIT, Duration::from_millis(20), || {
+            let fake = fake.clone();
+            async move { fake.cloud("fake-provider") }
+        })
+        .await
+        .expect("the provider starts")
+    }
+}
