@@ -178,7 +178,8 @@ impl Handler {
                 continue;
             }
             if env.rt.is_static()
-                && !crate::static_sync::check_reusable(ctx, &env.rt, &candidate.node).await
+                && !crate::static_sync::check_reusable(ctx, &env.rt, candidate.id, &candidate.node)
+                    .await
             {
                 continue;
             }

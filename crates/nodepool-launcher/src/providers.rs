@@ -38,6 +38,8 @@ pub struct ProviderRuntime {
     pub active_launches: AtomicUsize,
     /// Leak candidates seen in the previous cleanup pass: (kind, cloud id).
     pub leak_candidates: Mutex<HashSet<(String, String)>>,
+    /// Static providers: one registration pass at a time, so a slot is never filled twice.
+    pub static_sync: tokio::sync::Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -58,6 +60,7 @@ impl ProviderRuntime {
             recently_created: Mutex::new(HashMap::new()),
             active_launches: AtomicUsize::new(0),
             leak_candidates: Mutex::new(HashSet::new()),
+            static_sync: tokio::sync::Mutex::new(()),
         })
     }
 
