@@ -74,10 +74,14 @@ pub fn pre_check(request: &NodeRequest, me: &PoolIdentity, pools: &[PoolDetails]
     {
         return Some(Skip::PreferredProvider);
     }
-    if candidates
-        .iter()
-        .any(|p| p.priority < me.priority && !p.paused)
-    {
+    // Nodepool 11 also yields here to better pools of *other* providers when the request
+    // names ours, so nobody serves it; we yield only within the named provider.
+    let named_us = request.provider.as_deref() == Some(me.provider.as_str());
+    if candidates.iter().any(|p| {
+        p.priority < me.priority
+            && !p.paused
+            && (!named_us || p.provider_name.as_deref() == Some(me.provider.as_str()))
+    }) {
         return Some(Skip::HigherPriorityPool);
     }
     let lacks_label = request.node_types.iter().any(|l| !me.labels.contains(l));

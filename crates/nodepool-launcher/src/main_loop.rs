@@ -23,6 +23,7 @@ pub async fn run(ctx: Arc<Context>) {
     let mut background: Vec<JoinHandle<()>> = Vec::new();
     let mut stamp = config_stamp(&ctx.options);
     let mut min_ready = MinReady::default();
+    let mut gauges = Gauges::default();
     let mut registration = None;
     let mut watches = ctx.watches(true, true, false, true);
     let mut first = true;
@@ -61,6 +62,9 @@ pub async fn run(ctx: Arc<Context>) {
             background.push(tokio::spawn(deleter::run(ctx.clone())));
             background.push(tokio::spawn(cleanup::run(ctx.clone())));
         }
+        if ctx.stats.enabled() {
+            gauges.pass(&ctx, &config).await;
+        }
         if let Err(e) = min_ready.pass(&ctx, &config).await {
             tracing::warn!(error = %format!("{e:#}"), "min-ready pass failed");
             ctx.workers.error(NAME, &e);
@@ -87,6 +91,9 @@ pub async fn run(ctx: Arc<Context>) {
     }
     if let Some((reg, _)) = registration {
         let _ = ctx.store.components().unregister(&reg).await;
+    }
+    if let Some(lock) = gauges.leader.take() {
+        let _ = lock.release().await;
     }
     ctx.workers.stopped(NAME);
 }
@@ -280,4 +287,68 @@ async fn label_image_available(ctx: &Context, config: &Config, label: &str) -> b
         }
     }
     false
+}
+
+/// Node gauges, sent by the one launcher holding the stats election (spec 2.16), at most
+/// once a second.
+#[derive(Debug, Default)]
+struct Gauges {
+    leader: Option<nodepool_store::Lock>,
+    last: Option<std::time::Instant>,
+}
+
+impl Gauges {
+    async fn pass(&mut self, ctx: &Context, config: &Config) {
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1))
+        {
+            return;
+        }
+        if let Some(lock) = &self.leader
+            && !lock.is_held().await.unwrap_or(false)
+        {
+            self.leader = None;
+        }
+        if self.leader.is_none() {
+            match ctx
+                .store
+                .stats_election(&ctx.options.hostname, nodepool_store::LockWait::NonBlocking)
+                .await
+            {
+                Ok(Some(lock)) => self.leader = Some(lock),
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "stats election failed");
+                    return;
+                }
+            }
+        }
+        self.last = Some(std::time::Instant::now());
+        let nodes = ctx.nodes_view();
+        let providers: Vec<String> = config.providers.keys().cloned().collect();
+        let labels: Vec<String> = config.labels.keys().cloned().collect();
+        for (key, value) in crate::stats::node_gauges(&nodes, &providers, &labels) {
+            ctx.stats.gauge(&key, value);
+        }
+        let requests = view::requests(&ctx.requests);
+        for pool in view::pools(&ctx.components) {
+            let (Some(provider), Some(name)) = (&pool.provider_name, &pool.name) else {
+                continue;
+            };
+            let addressable = requests
+                .iter()
+                .filter(|r| {
+                    r.request
+                        .node_types
+                        .iter()
+                        .all(|l| pool.supported_labels.contains(l))
+                })
+                .count();
+            ctx.stats.gauge(
+                &format!("nodepool.provider.{provider}.pool.{name}.addressable_requests"),
+                addressable as f64,
+            );
+        }
+    }
 }

@@ -14,6 +14,9 @@ use nodepool_model::NodeId;
 use crate::decide;
 use crate::view::NodeEntry;
 
+/// How long a node created here counts towards quota before the cache shows it.
+const RECENT_NODE_AGE: Duration = Duration::from_secs(30);
+
 /// Launch settings of a provider, whatever its driver.
 #[derive(Debug, Clone, Copy)]
 pub struct LaunchSettings {
@@ -33,7 +36,7 @@ pub struct ProviderRuntime {
     limits: tokio::sync::Mutex<Option<(Instant, Quota)>>,
     /// Nodes this process created that the node cache may not show yet, so quota counts
     /// them at once.
-    pub recently_created: Mutex<HashMap<NodeId, (String, Quota)>>,
+    pub recently_created: Mutex<HashMap<NodeId, (String, Quota, Instant)>>,
     /// Launches running now, for `max-concurrency`.
     pub active_launches: AtomicUsize,
     /// Leak candidates seen in the previous cleanup pass: (kind, cloud id).
@@ -180,8 +183,10 @@ impl ProviderRuntime {
         });
         let seen: HashSet<NodeId> = nodes.iter().map(|e| e.id).collect();
         let mut recent = lock(&self.recently_created);
-        recent.retain(|id, _| !seen.contains(id));
-        for (node_pool, q) in recent.values() {
+        // Seen in the cache, or old enough that the cache must have shown it (and its
+        // deletion) by now.
+        recent.retain(|id, (_, _, at)| !seen.contains(id) && at.elapsed() < RECENT_NODE_AGE);
+        for (node_pool, q, _) in recent.values() {
             if pool.is_none_or(|p| p == node_pool) {
                 used = used.add(q);
             }
@@ -191,7 +196,7 @@ impl ProviderRuntime {
 
     /// Counts a node this process just created until the cache shows it.
     pub fn created(&self, id: NodeId, pool: &str, need: Quota) {
-        lock(&self.recently_created).insert(id, (pool.to_string(), need));
+        lock(&self.recently_created).insert(id, (pool.to_string(), need, Instant::now()));
     }
 
     pub fn launch_started(&self) {

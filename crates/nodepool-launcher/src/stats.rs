@@ -112,3 +112,56 @@ impl Stats {
         self.socket.is_some()
     }
 }
+
+/// The node gauges the stats leader sends (spec 2.16): counts per state overall, per
+/// provider and per label, every known state initialized to 0 so a gauge returns to zero.
+pub fn node_gauges(
+    nodes: &[crate::view::NodeEntry],
+    providers: &[String],
+    labels: &[String],
+) -> std::collections::BTreeMap<String, f64> {
+    use nodepool_model::NodeState;
+    let mut gauges = std::collections::BTreeMap::new();
+    let states: Vec<String> = NodeState::KNOWN
+        .iter()
+        .map(|s| s.as_str().to_string())
+        .collect();
+    let mut providers: Vec<String> = providers.to_vec();
+    let mut labels: Vec<String> = labels.to_vec();
+    for e in nodes {
+        if let Some(p) = &e.node.provider
+            && !providers.contains(p)
+        {
+            providers.push(p.clone());
+        }
+        for l in &e.node.node_type {
+            if !labels.contains(l) {
+                labels.push(l.clone());
+            }
+        }
+    }
+    for state in &states {
+        gauges.insert(format!("nodepool.nodes.{state}"), 0.0);
+        for p in &providers {
+            gauges.insert(format!("nodepool.provider.{p}.nodes.{state}"), 0.0);
+        }
+        for l in &labels {
+            gauges.insert(format!("nodepool.label.{l}.nodes.{state}"), 0.0);
+        }
+    }
+    for e in nodes {
+        let state = e.node.state.as_str();
+        *gauges.entry(format!("nodepool.nodes.{state}")).or_default() += 1.0;
+        if let Some(p) = &e.node.provider {
+            *gauges
+                .entry(format!("nodepool.provider.{p}.nodes.{state}"))
+                .or_default() += 1.0;
+        }
+        for l in &e.node.node_type {
+            *gauges
+                .entry(format!("nodepool.label.{l}.nodes.{state}"))
+                .or_default() += 1.0;
+        }
+    }
+    gauges
+}

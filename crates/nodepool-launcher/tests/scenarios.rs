@@ -385,3 +385,320 @@ impl CloudAfterStart for Harness {
         .expect("the provider starts")
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_served_in_priority_order() {
+    let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(1), "")).await;
+    let low = h
+        .zuul
+        .submit(
+            &["small"],
+            RequestOptions {
+                priority: 300,
+                ..RequestOptions::default()
+            },
+        )
+        .await
+        .expect("submit");
+    let relative_late = h
+        .zuul
+        .submit(
+            &["small"],
+            RequestOptions {
+                priority: 100,
+                relative_priority: 5,
+                ..RequestOptions::default()
+            },
+        )
+        .await
+        .expect("submit");
+    let high = h
+        .zuul
+        .submit(
+            &["small"],
+            RequestOptions {
+                priority: 100,
+                ..RequestOptions::default()
+            },
+        )
+        .await
+        .expect("submit");
+    h.start_launcher().await;
+    let mut order = Vec::new();
+    for _ in 0..3 {
+        let next = h
+            .wait_requests_fulfilled(&[&low, &relative_late, &high], &order)
+            .await;
+        let request = h
+            .store
+            .requests()
+            .get(&next)
+            .await
+            .expect("get")
+            .expect("request")
+            .value;
+        let mut set = h.zuul.accept(&next, &request).await.expect("accept");
+        h.zuul
+            .use_nodes(&mut set, "org/project")
+            .await
+            .expect("use");
+        h.zuul.return_nodes(set).await.expect("return");
+        order.push(next);
+    }
+    assert_eq!(order, vec![high, relative_late, low]);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_request_is_reset_and_served() {
+    use nodepool_model::{Node, NodeRequest};
+    let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(10), "")).await;
+    // What a launcher that died mid-request leaves: a PENDING request nobody has locked and
+    // an INIT node allocated to it.
+    let mut request = NodeRequest::new(0.0);
+    request.node_types = vec!["small".into()];
+    request.requestor = Some("zuul-system-id".into());
+    request.state = RequestState::Pending;
+    let id = h
+        .store
+        .requests()
+        .create(&request, "100", false)
+        .await
+        .expect("create");
+    let mut orphan = Node::new(NodeState::Init, 0.0);
+    orphan.provider = Some("fake-provider".into());
+    orphan.pool = Some("main".into());
+    orphan.node_type = vec!["small".into()];
+    orphan.allocated_to = Some(id.clone());
+    let orphan_id = h
+        .store
+        .nodes()
+        .create(&mut orphan)
+        .await
+        .expect("create node");
+    h.start_launcher().await;
+    let fulfilled = h.zuul.wait(&id, WAIT).await.expect("wait");
+    assert_eq!(fulfilled.state, RequestState::Fulfilled);
+    assert_ne!(fulfilled.nodes, vec![orphan_id]);
+    h.wait_nodes("the orphaned INIT node deleted", |nodes| {
+        (!nodes.iter().any(|(id, _)| *id == orphan_id)).then_some(())
+    })
+    .await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_request_lock_directories_are_removed() {
+    let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(10), "")).await;
+    let stale = "/nodepool/requests-lock/100-0000099999";
+    h.store.ensure_path(stale).await.expect("lock dir");
+    h.start_launcher().await;
+    eventually("the stale lock dir is removed", || async {
+        h.store
+            .backend()
+            .exists(stale)
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+    })
+    .await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_request_that_zuul_withdraws_launches_nothing() {
+    let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(1), "")).await;
+    h.start_launcher().await;
+    let first = h
+        .zuul
+        .submit(&["small"], RequestOptions::default())
+        .await
+        .expect("submit");
+    let first_req = h.zuul.wait(&first, WAIT).await.expect("wait");
+    let mut set = h.zuul.accept(&first, &first_req).await.expect("accept");
+    h.zuul
+        .use_nodes(&mut set, "org/project")
+        .await
+        .expect("use");
+    let second = h
+        .zuul
+        .submit(&["small"], RequestOptions::default())
+        .await
+        .expect("submit");
+    eventually("second request pending", || async {
+        h.store
+            .requests()
+            .get(&second)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|r| r.value.state == RequestState::Pending)
+    })
+    .await;
+    h.zuul.cancel(&second).await.expect("cancel");
+    eventually(
+        "the paused handler lets go of the withdrawn request",
+        || async {
+            h.store
+                .lock_contenders(&nodepool_store::paths::request_lock(&second))
+                .await
+                .is_ok_and(|c| c.is_empty())
+        },
+    )
+    .await;
+    h.zuul.return_nodes(set).await.expect("return");
+    h.wait_no_nodes().await;
+    assert_eq!(
+        h.cloud("fake-provider").creates(),
+        1,
+        "nothing launched for the withdrawn request"
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_naming_a_provider_go_to_it_and_pool_priority_is_respected() {
+    let config = "labels:\n  - name: a\nproviders:\n".to_string()
+        + &provider_block("p-a", "a")
+        + &provider_block("p-b", "a").replace(
+            "      - name: main\n",
+            "      - name: main\n        priority: 1\n",
+        );
+    let mut h = Harness::sqlite(&config).await;
+    h.start_launcher().await;
+    // Pool priority: p-b's pool (priority 1) wins over p-a's (default 100).
+    let id = h
+        .zuul
+        .submit(&["a"], RequestOptions::default())
+        .await
+        .expect("submit");
+    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
+    let node = h
+        .store
+        .nodes()
+        .get(request.nodes[0])
+        .await
+        .expect("get")
+        .expect("node")
+        .value;
+    assert_eq!(node.provider.as_deref(), Some("p-b"));
+    // A request naming p-a goes there despite the priorities.
+    let id = h
+        .zuul
+        .submit(
+            &["a"],
+            RequestOptions {
+                provider: Some("p-a".into()),
+                ..RequestOptions::default()
+            },
+        )
+        .await
+        .expect("submit");
+    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
+    let node = h
+        .store
+        .nodes()
+        .get(request.nodes[0])
+        .await
+        .expect("get")
+        .expect("node")
+        .value;
+    assert_eq!(node.provider.as_deref(), Some("p-a"));
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_unregisters_and_returns_waiting_requests() {
+    let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(1), "")).await;
+    h.start_launcher().await;
+    let first = h
+        .zuul
+        .submit(&["small"], RequestOptions::default())
+        .await
+        .expect("submit");
+    let first_req = h.zuul.wait(&first, WAIT).await.expect("wait");
+    let mut set = h.zuul.accept(&first, &first_req).await.expect("accept");
+    h.zuul
+        .use_nodes(&mut set, "org/project")
+        .await
+        .expect("use");
+    let second = h
+        .zuul
+        .submit(&["small"], RequestOptions::default())
+        .await
+        .expect("submit");
+    eventually("second request pending", || async {
+        h.store
+            .requests()
+            .get(&second)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|r| r.value.state == RequestState::Pending)
+    })
+    .await;
+    h.stop_launcher(0).await;
+    let request = h
+        .store
+        .requests()
+        .get(&second)
+        .await
+        .expect("get")
+        .expect("request")
+        .value;
+    assert_eq!(
+        request.state,
+        RequestState::Requested,
+        "handed back for another launcher"
+    );
+    let pools = h
+        .store
+        .components()
+        .list(nodepool_model::ComponentKind::Pool)
+        .await
+        .expect("list");
+    assert!(pools.is_empty(), "pool components unregistered");
+    let launchers = h
+        .store
+        .components()
+        .list(nodepool_model::ComponentKind::Launcher)
+        .await
+        .expect("list");
+    assert!(launchers.is_empty(), "launcher component unregistered");
+    h.zuul.return_nodes(set).await.expect("return");
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_launchers_on_one_store_never_share_a_node() {
+    let quota =
+        "    fake-quota:\n      instances: 1000\n      cores: 100000\n      ram: 100000000\n";
+    let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(200), quota)).await;
+    h.start_launcher().await;
+    h.start_launcher().await;
+    let zuul = std::sync::Arc::new(h.zuul.clone());
+    let mut tasks = tokio::task::JoinSet::new();
+    let semaphore = std::sync::Arc::new(tokio::sync::Semaphore::new(10));
+    for _ in 0..60 {
+        let zuul = zuul.clone();
+        let permit = semaphore.clone().acquire_owned().await.expect("permit");
+        tasks.spawn(async move {
+            let ids = zuul
+                .run_job(&["small"], RequestOptions::default(), WAIT)
+                .await
+                .expect("job");
+            drop(permit);
+            ids
+        });
+    }
+    let mut seen = std::collections::HashSet::new();
+    while let Some(result) = tasks.join_next().await {
+        for id in result.expect("task") {
+            assert!(seen.insert(id), "node {id} handed to two requests");
+        }
+    }
+    assert_eq!(seen.len(), 60);
+    h.wait_no_nodes().await;
+    h.shutdown().await;
+}

@@ -109,6 +109,10 @@ fn pre_check_follows_nodepools_order_of_rules() {
         pre_check(&request(&["a"]), &me(&["a"], 100), &better),
         Some(Skip::HigherPriorityPool)
     );
+    // A request naming our provider is not yielded to better pools of other providers.
+    let mut named = request(&["a"]);
+    named.provider = Some("p1".into());
+    assert_eq!(pre_check(&named, &me(&["a"], 100), &better), None);
     // A paused better pool does not make us yield.
     let paused = vec![
         pool("me", "p1", &["a"], 100, false),

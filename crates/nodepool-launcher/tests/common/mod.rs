@@ -26,6 +26,7 @@ pub fn fast_timing() -> Timing {
         deleted_node_interval: Duration::from_millis(250),
         cleanup_interval: Duration::from_millis(300),
         delete_timeout: Duration::from_secs(10),
+        request_lock_age: Duration::from_secs(2),
         ..Timing::default()
     }
 }
@@ -154,6 +155,39 @@ impl Harness {
         })
         .await
         .unwrap_or_else(|e| panic!("timed out waiting for {what}: {e:?}"))
+    }
+
+    /// Waits until one of `ids` not in `done` is fulfilled and returns it.
+    pub async fn wait_requests_fulfilled(
+        &self,
+        ids: &[&nodepool_model::RequestId],
+        done: &[nodepool_model::RequestId],
+    ) -> nodepool_model::RequestId {
+        let store = self.store.clone();
+        let ids: Vec<nodepool_model::RequestId> = ids.iter().map(|i| (*i).clone()).collect();
+        let done = done.to_vec();
+        nodepool_testkit::wait::wait_for_store_change(
+            self.store.backend().as_ref(),
+            paths::REQUESTS,
+            WAIT,
+            || {
+                let store = store.clone();
+                let ids = ids.clone();
+                let done = done.clone();
+                async move {
+                    for id in ids.iter().filter(|i| !done.contains(i)) {
+                        if let Ok(Some(r)) = store.requests().get(id).await
+                            && r.value.state == nodepool_model::RequestState::Fulfilled
+                        {
+                            return Some(id.clone());
+                        }
+                    }
+                    None
+                }
+            },
+        )
+        .await
+        .expect("a request is fulfilled")
     }
 
     pub async fn wait_no_nodes(&self) {

@@ -1,0 +1,261 @@
+//! The main launcher scenarios on a real ZooKeeper (one server per test binary, one chroot
+//! per test), and two launchers serving the same provider under a burst of Zuul jobs.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use common::{Harness, WAIT, eventually, fake_config};
+use nodepool_model::{NodeId, NodeState, RequestId, RequestState};
+use nodepool_testkit::{RequestOptions, ServerOptions, ZooKeeperServer, ZuulClient};
+
+/// One ZooKeeper for the whole binary; the wrapper process kills it when the binary exits.
+fn server() -> Arc<ZooKeeperServer> {
+    static SERVER: OnceLock<Arc<ZooKeeperServer>> = OnceLock::new();
+    SERVER
+        .get_or_init(|| {
+            Arc::new(
+                ZooKeeperServer::start(ServerOptions::default())
+                    .unwrap_or_else(|e| panic!("a ZooKeeper server starts: {e}")),
+            )
+        })
+        .clone()
+}
+
+async fn harness(config: &str) -> Harness {
+    // Starting the JVM blocks; keep it off the runtime's workers.
+    let server = tokio::task::spawn_blocking(server)
+        .await
+        .expect("the server start task");
+    Harness::zookeeper(server, config).await
+}
+
+/// A fake cloud large enough that only `max-servers` limits the pool.
+const BIG_CLOUD: &str =
+    "    fake-quota:\n      instances: 1000\n      cores: 100000\n      ram: 100000000\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zk_single_label_request_is_fulfilled_used_and_deleted() {
+    let mut h = harness(&fake_config(&[("small", 0)], Some(10), "")).await;
+    h.start_launcher().await;
+    let id = h
+        .zuul
+        .submit(&["small"], RequestOptions::default())
+        .await
+        .expect("submit");
+    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
+    assert_eq!(request.state, RequestState::Fulfilled);
+    assert_eq!(request.nodes.len(), 1);
+    let node = h
+        .store
+        .nodes()
+        .get(request.nodes[0])
+        .await
+        .expect("get")
+        .expect("node")
+        .value;
+    assert_eq!(node.state, NodeState::Ready);
+    assert_eq!(node.allocated_to.as_ref(), Some(&id));
+    assert_eq!(node.provider.as_deref(), Some("fake-provider"));
+    let cloud = h.cloud("fake-provider");
+    assert_eq!(cloud.servers().len(), 1);
+
+    let mut set = h.zuul.accept(&id, &request).await.expect("accept");
+    h.zuul
+        .use_nodes(&mut set, "org/project")
+        .await
+        .expect("use");
+    h.zuul.return_nodes(set).await.expect("return");
+    h.wait_no_nodes().await;
+    eventually("the server is deleted", || async {
+        cloud.servers().is_empty()
+    })
+    .await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zk_multi_label_request_is_fulfilled_in_request_order_used_and_deleted() {
+    let mut h = harness(&fake_config(&[("a", 0), ("b", 0)], Some(10), "")).await;
+    h.start_launcher().await;
+    let id = h
+        .zuul
+        .submit(&["b", "a", "b"], RequestOptions::default())
+        .await
+        .expect("submit");
+    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
+    assert_eq!(request.state, RequestState::Fulfilled);
+    let mut labels = Vec::new();
+    for node_id in &request.nodes {
+        let node = h
+            .store
+            .nodes()
+            .get(*node_id)
+            .await
+            .expect("get")
+            .expect("node")
+            .value;
+        labels.push(node.node_type[0].clone());
+    }
+    assert_eq!(labels, ["b", "a", "b"]);
+    let mut set = h.zuul.accept(&id, &request).await.expect("accept");
+    h.zuul
+        .use_nodes(&mut set, "org/project")
+        .await
+        .expect("use");
+    h.zuul.return_nodes(set).await.expect("return");
+    h.wait_no_nodes().await;
+    let cloud = h.cloud("fake-provider");
+    eventually("the servers are deleted", || async {
+        cloud.servers().is_empty()
+    })
+    .await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zk_min_ready_is_kept_and_refilled_after_use() {
+    let mut h = harness(&fake_config(&[("small", 2)], Some(10), "")).await;
+    h.start_launcher().await;
+    let ready = h.wait_ready("small", 2).await;
+    let creates = h.cloud("fake-provider").creates();
+    let ids = h
+        .zuul
+        .run_job(&["small"], RequestOptions::default(), WAIT)
+        .await
+        .expect("job");
+    assert!(ready.contains(&ids[0]), "a ready node was reused");
+    h.wait_ready("small", 2).await;
+    assert_eq!(
+        h.cloud("fake-provider").creates(),
+        creates + 1,
+        "one replacement launched"
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zk_quota_pauses_the_pool_then_resumes_when_a_node_is_freed() {
+    let mut h = harness(&fake_config(&[("small", 0)], Some(1), "")).await;
+    h.start_launcher().await;
+    let first = h
+        .zuul
+        .submit(&["small"], RequestOptions::default())
+        .await
+        .expect("submit");
+    let first_req = h.zuul.wait(&first, WAIT).await.expect("wait");
+    let mut set = h.zuul.accept(&first, &first_req).await.expect("accept");
+    h.zuul
+        .use_nodes(&mut set, "org/project")
+        .await
+        .expect("use");
+    let second = h
+        .zuul
+        .submit(&["small"], RequestOptions::default())
+        .await
+        .expect("submit");
+    eventually("second request pending", || async {
+        h.store
+            .requests()
+            .get(&second)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|r| r.value.state == RequestState::Pending)
+    })
+    .await;
+    assert_eq!(h.cloud("fake-provider").servers().len(), 1);
+    h.zuul.return_nodes(set).await.expect("return");
+    let second_req = h.zuul.wait(&second, WAIT).await.expect("wait");
+    assert_eq!(second_req.state, RequestState::Fulfilled);
+    let mut set = h.zuul.accept(&second, &second_req).await.expect("accept");
+    h.zuul
+        .use_nodes(&mut set, "org/project")
+        .await
+        .expect("use");
+    h.zuul.return_nodes(set).await.expect("return");
+    h.wait_no_nodes().await;
+    h.shutdown().await;
+}
+
+/// How many jobs the burst runs, and how many are outstanding at once.
+const JOBS: usize = 300;
+const CONCURRENT: usize = 30;
+
+/// One job as Zuul runs it; returns the request and the nodes it was granted.
+async fn job(zuul: &ZuulClient, labels: &[&str]) -> (RequestId, Vec<NodeId>) {
+    let id = zuul
+        .submit(labels, RequestOptions::default())
+        .await
+        .expect("submit");
+    let t0 = std::time::Instant::now();
+    let request = zuul
+        .wait(&id, Duration::from_secs(120))
+        .await
+        .unwrap_or_else(|e| panic!("request {id}: {e}"));
+    assert_eq!(
+        request.state,
+        RequestState::Fulfilled,
+        "request {id} fulfilled: {request:?}"
+    );
+    let mut set = zuul
+        .accept(&id, &request)
+        .await
+        .unwrap_or_else(|e| panic!("accepting {id} with nodes {:?}: {e}", request.nodes));
+    assert_eq!(set.ids(), request.nodes);
+    zuul.use_nodes(&mut set, "org/project").await.expect("use");
+    let t1 = t0.elapsed();
+    zuul.return_nodes(set).await.expect("return");
+    eprintln!(
+        "TIMING {id} wait+accept+use {:?} total {:?}",
+        t1,
+        t0.elapsed()
+    );
+    (id, request.nodes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn zk_two_launchers_on_one_provider_never_hand_a_node_to_two_requests() {
+    let mut h = harness(&fake_config(&[("a", 0), ("b", 0)], Some(200), BIG_CLOUD)).await;
+    h.start_launcher().await;
+    h.start_launcher().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..CONCURRENT {
+        let zuul = h.zuul.clone();
+        tasks.spawn(async move {
+            let mut granted = Vec::new();
+            for n in (worker..JOBS).step_by(CONCURRENT) {
+                let labels: &[&str] = match n % 3 {
+                    0 => &["a"],
+                    1 => &["b"],
+                    _ => &["a", "b"],
+                };
+                granted.push(job(&zuul, labels).await);
+            }
+            granted
+        });
+    }
+    let mut owner: HashMap<NodeId, RequestId> = HashMap::new();
+    let mut fulfilled = 0;
+    while let Some(result) = tasks.join_next().await {
+        for (request, nodes) in result.expect("a job task") {
+            fulfilled += 1;
+            for node in nodes {
+                if let Some(first) = owner.insert(node, request.clone()) {
+                    panic!("node {node} was handed to {first} and to {request}");
+                }
+            }
+        }
+    }
+    assert_eq!(fulfilled, JOBS);
+    assert_eq!(owner.len(), JOBS / 3 * 4);
+    h.wait_no_nodes().await;
+    let cloud = h.cloud("fake-provider");
+    eventually("every server is deleted", || async {
+        cloud.servers().is_empty()
+    })
+    .await;
+    h.shutdown().await;
+}
