@@ -326,6 +326,7 @@ impl Handler {
             .await
             .context("marking the node building")?;
         tracing::info!(request_id = %self.id, node_id = %id, label, provider = env.rt.name(), "launching node");
+        env.rt.launch_started();
         let handle = tokio::spawn(launch::run(
             env.clone(),
             id,
@@ -474,7 +475,25 @@ impl Handler {
         if !self.request.declined_by.contains(&env.launcher_id) {
             self.request.declined_by.push(env.launcher_id.clone());
         }
-        let state = decide::declined_state(&self.request, &env.pools);
+        // Failing a request is final, so count the registered pools in the store, not in a
+        // cache that may not show a pool registered a moment ago.
+        let pools = match env
+            .ctx
+            .store
+            .components()
+            .list(nodepool_model::ComponentKind::Pool)
+            .await
+        {
+            Ok(registered) => registered
+                .into_iter()
+                .filter_map(|r| match r.component.value.role {
+                    nodepool_model::ComponentRole::Pool(details) => Some(details),
+                    _ => None,
+                })
+                .collect(),
+            Err(_) => env.pools.clone(),
+        };
+        let state = decide::declined_state(&self.request, &pools);
         self.request.set_state(state.clone(), now());
         self.release_all(env, clear).await;
         match env

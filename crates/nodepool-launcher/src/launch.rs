@@ -196,7 +196,7 @@ pub async fn run(
     az: Option<String>,
     prepared: Prepared,
 ) -> LaunchDone {
-    env.rt.launch_started();
+    // Counted as started by the handler before spawning, so max-concurrency sees it at once.
     let started = Instant::now();
     let outcome = match prepared {
         Prepared::NoImage(reason) => {

@@ -567,6 +567,7 @@ async fn requests_naming_a_provider_go_to_it_and_pool_priority_is_respected() {
         );
     let mut h = Harness::sqlite(&config).await;
     h.start_launcher().await;
+    h.wait_pools(2).await;
     // Pool priority: p-b's pool (priority 1) wins over p-a's (default 100).
     let id = h
         .zuul
@@ -699,6 +700,128 @@ async fn two_launchers_on_one_store_never_share_a_node() {
         }
     }
     assert_eq!(seen.len(), 60);
+    h.wait_no_nodes().await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloud_quota_counts_unmanaged_servers_and_pauses_the_pool() {
+    // The cloud allows two instances; one is taken by a server nodepool did not make.
+    let quota = "    fake-quota:\n      instances: 2\n";
+    let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(10), quota)).await;
+    h.start_launcher().await;
+    let cloud = h.cloud_after_start().await;
+    cloud.insert_server("someone-elses-vm", nodepool_driver::Metadata::new());
+    let first = h
+        .zuul
+        .submit(&["small"], RequestOptions::default())
+        .await
+        .expect("submit");
+    let first_req = h.zuul.wait(&first, WAIT).await.expect("wait");
+    let mut set = h.zuul.accept(&first, &first_req).await.expect("accept");
+    h.zuul
+        .use_nodes(&mut set, "org/project")
+        .await
+        .expect("use");
+    let second = h
+        .zuul
+        .submit(&["small"], RequestOptions::default())
+        .await
+        .expect("submit");
+    eventually("second request pending at quota", || async {
+        h.store
+            .requests()
+            .get(&second)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|r| r.value.state == RequestState::Pending)
+    })
+    .await;
+    assert_eq!(
+        cloud.servers().len(),
+        2,
+        "no launch beyond the cloud's quota"
+    );
+    h.zuul.return_nodes(set).await.expect("return");
+    let second_req = h.zuul.wait(&second, WAIT).await.expect("wait");
+    assert_eq!(second_req.state, RequestState::Fulfilled);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrency_limits_launches_in_flight() {
+    let extra = "    max-concurrency: 1\n    fake-faults:\n      create-delay: 0.3\n";
+    let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(10), extra)).await;
+    h.start_launcher().await;
+    let ids = vec![
+        h.zuul
+            .submit(&["small"], RequestOptions::default())
+            .await
+            .expect("submit"),
+        h.zuul
+            .submit(&["small"], RequestOptions::default())
+            .await
+            .expect("submit"),
+        h.zuul
+            .submit(&["small"], RequestOptions::default())
+            .await
+            .expect("submit"),
+    ];
+    // Count BUILDING nodes on every change of the node tree until the requests are done.
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
+    let watcher = {
+        let store = h.store.clone();
+        let mut generation = h.nodes.generation();
+        tokio::spawn(async move {
+            let mut most = 0;
+            loop {
+                let mut building = 0;
+                for id in store.nodes().ids().await.unwrap_or_default() {
+                    if let Ok(Some(n)) = store.nodes().get(id).await
+                        && n.value.state == NodeState::Building
+                    {
+                        building += 1;
+                    }
+                }
+                most = most.max(building);
+                tokio::select! {
+                    _ = generation.changed() => {}
+                    _ = &mut done_rx => return most,
+                }
+            }
+        })
+    };
+    for id in &ids {
+        let request = h.zuul.wait(id, WAIT).await.expect("wait");
+        assert_eq!(request.state, RequestState::Fulfilled);
+    }
+    let _ = done_tx.send(());
+    let most_building = watcher.await.expect("watcher");
+    assert_eq!(most_building, 1, "one launch at a time");
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_hold_age_deletes_held_nodes_without_their_own_expiry() {
+    let config = "max-hold-age: 1\n".to_string() + &fake_config(&[("small", 0)], Some(10), "");
+    let mut h = Harness::sqlite(&config).await;
+    h.start_launcher().await;
+    let id = h
+        .zuul
+        .submit(&["small"], RequestOptions::default())
+        .await
+        .expect("submit");
+    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
+    let mut set = h.zuul.accept(&id, &request).await.expect("accept");
+    h.zuul
+        .use_nodes(&mut set, "org/project")
+        .await
+        .expect("use");
+    h.zuul
+        .autohold(set, "tenant org/project job .*", "keep", None)
+        .await
+        .expect("hold");
     h.wait_no_nodes().await;
     h.shutdown().await;
 }

@@ -190,6 +190,29 @@ impl Harness {
         .expect("a request is fulfilled")
     }
 
+    /// Waits until `count` pool components are registered (workers started).
+    pub async fn wait_pools(&self, count: usize) {
+        let store = self.store.clone();
+        nodepool_testkit::wait::wait_for_store_change(
+            self.store.backend().as_ref(),
+            paths::COMPONENTS,
+            WAIT,
+            || {
+                let store = store.clone();
+                async move {
+                    let pools = store
+                        .components()
+                        .list(nodepool_model::ComponentKind::Pool)
+                        .await
+                        .ok()?;
+                    (pools.len() == count).then_some(())
+                }
+            },
+        )
+        .await
+        .expect("pool workers registered");
+    }
+
     pub async fn wait_no_nodes(&self) {
         self.wait_nodes("every node deleted", |n| n.is_empty().then_some(()))
             .await
