@@ -1,0 +1,84 @@
+//! `nodepool-bench`: plays Zuul against a launcher process with the fake driver and prints
+//! one JSON object of figures (issue 8). Speed is measured here, never in tests.
+//!
+//!     cargo build --release -p nodepool -p nodepool-bench
+//!     /var/tmp/nodepool-target/release/nodepool-bench --store zookeeper-tls --requests 500 --concurrency 200
+
+mod counting;
+mod process;
+mod run;
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// The embedded SQLite file.
+    Sqlite,
+    /// A ZooKeeper server started by the bench, plaintext.
+    Zookeeper,
+    /// A ZooKeeper server started by the bench, TLS with client certificates (production).
+    ZookeeperTls,
+}
+
+#[derive(Debug, Clone, Parser)]
+#[command(about = "Launcher throughput, latency, CPU and memory under a Zuul-protocol load")]
+pub struct Args {
+    #[arg(long, value_enum, default_value = "sqlite")]
+    pub store: StoreKind,
+    /// Requests to submit.
+    #[arg(long, default_value_t = 500)]
+    pub requests: usize,
+    /// Labels (nodes) per request.
+    #[arg(long, default_value_t = 1)]
+    pub labels: usize,
+    /// Requests outstanding at most.
+    #[arg(long, default_value_t = 200)]
+    pub concurrency: usize,
+    /// `max-servers` of each pool (unset: unlimited).
+    #[arg(long)]
+    pub max_servers: Option<u32>,
+    #[arg(long, default_value_t = 1)]
+    pub providers: usize,
+    /// Pools per provider.
+    #[arg(long, default_value_t = 1)]
+    pub pools: usize,
+    /// READY nodes in the store before the load starts.
+    #[arg(long, default_value_t = 0)]
+    pub ready: usize,
+    /// Our `nodepool` binary (default: next to this one).
+    #[arg(long)]
+    pub launcher: Option<PathBuf>,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 900)]
+    pub timeout: u64,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("nodepool-bench: cannot start a runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run::run(&args)) {
+        Ok(report) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("nodepool-bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

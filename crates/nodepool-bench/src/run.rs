@@ -1,0 +1,320 @@
+//! One benchmark run: store, configuration, launcher process, load, figures.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use nodepool_model::{ComponentKind, ConnectionPort, ExternalId, Node, NodeState, RequestState};
+use nodepool_store::{Backend, CreateMode, SqliteBackend, SqliteOptions, Store};
+use nodepool_store_zk::{ZooKeeperBackend, ZooKeeperOptions, ZooKeeperTls};
+use nodepool_testkit::{RequestOptions, ServerOptions, ZooKeeperServer, ZuulClient};
+use serde_json::{Value, json};
+
+use crate::counting::Counting;
+use crate::process::{cpu_seconds, peak_rss_mib, percentile};
+use crate::{Args, StoreKind};
+
+struct Setup {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    zookeeper: Option<ZooKeeperServer>,
+}
+
+fn config_text(args: &Args, store_section: &str) -> String {
+    let mut text = store_section.to_string();
+    text.push_str("labels:\n");
+    for l in 0..args.labels {
+        text.push_str(&format!("  - name: label-{l}\n"));
+    }
+    text.push_str("providers:\n");
+    for p in 0..args.providers {
+        text.push_str(&format!(
+            "  - name: fake-{p}\n    driver: fake\n    cloud: fake\n    fake-quota:\n      instances: 1000000\n      cores: 100000000\n      ram: 100000000000\n    cloud-images:\n      - name: fake-image\n        image-id: fake-image-id\n    pools:\n"
+        ));
+        for q in 0..args.pools {
+            text.push_str(&format!("      - name: pool-{q}\n"));
+            if let Some(max) = args.max_servers {
+                text.push_str(&format!("        max-servers: {max}\n"));
+            }
+            text.push_str("        labels:\n");
+            for l in 0..args.labels {
+                text.push_str(&format!(
+                    "          - name: label-{l}\n            cloud-image: fake-image\n            min-ram: 8192\n"
+                ));
+            }
+        }
+    }
+    text
+}
+
+async fn open_store(args: &Args, setup: &Setup) -> anyhow::Result<Arc<dyn Backend>> {
+    Ok(match args.store {
+        StoreKind::Sqlite => Arc::new(
+            SqliteBackend::open(SqliteOptions::new(setup.dir.path().join("bench.db"))).await?,
+        ),
+        StoreKind::Zookeeper | StoreKind::ZookeeperTls => {
+            let zk = setup.zookeeper.as_ref().context("no zookeeper")?;
+            let mut options = if args.store == StoreKind::ZookeeperTls {
+                let mut o = ZooKeeperOptions::new([zk.tls_address().context("no TLS port")?]);
+                let tls = zk.client_tls().context("no client certificate")?;
+                o.tls = Some(ZooKeeperTls {
+                    cert: tls.cert.clone(),
+                    key: tls.key.clone(),
+                    ca: tls.ca.clone(),
+                });
+                o
+            } else {
+                ZooKeeperOptions::new([zk.plain_address()])
+            };
+            options.chroot = Some("/bench".to_string());
+            Arc::new(ZooKeeperBackend::connect(options).await?)
+        }
+    })
+}
+
+fn prepare(args: &Args) -> anyhow::Result<Setup> {
+    let dir = tempfile::tempdir()?;
+    let (zookeeper, section) = match args.store {
+        StoreKind::Sqlite => (
+            None,
+            format!("database: {}\n", dir.path().join("bench.db").display()),
+        ),
+        StoreKind::Zookeeper => {
+            let zk = ZooKeeperServer::start(ServerOptions::default())?;
+            let address = zk.plain_address();
+            let (host, port) = address.rsplit_once(':').context("address")?;
+            let section = format!(
+                "zookeeper-servers:\n  - host: {host}\n    port: {port}\n    chroot: /bench\n"
+            );
+            (Some(zk), section)
+        }
+        StoreKind::ZookeeperTls => {
+            let zk = ZooKeeperServer::start(ServerOptions::with_tls())?;
+            let address = zk.tls_address().context("no TLS port")?;
+            let (host, port) = address.rsplit_once(':').context("address")?;
+            let tls = zk.client_tls().context("no client certificate")?;
+            let section = format!(
+                "zookeeper-servers:\n  - host: {host}\n    port: {port}\n    chroot: /bench\nzookeeper-tls:\n  cert: {}\n  key: {}\n  ca: {}\n",
+                tls.cert.display(),
+                tls.key.display(),
+                tls.ca.display()
+            );
+            (Some(zk), section)
+        }
+    };
+    let config = dir.path().join("nodepool.yaml");
+    std::fs::write(&config, config_text(args, &section))?;
+    Ok(Setup {
+        dir,
+        config,
+        zookeeper,
+    })
+}
+
+fn launcher_binary(args: &Args) -> anyhow::Result<PathBuf> {
+    if let Some(path) = &args.launcher {
+        return Ok(path.clone());
+    }
+    let me = std::env::current_exe()?;
+    let sibling = me.with_file_name("nodepool");
+    if sibling.exists() {
+        Ok(sibling)
+    } else {
+        bail!(
+            "no nodepool binary next to {}; build it (cargo build --release -p nodepool) or pass --launcher",
+            me.display()
+        )
+    }
+}
+
+/// The store's current transaction id, read off a probe znode.
+async fn zxid(backend: &dyn Backend) -> anyhow::Result<i64> {
+    let path = backend
+        .create("/bench-probe-", b"", CreateMode::EphemeralSequential, true)
+        .await?;
+    let stat = backend.exists(&path).await?.context("probe vanished")?;
+    backend.delete(&path, None).await?;
+    Ok(stat.czxid)
+}
+
+async fn seed_ready_nodes(store: &Store, count: usize) -> anyhow::Result<()> {
+    for _ in 0..count {
+        let mut node = Node::new(NodeState::Ready, 0.0);
+        node.provider = Some("fake-0".into());
+        node.pool = Some("pool-0".into());
+        node.node_type = vec!["label-0".into()];
+        node.interface_ip = Some("fake".into());
+        node.connection_port = Some(ConnectionPort::Port(22));
+        node.external_id = Some(ExternalId::Id("seeded".into()));
+        node.host_keys = vec!["ssh-rsa FAKEKEY".into()];
+        node.state_time = now();
+        store.nodes().create(&mut node).await?;
+    }
+    Ok(())
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+async fn wait_pools(store: &Store, count: usize, deadline: Instant) -> anyhow::Result<()> {
+    loop {
+        if store.components().list(ComponentKind::Pool).await?.len() >= count {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the launcher did not register its {count} pools in time");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn busy_nodes(store: &Store) -> anyhow::Result<usize> {
+    let mut busy = 0;
+    for id in store.nodes().ids().await? {
+        if let Some(n) = store.nodes().get(id).await?
+            && !matches!(n.value.state, NodeState::Ready)
+        {
+            busy += 1;
+        }
+    }
+    Ok(busy)
+}
+
+pub async fn run(args: &Args) -> anyhow::Result<Value> {
+    let setup = prepare(args)?;
+    let backend = open_store(args, &setup).await?;
+    let counting = Arc::new(Counting::new(backend.clone()));
+    let store = Store::new(counting.clone());
+    for p in ["/nodepool/nodes", "/nodepool/requests"] {
+        store.ensure_path(p).await?;
+    }
+    seed_ready_nodes(&store, args.ready).await?;
+    let launcher = launcher_binary(args)?;
+    let log = std::fs::File::create(setup.dir.path().join("launcher.log"))?;
+    let mut child = tokio::process::Command::new(&launcher)
+        .arg("launcher")
+        .arg("-c")
+        .arg(&setup.config)
+        .arg("--no-webapp")
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", launcher.display()))?;
+    let pid = child.id().context("launcher exited")?;
+    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    wait_pools(&store, args.providers * args.pools, deadline).await?;
+
+    let cpu_before = cpu_seconds(pid).unwrap_or(0.0);
+    let writes_before = counting.writes();
+    let zxid_before = zxid(backend.as_ref()).await?;
+    let zuul = Arc::new(ZuulClient::new(store.clone(), "bench-zuul"));
+    let labels: Vec<String> = (0..args.labels).map(|l| format!("label-{l}")).collect();
+    let remaining = Arc::new(AtomicUsize::new(args.requests));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..args.concurrency.min(args.requests).max(1) {
+        let zuul = zuul.clone();
+        let remaining = remaining.clone();
+        let labels = labels.clone();
+        tasks.spawn(async move {
+            let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+            let mut latencies = Vec::new();
+            let mut failed = 0usize;
+            while remaining
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                let t0 = Instant::now();
+                let id = zuul.submit(&refs, RequestOptions::default()).await?;
+                let request = zuul.wait(&id, Duration::from_secs(600)).await?;
+                if request.state != RequestState::Fulfilled {
+                    failed += 1;
+                    zuul.cancel(&id).await?;
+                    continue;
+                }
+                latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
+                let mut set = zuul.accept(&id, &request).await?;
+                zuul.use_nodes(&mut set, "bench/project").await?;
+                zuul.return_nodes(set).await?;
+            }
+            Ok::<_, anyhow::Error>((latencies, failed))
+        });
+    }
+    let mut latencies = Vec::new();
+    let mut failed = 0;
+    while let Some(result) = tasks.join_next().await {
+        let (l, f) = result??;
+        latencies.extend(l);
+        failed += f;
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let drain_started = Instant::now();
+    while busy_nodes(&store).await? > 0 {
+        if Instant::now() > deadline {
+            bail!("used nodes were not deleted in time");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let drain = drain_started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid).unwrap_or(0.0) - cpu_before;
+    let rss = peak_rss_mib(pid).unwrap_or(0.0);
+    let zxid_after = zxid(backend.as_ref()).await?;
+    let client_writes = counting.writes() - writes_before;
+    // Between the two reads: the first probe's delete, the client's and the launcher's
+    // writes, and the second probe's create (whose czxid is the reading).
+    let launcher_writes = (zxid_after - zxid_before - 2) as f64 - client_writes as f64;
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    latencies.sort_by(f64::total_cmp);
+    let fulfilled = latencies.len();
+    Ok(json!({
+        "implementation": "nodepool-rs",
+        "store": format!("{:?}", args.store).to_lowercase(),
+        "requests": args.requests,
+        "labels_per_request": args.labels,
+        "concurrency": args.concurrency,
+        "max_servers": args.max_servers,
+        "providers": args.providers,
+        "pools_per_provider": args.pools,
+        "preexisting_ready": args.ready,
+        "fulfilled": fulfilled,
+        "failed": failed,
+        "wall_seconds": round(wall),
+        "throughput_per_second": round(fulfilled as f64 / wall),
+        "latency_ms": {
+            "p50": round(percentile(&latencies, 50.0)),
+            "p90": round(percentile(&latencies, 90.0)),
+            "p99": round(percentile(&latencies, 99.0)),
+            "max": round(latencies.last().copied().unwrap_or(0.0)),
+        },
+        "drain_seconds": round(drain),
+        "launcher_cpu_seconds": round(cpu),
+        "launcher_cpu_ms_per_request": round(cpu * 1000.0 / fulfilled.max(1) as f64),
+        "launcher_peak_rss_mib": round(rss),
+        "launcher_writes": launcher_writes,
+        "launcher_writes_per_request": round(launcher_writes / fulfilled.max(1) as f64),
+        "client_writes_per_request": round(client_writes as f64 / fulfilled.max(1) as f64),
+        "launcher_log": log_tail(&setup.dir.path().join("launcher.log")),
+    }))
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn log_tail(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+        .take(5)
+        .collect();
+    json!(errors)
+}
