@@ -26,11 +26,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 # A Python venv with kazoo (the client Nodepool and Zuul use) and Python Nodepool 11's own
-# ZooKeeper code (without its cloud SDKs) for the interoperability tests.
+# ZooKeeper code and launcher (with the fake driver) for the interoperability tests.
 venv="${NODEPOOL_TEST_VENV:-/var/tmp/nodepool-venv}"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import kazoo, nodepool.zk.zookeeper' 2>/dev/null; then
-  echo "setup: creating $venv with kazoo and nodepool 11.0.0"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import kazoo, nodepool.zk.zookeeper, nodepool.launcher, openstack' 2>/dev/null; then
+  echo "setup: creating $venv with kazoo and nodepool 11.0.0 (with its dependencies, to run its launcher)"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q 'kazoo==2.9.0' pyyaml paramiko cachetools
-  "$venv/bin/pip" install -q --no-deps 'nodepool==11.0.0'
+  "$venv/bin/pip" install -q 'nodepool==11.0.0' 'kazoo==2.9.0' cachetools
 fi

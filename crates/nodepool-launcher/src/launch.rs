@@ -47,12 +47,14 @@ pub enum Prepared {
 pub async fn prepare(env: &Env, label: &str, node: &mut Node) -> Prepared {
     let config = &env.rt.config;
     let mut prepared = Prepared::Image { external_id: None };
+    let mut upload_username = None;
     let (username, python_path, shell_type, connection_type, port) =
         match providers::label_diskimage(&env.pool, label) {
             Some(image) => {
                 match view::latest_ready_upload(&env.ctx.images, image, &config.name) {
                     Some(upload) => {
                         node.image_id = Some(upload.path.clone());
+                        upload_username = upload.upload.username.clone();
                         prepared = Prepared::Image {
                             external_id: upload.upload.external_id.clone(),
                         };
@@ -95,7 +97,8 @@ pub async fn prepare(env: &Env, label: &str, node: &mut Node) -> Prepared {
                 }
             }
         };
-    node.username = Some(username.unwrap_or_else(|| "zuul".to_string()));
+    // As Nodepool: the image's username, which a cloud image may leave unset (null).
+    node.username = username.or(upload_username);
     node.python_path = python_path;
     node.shell_type = shell_type;
     node.connection_type = connection_type;
@@ -136,7 +139,10 @@ fn apply_instance(node: &mut Node, instance: &Instance, use_internal_ip: bool) {
     node.az = instance.az.clone();
     node.driver_data = instance.driver_data.clone();
     node.slot = instance.slot;
-    node.node_properties = instance.node_properties.clone();
+    // Nodepool keeps the constructor's `{}` unless the cloud reports properties.
+    if instance.node_properties.is_some() {
+        node.node_properties = instance.node_properties.clone();
+    }
     if let Some(resources) = &instance.resources {
         node.resources = Some(resources.to_json());
     }
