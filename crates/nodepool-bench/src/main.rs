@@ -50,6 +50,11 @@ pub struct Args {
     /// Our `nodepool` binary (default: next to this one).
     #[arg(long)]
     pub launcher: Option<PathBuf>,
+    /// Also run the same load against Python Nodepool's launcher (the path of its
+    /// `nodepool-launcher`, e.g. from a venv with `nodepool==11.0.0`) on the same ZooKeeper,
+    /// and print both with ratios.
+    #[arg(long)]
+    pub python_launcher: Option<PathBuf>,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 900)]
     pub timeout: u64,

@@ -18,8 +18,24 @@ use crate::{Args, StoreKind};
 
 struct Setup {
     dir: tempfile::TempDir,
-    config: PathBuf,
     zookeeper: Option<ZooKeeperServer>,
+}
+
+/// Which launcher a run measures.
+#[derive(Debug, Clone)]
+pub enum Implementation {
+    Ours(PathBuf),
+    /// Python Nodepool's `nodepool-launcher` executable.
+    Python(PathBuf),
+}
+
+impl Implementation {
+    fn name(&self) -> &'static str {
+        match self {
+            Implementation::Ours(_) => "nodepool-rs",
+            Implementation::Python(_) => "nodepool-python",
+        }
+    }
 }
 
 fn config_text(args: &Args, store_section: &str) -> String {
@@ -49,10 +65,16 @@ fn config_text(args: &Args, store_section: &str) -> String {
     text
 }
 
-async fn open_store(args: &Args, setup: &Setup) -> anyhow::Result<Arc<dyn Backend>> {
+async fn open_store(args: &Args, setup: &Setup, chroot: &str) -> anyhow::Result<Arc<dyn Backend>> {
     Ok(match args.store {
         StoreKind::Sqlite => Arc::new(
-            SqliteBackend::open(SqliteOptions::new(setup.dir.path().join("bench.db"))).await?,
+            SqliteBackend::open(SqliteOptions::new(
+                setup
+                    .dir
+                    .path()
+                    .join(format!("{}.db", chroot.trim_start_matches('/'))),
+            ))
+            .await?,
         ),
         StoreKind::Zookeeper | StoreKind::ZookeeperTls => {
             let zk = setup.zookeeper.as_ref().context("no zookeeper")?;
@@ -68,7 +90,7 @@ async fn open_store(args: &Args, setup: &Setup) -> anyhow::Result<Arc<dyn Backen
             } else {
                 ZooKeeperOptions::new([zk.plain_address()])
             };
-            options.chroot = Some("/bench".to_string());
+            options.chroot = Some(chroot.to_string());
             Arc::new(ZooKeeperBackend::connect(options).await?)
         }
     })
@@ -76,40 +98,45 @@ async fn open_store(args: &Args, setup: &Setup) -> anyhow::Result<Arc<dyn Backen
 
 fn prepare(args: &Args) -> anyhow::Result<Setup> {
     let dir = tempfile::tempdir()?;
-    let (zookeeper, section) = match args.store {
-        StoreKind::Sqlite => (
-            None,
-            format!("database: {}\n", dir.path().join("bench.db").display()),
+    let zookeeper = match args.store {
+        StoreKind::Sqlite => None,
+        StoreKind::Zookeeper => Some(ZooKeeperServer::start(ServerOptions::default())?),
+        StoreKind::ZookeeperTls => Some(ZooKeeperServer::start(ServerOptions::with_tls())?),
+    };
+    Ok(Setup { dir, zookeeper })
+}
+
+/// The `zookeeper-servers`/`database` part of the configuration for one run.
+fn store_section(args: &Args, setup: &Setup, chroot: &str) -> anyhow::Result<String> {
+    Ok(match args.store {
+        StoreKind::Sqlite => format!(
+            "database: {}\n",
+            setup
+                .dir
+                .path()
+                .join(format!("{}.db", chroot.trim_start_matches('/')))
+                .display()
         ),
         StoreKind::Zookeeper => {
-            let zk = ZooKeeperServer::start(ServerOptions::default())?;
+            let zk = setup.zookeeper.as_ref().context("no zookeeper")?;
             let address = zk.plain_address();
             let (host, port) = address.rsplit_once(':').context("address")?;
-            let section = format!(
-                "zookeeper-servers:\n  - host: {host}\n    port: {port}\n    chroot: /bench\n"
-            );
-            (Some(zk), section)
+            format!(
+                "zookeeper-servers:\n  - host: {host}\n    port: {port}\n    chroot: {chroot}\n"
+            )
         }
         StoreKind::ZookeeperTls => {
-            let zk = ZooKeeperServer::start(ServerOptions::with_tls())?;
+            let zk = setup.zookeeper.as_ref().context("no zookeeper")?;
             let address = zk.tls_address().context("no TLS port")?;
             let (host, port) = address.rsplit_once(':').context("address")?;
             let tls = zk.client_tls().context("no client certificate")?;
-            let section = format!(
-                "zookeeper-servers:\n  - host: {host}\n    port: {port}\n    chroot: /bench\nzookeeper-tls:\n  cert: {}\n  key: {}\n  ca: {}\n",
+            format!(
+                "zookeeper-servers:\n  - host: {host}\n    port: {port}\n    chroot: {chroot}\nzookeeper-tls:\n  cert: {}\n  key: {}\n  ca: {}\n",
                 tls.cert.display(),
                 tls.key.display(),
                 tls.ca.display()
-            );
-            (Some(zk), section)
+            )
         }
-    };
-    let config = dir.path().join("nodepool.yaml");
-    std::fs::write(&config, config_text(args, &section))?;
-    Ok(Setup {
-        dir,
-        config,
-        zookeeper,
     })
 }
 
@@ -186,27 +213,110 @@ async fn busy_nodes(store: &Store) -> anyhow::Result<usize> {
     Ok(busy)
 }
 
+/// Runs the load against our launcher and, with `--python-launcher`, against Python
+/// Nodepool's on the same ZooKeeper, and reports both with their ratios.
 pub async fn run(args: &Args) -> anyhow::Result<Value> {
     let setup = prepare(args)?;
-    let backend = open_store(args, &setup).await?;
+    let ours = run_one(
+        args,
+        &setup,
+        &Implementation::Ours(launcher_binary(args)?),
+        "/bench-rs",
+    )
+    .await?;
+    let Some(python) = &args.python_launcher else {
+        return Ok(ours);
+    };
+    if args.store == StoreKind::Sqlite {
+        bail!("--python-launcher needs a ZooKeeper store (--store zookeeper-tls)");
+    }
+    let theirs = run_one(
+        args,
+        &setup,
+        &Implementation::Python(python.clone()),
+        "/bench-py",
+    )
+    .await?;
+    let ratio = |key: &str, sub: Option<&str>| {
+        let get = |v: &Value| match sub {
+            Some(s) => v[key][s].as_f64(),
+            None => v[key].as_f64(),
+        };
+        match (get(&ours), get(&theirs)) {
+            (Some(a), Some(b)) if a > 0.0 => json!(round(b / a)),
+            _ => Value::Null,
+        }
+    };
+    Ok(json!({
+        "ours": ours,
+        "python": theirs,
+        "python_over_ours": {
+            "throughput": match (ours["throughput_per_second"].as_f64(), theirs["throughput_per_second"].as_f64()) {
+                (Some(a), Some(b)) if b > 0.0 => json!(round(a / b)),
+                _ => Value::Null,
+            },
+            "latency_p50": ratio("latency_ms", Some("p50")),
+            "latency_p99": ratio("latency_ms", Some("p99")),
+            "cpu_per_request": ratio("launcher_cpu_ms_per_request", None),
+            "peak_rss": ratio("launcher_peak_rss_mib", None),
+            "writes_per_request": ratio("launcher_writes_per_request", None),
+        },
+    }))
+}
+
+async fn run_one(
+    args: &Args,
+    setup: &Setup,
+    implementation: &Implementation,
+    chroot: &str,
+) -> anyhow::Result<Value> {
+    let config = setup
+        .dir
+        .path()
+        .join(format!("{}.yaml", chroot.trim_start_matches('/')));
+    std::fs::write(
+        &config,
+        config_text(args, &store_section(args, setup, chroot)?),
+    )?;
+    let backend = open_store(args, setup, chroot).await?;
     let counting = Arc::new(Counting::new(backend.clone()));
     let store = Store::new(counting.clone());
     for p in ["/nodepool/nodes", "/nodepool/requests"] {
         store.ensure_path(p).await?;
     }
     seed_ready_nodes(&store, args.ready).await?;
-    let launcher = launcher_binary(args)?;
-    let log = std::fs::File::create(setup.dir.path().join("launcher.log"))?;
-    let mut child = tokio::process::Command::new(&launcher)
-        .arg("launcher")
-        .arg("-c")
-        .arg(&setup.config)
-        .arg("--no-webapp")
+    let log_path = setup
+        .dir
+        .path()
+        .join(format!("{}.log", implementation.name()));
+    let log = std::fs::File::create(&log_path)?;
+    let mut command = match implementation {
+        Implementation::Ours(binary) => {
+            let mut c = tokio::process::Command::new(binary);
+            c.arg("launcher").arg("-c").arg(&config).arg("--no-webapp");
+            c
+        }
+        Implementation::Python(binary) => {
+            let clouds = setup.dir.path().join("clouds.yaml");
+            std::fs::write(
+                &clouds,
+                "clouds:\n  fake:\n    auth:\n      username: fake\n      password: fake\n      project_id: fake\n      auth_url: http://fake\n",
+            )?;
+            let mut c = tokio::process::Command::new(binary);
+            c.arg("-c")
+                .arg(&config)
+                .args(["-f", "--no-webapp", "-p"])
+                .arg(setup.dir.path().join("python.pid"))
+                .env("OS_CLIENT_CONFIG_FILE", &clouds);
+            c
+        }
+    };
+    let mut child = command
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(true)
         .spawn()
-        .with_context(|| format!("starting {}", launcher.display()))?;
+        .with_context(|| format!("starting the {} launcher", implementation.name()))?;
     let pid = child.id().context("launcher exited")?;
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     wait_pools(&store, args.providers * args.pools, deadline).await?;
@@ -275,7 +385,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
     latencies.sort_by(f64::total_cmp);
     let fulfilled = latencies.len();
     Ok(json!({
-        "implementation": "nodepool-rs",
+        "implementation": implementation.name(),
         "store": format!("{:?}", args.store).to_lowercase(),
         "requests": args.requests,
         "labels_per_request": args.labels,
@@ -301,7 +411,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
         "launcher_writes": launcher_writes,
         "launcher_writes_per_request": round(launcher_writes / fulfilled.max(1) as f64),
         "client_writes_per_request": round(client_writes as f64 / fulfilled.max(1) as f64),
-        "launcher_log": log_tail(&setup.dir.path().join("launcher.log")),
+        "launcher_log": log_tail(&log_path),
     }))
 }
 
