@@ -163,6 +163,15 @@ async fn leaks(ctx: &Context) -> anyhow::Result<()> {
             let Some(resource) = resources.iter().find(|r| r.kind == kind && r.id == id) else {
                 continue;
             };
+            // The node cache may lag behind a busy store: confirm the node is really gone
+            // before destroying what may be a live node's instance (an unreadable one counts
+            // as present).
+            if let Some(node_id) = resource.metadata.get(metadata_keys::NODE_ID)
+                && let Ok(node_id) = nodepool_model::NodeId::parse(node_id)
+                && !matches!(ctx.store.nodes().get(node_id).await, Ok(None))
+            {
+                continue;
+            }
             match cloud.delete_resource(resource).await {
                 Ok(()) => {
                     tracing::info!(provider = rt.name(), kind = %kind, id = %id, metadata = ?resource.metadata, "deleted leaked resource");

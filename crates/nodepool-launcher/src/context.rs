@@ -89,6 +89,10 @@ impl Context {
         let images = TreeCache::start(backend, paths::IMAGES).await?;
         let (config, _) = watch::channel(Arc::new(config));
         let (progress, _) = watch::channel(0);
+        let stats = match &options.statsd {
+            Some((host, port)) => Stats::to(host, *port),
+            None => Stats::from_env(),
+        };
         Ok(Arc::new(Context {
             store,
             nodes,
@@ -101,7 +105,7 @@ impl Context {
             config,
             providers: RwLock::new(BTreeMap::new()),
             workers: Workers::default(),
-            stats: Stats::from_env(),
+            stats,
             shutdown,
             progress,
             ready: AtomicBool::new(false),

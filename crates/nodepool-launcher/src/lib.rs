@@ -80,6 +80,10 @@ pub struct LauncherOptions {
     /// `socket.getfqdn()`: pool worker ids.
     pub fqdn: String,
     pub timing: Timing,
+    /// The statsd collector as (host, port); `None` reads `STATSD_HOST` and `STATSD_PORT`
+    /// as Nodepool does. Tests set it: changing the environment is unsafe in a threaded
+    /// test binary.
+    pub statsd: Option<(String, u16)>,
 }
 
 impl LauncherOptions {
@@ -92,6 +96,7 @@ impl LauncherOptions {
             fqdn: hostname.clone(),
             hostname,
             timing: Timing::default(),
+            statsd: None,
         }
     }
 }

@@ -11,6 +11,9 @@ use crate::clock::now;
 use crate::context::Context;
 use crate::providers::ProviderRuntime;
 
+/// A pool's `node-attributes`.
+type Attributes = serde_json::Map<String, serde_json::Value>;
+
 /// Brings the provider's nodes in line with its configuration. `at_start` (after the
 /// provider started or its configuration changed) also retires hosts no longer configured
 /// and rewrites changed records.

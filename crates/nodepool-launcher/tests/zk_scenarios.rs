@@ -190,7 +190,6 @@ async fn job(zuul: &ZuulClient, labels: &[&str]) -> (RequestId, Vec<NodeId>) {
         .submit(labels, RequestOptions::default())
         .await
         .expect("submit");
-    let t0 = std::time::Instant::now();
     let request = zuul
         .wait(&id, Duration::from_secs(120))
         .await
@@ -206,13 +205,7 @@ async fn job(zuul: &ZuulClient, labels: &[&str]) -> (RequestId, Vec<NodeId>) {
         .unwrap_or_else(|e| panic!("accepting {id} with nodes {:?}: {e}", request.nodes));
     assert_eq!(set.ids(), request.nodes);
     zuul.use_nodes(&mut set, "org/project").await.expect("use");
-    let t1 = t0.elapsed();
     zuul.return_nodes(set).await.expect("return");
-    eprintln!(
-        "TIMING {id} wait+accept+use {:?} total {:?}",
-        t1,
-        t0.elapsed()
-    );
     (id, request.nodes)
 }
 

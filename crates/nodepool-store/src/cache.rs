@@ -70,10 +70,19 @@ impl TreeCache {
             let root = root.to_string();
             tokio::spawn(async move {
                 while let Some(event) = watch.events.recv().await {
-                    if let Err(e) = apply(backend.as_ref(), &root, &tree, event).await {
+                    // Everything already queued is applied as one batch: one read per
+                    // changed path, issued together, so a busy subtree does not make the
+                    // cache fall further and further behind one round trip at a time.
+                    let mut batch = vec![event];
+                    while batch.len() < MAX_BATCH
+                        && let Ok(event) = watch.events.try_recv()
+                    {
+                        batch.push(event);
+                    }
+                    if let Err(e) = apply_batch(&backend, &root, &tree, batch).await {
                         tracing::warn!(root, error = %e, "cache update failed; re-reading the subtree");
                         if let Err(e) =
-                            apply(backend.as_ref(), &root, &tree, WatchEvent::Resync).await
+                            apply_batch(&backend, &root, &tree, vec![WatchEvent::Resync]).await
                         {
                             tracing::warn!(root, error = %e, "cache resync failed");
                         }
@@ -135,39 +144,73 @@ impl TreeCache {
     }
 }
 
-async fn apply(
-    backend: &dyn Backend,
+/// The most events applied as one batch (and so the most reads in flight at once).
+const MAX_BATCH: usize = 256;
+
+/// Applies a batch of events in order of arrival. A `Resync` anywhere re-walks the subtree,
+/// which covers every event before it (and after it: the walk starts once all arrived). Otherwise
+/// each path's last event decides: deleted paths are removed, created or changed ones are
+/// read once, all reads in flight together. A read returns the current state, which is at
+/// least as new as the event that caused it, so coalescing loses nothing.
+async fn apply_batch(
+    backend: &Arc<dyn Backend>,
     root: &str,
     tree: &RwLock<Tree>,
-    event: WatchEvent,
+    batch: Vec<WatchEvent>,
 ) -> StoreResult<()> {
-    match event {
-        WatchEvent::Created(path) | WatchEvent::Changed(path) => {
-            let current = backend.get(&path).await?;
-            let mut tree = tree.write().unwrap_or_else(|e| e.into_inner());
-            match current {
-                // Ignore what is older than what we hold (events and reads can cross).
-                Some((data, stat)) => {
-                    if tree
-                        .get(&path)
-                        .is_none_or(|old| old.stat.mzxid <= stat.mzxid)
-                    {
-                        tree.insert(path, Entry { data, stat });
-                    }
-                }
-                None => {
-                    tree.remove(&path);
+    if batch.iter().any(|e| matches!(e, WatchEvent::Resync)) {
+        let fresh = walk(backend.as_ref(), root).await?;
+        *tree.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        return Ok(());
+    }
+    let mut last: BTreeMap<String, bool> = BTreeMap::new();
+    for event in batch {
+        match event {
+            WatchEvent::Created(path) | WatchEvent::Changed(path) => {
+                last.insert(path, true);
+            }
+            WatchEvent::Deleted(path) => {
+                last.insert(path, false);
+            }
+            WatchEvent::Resync => {}
+        }
+    }
+    let mut reads = tokio::task::JoinSet::new();
+    for (path, exists) in &last {
+        if *exists {
+            let backend = backend.clone();
+            let path = path.clone();
+            reads.spawn(async move {
+                let current = backend.get(&path).await;
+                (path, current)
+            });
+        }
+    }
+    let mut read = Vec::with_capacity(reads.len());
+    while let Some(joined) = reads.join_next().await {
+        let (path, current) = joined.map_err(|e| StoreError::Backend(e.to_string()))?;
+        read.push((path, current?));
+    }
+    let mut tree = tree.write().unwrap_or_else(|e| e.into_inner());
+    for (path, exists) in last {
+        if !exists {
+            tree.remove(&path);
+        }
+    }
+    for (path, current) in read {
+        match current {
+            // Ignore what is older than what we hold (events and reads can cross).
+            Some((data, stat)) => {
+                if tree
+                    .get(&path)
+                    .is_none_or(|old| old.stat.mzxid <= stat.mzxid)
+                {
+                    tree.insert(path, Entry { data, stat });
                 }
             }
-        }
-        WatchEvent::Deleted(path) => {
-            tree.write()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&path);
-        }
-        WatchEvent::Resync => {
-            let fresh = walk(backend, root).await?;
-            *tree.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+            None => {
+                tree.remove(&path);
+            }
         }
     }
     Ok(())

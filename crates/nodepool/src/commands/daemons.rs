@@ -7,10 +7,11 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use nodepool_driver::DriverRegistry;
-use nodepool_launcher::{Launcher, LauncherOptions};
+use nodepool_launcher::{Launcher, LauncherOptions, Timing};
 
 use crate::cli::{BuilderArgs, DaemonMode, LauncherArgs, UpArgs};
 use crate::commands::{Context, not_implemented};
@@ -40,10 +41,14 @@ pub fn launcher(context: &Context, args: &LauncherArgs) -> anyhow::Result<ExitCo
         .context("cannot start a runtime")?;
     runtime.block_on(async {
         let store = crate::store::open(&context.config).await?;
-        let options = LauncherOptions::new(
+        let mut options = LauncherOptions::new(
             context.settings.config.clone(),
             context.settings.secure.clone(),
         );
+        if let Some(timing) = test_timing() {
+            tracing::warn!("{FAST_TIMING_ENV} is set: running with test intervals");
+            options.timing = timing;
+        }
         let launcher = Launcher::start(store.clone(), drivers(), options).await?;
         tracing::info!("launcher running");
         wait_for_stop_signal().await?;
@@ -53,6 +58,21 @@ pub fn launcher(context: &Context, args: &LauncherArgs) -> anyhow::Result<ExitCo
             tracing::debug!(error = %e, "closing the store session failed");
         }
         Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Test hook, not a user setting: with `NODEPOOL_TEST_FAST_TIMING=1` the launcher runs its
+/// cleanup and deleted-node workers every second instead of every 60 and 5 seconds, so
+/// black-box tests (`tests/launcher_restart.rs`) see crash recovery within seconds.
+const FAST_TIMING_ENV: &str = "NODEPOOL_TEST_FAST_TIMING";
+
+fn test_timing() -> Option<Timing> {
+    (std::env::var(FAST_TIMING_ENV).ok()? == "1").then(|| Timing {
+        idle_recheck: Duration::from_millis(250),
+        config_check: Duration::from_millis(250),
+        deleted_node_interval: Duration::from_secs(1),
+        cleanup_interval: Duration::from_secs(1),
+        ..Timing::default()
     })
 }
 
