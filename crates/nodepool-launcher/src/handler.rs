@@ -29,6 +29,8 @@ pub struct Env {
 
 #[derive(Debug)]
 enum SlotState {
+    /// Stored INIT and counted against quota; not locked or launched yet.
+    Created(Box<Node>),
     Launching(JoinHandle<LaunchDone>),
     Held {
         node: Box<Node>,
@@ -132,12 +134,19 @@ impl Handler {
             self.paused = false;
             return Ok(Progress::Running);
         }
-        let nodes = ctx.nodes_view();
         for label in needed {
-            if self.request.reuse && self.try_reuse(env, &nodes, &label).await? {
-                continue;
+            if self.request.reuse {
+                let nodes = ctx.nodes_view();
+                if self.try_reuse(env, &nodes, &label).await? {
+                    continue;
+                }
             }
+            // Requests of a provider are served concurrently: checking quota and recording
+            // the new node happen under the provider's gate, so two never take the same room.
+            let gate = env.rt.quota_gate.lock().await;
+            let nodes = ctx.nodes_view();
             if !self.has_remaining_quota(env, &nodes, &label).await {
+                drop(gate);
                 if self.request.is_min_ready() {
                     self.decline(env, "at quota (min-ready)").await;
                     return Ok(Progress::Finished);
@@ -153,7 +162,13 @@ impl Handler {
                 self.release(env).await;
                 return Ok(Progress::Finished);
             }
-            self.launch_node(env, &label).await?;
+            let (id, node) = self.create_node(env, &label).await?;
+            drop(gate);
+            self.slots.push(Slot {
+                label: label.clone(),
+                id,
+                state: SlotState::Created(Box::new(node)),
+            });
         }
         self.paused = false;
         Ok(Progress::Running)
@@ -272,7 +287,8 @@ impl Handler {
         let _ = lock.release().await;
     }
 
-    async fn launch_node(&mut self, env: &Env, label: &str) -> anyhow::Result<()> {
+    /// Stores the INIT node and counts it against quota at once.
+    async fn create_node(&mut self, env: &Env, label: &str) -> anyhow::Result<(NodeId, Node)> {
         let ctx = &env.ctx;
         let mut node = Node::new(NodeState::Init, now());
         node.node_type = vec![label.to_string()];
@@ -314,6 +330,54 @@ impl Handler {
             .await
             .unwrap_or_else(|_| Quota::one_instance());
         env.rt.created(id, &env.pool.name, need);
+        // A launch counts for max-concurrency from its INIT record on.
+        env.rt.launch_started();
+        Ok((id, node))
+    }
+
+    /// Locks, marks BUILDING and launches every node created by `run` (the slow part, done
+    /// in the request's own task). A node that cannot be started counts as failed.
+    pub async fn start_launches(&mut self, env: &Env) {
+        for i in 0..self.slots.len() {
+            if !matches!(self.slots[i].state, SlotState::Created(_)) {
+                continue;
+            }
+            let slot = &mut self.slots[i];
+            let SlotState::Created(node) = std::mem::replace(
+                &mut slot.state,
+                SlotState::Held {
+                    node: Box::new(Node::new(NodeState::Building, now())),
+                    lock: None,
+                    outcome: Outcome::Failed("not started".into()),
+                },
+            ) else {
+                continue;
+            };
+            let (label, id) = (slot.label.clone(), slot.id);
+            match self.launch_node(env, &label, id, (*node).clone()).await {
+                Ok(handle) => self.slots[i].state = SlotState::Launching(handle),
+                Err(e) => {
+                    env.rt.launch_ended();
+                    tracing::warn!(request_id = %self.id, node_id = %id, error = %format!("{e:#}"), "cannot start the launch");
+                    self.slots[i].state = SlotState::Held {
+                        node,
+                        lock: None,
+                        outcome: Outcome::Failed(format!("{e:#}")),
+                    };
+                }
+            }
+        }
+    }
+
+    /// Locks the new node, marks it BUILDING and starts its launch task.
+    async fn launch_node(
+        &mut self,
+        env: &Env,
+        label: &str,
+        id: NodeId,
+        mut node: Node,
+    ) -> anyhow::Result<JoinHandle<LaunchDone>> {
+        let ctx = &env.ctx;
         let Some(lock) = ctx.store.nodes().lock(id, LockWait::NonBlocking).await? else {
             // Someone grabbed a brand-new INIT node: leave it and try another next pass.
             anyhow::bail!("node {id} was locked by someone else right after creation");
@@ -326,8 +390,7 @@ impl Handler {
             .await
             .context("marking the node building")?;
         tracing::info!(request_id = %self.id, node_id = %id, label, provider = env.rt.name(), "launching node");
-        env.rt.launch_started();
-        let handle = tokio::spawn(launch::run(
+        Ok(tokio::spawn(launch::run(
             env.clone(),
             id,
             node,
@@ -335,13 +398,7 @@ impl Handler {
             label.to_string(),
             self.chosen_az.clone(),
             prepared,
-        ));
-        self.slots.push(Slot {
-            label: label.to_string(),
-            id,
-            state: SlotState::Launching(handle),
-        });
-        Ok(())
+        )))
     }
 
     /// Collects finished launches. Returns false while any is still running.
@@ -383,7 +440,12 @@ impl Handler {
         if self.paused {
             return false;
         }
-        if !self.collect().await {
+        if !self.collect().await
+            || self
+                .slots
+                .iter()
+                .any(|s| matches!(s.state, SlotState::Created(_)))
+        {
             return false;
         }
         let ctx = &env.ctx;
@@ -553,6 +615,10 @@ impl Handler {
     }
 
     /// Waits for every launch (they stop early once the launcher is stopping).
+    pub async fn wait_launches(&mut self) {
+        self.collect_all().await;
+    }
+
     async fn collect_all(&mut self) {
         for slot in &mut self.slots {
             if let SlotState::Launching(handle) = &mut slot.state {
@@ -589,6 +655,19 @@ impl Handler {
                         let _ = lock.release().await;
                     }
                 }
+                SlotState::Created(mut node) => {
+                    // Never launched: retire the INIT record (Nodepool leaves such nodes
+                    // forever, spec 8.3 item 7).
+                    env.rt.launch_ended();
+                    if let Ok(Some(lock)) = store.lock(slot.id, LockWait::NonBlocking).await {
+                        node.allocated_to = None;
+                        node.set_state(NodeState::Deleting, now());
+                        if let Err(e) = store.store(slot.id, &node).await {
+                            tracing::warn!(node_id = %slot.id, error = %e, "cannot retire unlaunched node");
+                        }
+                        let _ = lock.release().await;
+                    }
+                }
                 SlotState::Launching(handle) => {
                     // Only on errors paths before completion; the node stays BUILDING and
                     // its lock goes with the task.
@@ -596,6 +675,11 @@ impl Handler {
                 }
             }
         }
+    }
+
+    /// Lets go of a request we locked but will not serve now.
+    pub async fn unlock(mut self) {
+        self.finish_lock().await;
     }
 
     async fn finish_lock(&mut self) {

@@ -1,15 +1,19 @@
 //! One provider-pool's request loop (spec 2.3, 2.4), registered as a `pool` component.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nodepool_config::{Config, LabelImage, Pool};
 use nodepool_driver::Quota;
 use nodepool_model::{
-    Component, ComponentRole, ComponentState, NodeState, PoolDetails, RequestState,
+    Component, ComponentRole, ComponentState, NodeState, PoolDetails, RequestId, RequestPriority,
+    RequestState,
 };
 use nodepool_store::{LockWait, Registration};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 use crate::context::Context;
 use crate::decide::{self, DeclineFacts, PoolIdentity};
@@ -24,7 +28,19 @@ struct Worker {
     name: String,
     launcher_id: String,
     registration: Option<(Registration, Component)>,
-    handlers: Vec<Handler>,
+    /// One task per request being served; requests are served concurrently.
+    active: HashMap<RequestId, Active>,
+}
+
+/// A request task as its worker sees it.
+#[derive(Debug)]
+struct Active {
+    handle: JoinHandle<()>,
+    priority: RequestPriority,
+    /// Set by the task while it waits for quota.
+    paused: Arc<AtomicBool>,
+    /// Wakes a paused task to try again.
+    wake: Arc<Notify>,
 }
 
 pub async fn run(ctx: Arc<Context>, provider: String, pool: String) {
@@ -40,10 +56,9 @@ pub async fn run(ctx: Arc<Context>, provider: String, pool: String) {
         pool,
         launcher_id,
         registration: None,
-        handlers: Vec::new(),
+        active: HashMap::new(),
     };
     let mut watches = ctx.watches(true, true, true, true);
-    let mut last_env: Option<Env> = None;
     loop {
         if ctx.is_stopping() {
             break;
@@ -62,8 +77,7 @@ pub async fn run(ctx: Arc<Context>, provider: String, pool: String) {
         };
         ctx.workers.busy(&worker.name);
         match worker.pass(&config, rt, pool_config).await {
-            Ok(env) => {
-                last_env = Some(env);
+            Ok(()) => {
                 ctx.workers.idle(&worker.name);
             }
             Err(e) => {
@@ -74,10 +88,10 @@ pub async fn run(ctx: Arc<Context>, provider: String, pool: String) {
         ctx.wait_for_change(&mut watches, ctx.options.timing.idle_recheck)
             .await;
     }
-    if let Some(env) = last_env {
-        for handler in &mut worker.handlers {
-            handler.abandon(&env).await;
-        }
+    // Request tasks see the shutdown and hand their requests back.
+    for (_, active) in worker.active.drain() {
+        active.wake.notify_one();
+        let _ = active.handle.await;
     }
     if let Some((reg, _)) = &worker.registration {
         let _ = ctx.store.components().unregister(reg).await;
@@ -152,8 +166,9 @@ impl Worker {
         config: &Config,
         rt: Arc<ProviderRuntime>,
         pool: Pool,
-    ) -> anyhow::Result<Env> {
-        let paused = self.handlers.iter().any(|h| h.paused);
+    ) -> anyhow::Result<()> {
+        self.active.retain(|_, a| !a.handle.is_finished());
+        let paused = self.paused();
         let env = Env {
             ctx: self.ctx.clone(),
             rt: rt.clone(),
@@ -162,34 +177,26 @@ impl Worker {
             pools: view::pools(&self.ctx.components),
         };
         if !self.publish(&pool, paused).await? {
-            return Ok(env);
+            return Ok(());
         }
         self.ctx.stats.gauge_max_servers(&self.provider, &rt.config);
-        self.run_paused(&env).await;
+        // Paused requests retry in priority order, one at a time.
+        if let Some(first) = self
+            .active
+            .values()
+            .filter(|a| a.paused.load(Ordering::SeqCst))
+            .min_by(|a, b| a.priority.cmp(&b.priority))
+        {
+            first.wake.notify_one();
+        }
         self.assign(config, &env).await?;
-        self.poll(&env).await;
-        let paused_now = self.handlers.iter().any(|h| h.paused);
-        if paused_now != paused {
-            self.publish(&pool, paused_now).await?;
-        }
-        Ok(env)
+        Ok(())
     }
 
-    async fn run_paused(&mut self, env: &Env) {
-        let mut order: Vec<usize> = (0..self.handlers.len())
-            .filter(|i| self.handlers[*i].paused)
-            .collect();
-        order.sort_by_key(|i| self.handlers[*i].request.priority(&self.handlers[*i].id));
-        for i in order {
-            let _ = self.handlers[i].run(env).await;
-        }
-    }
-
-    async fn poll(&mut self, env: &Env) {
-        for handler in &mut self.handlers {
-            handler.poll(env).await;
-        }
-        self.handlers.retain(|h| !h.done);
+    fn paused(&self) -> bool {
+        self.active
+            .values()
+            .any(|a| a.paused.load(Ordering::SeqCst) && !a.handle.is_finished())
     }
 
     async fn assign(&mut self, config: &Config, env: &Env) -> anyhow::Result<()> {
@@ -203,8 +210,9 @@ impl Worker {
         let mut requests: Vec<RequestEntry> = view::requests(&self.ctx.requests);
         decide::request_order(&mut requests, &me.labels);
         let mut tenant_cache: BTreeMap<String, Quota> = BTreeMap::new();
+        let mut candidates: Vec<(RequestEntry, Option<String>)> = Vec::new();
         for entry in requests {
-            if self.handlers.iter().any(|h| h.id == entry.id) {
+            if self.active.contains_key(&entry.id) {
                 continue;
             }
             if decide::pre_check(&entry.request, &me, &env.pools).is_some() {
@@ -230,58 +238,83 @@ impl Worker {
                 continue;
             }
             let reason = self.decline_reason(env, &nodes, &entry).await;
-            let has_paused = self.handlers.iter().any(|h| h.paused);
-            if reason.is_none() && has_paused {
+            if reason.is_none() && self.paused() {
                 continue;
             }
             if reason.is_none()
                 && let Some(max) = rt.config.max_concurrency
-                && rt.active_launches() >= max as usize
+                && rt.active_launches() + candidates.len() >= max as usize
             {
                 continue;
             }
-            let Ok(Some(lock)) = self
-                .ctx
-                .store
-                .requests()
-                .lock(&entry.id, LockWait::NonBlocking)
-                .await
-            else {
-                continue;
-            };
-            let current = match self.ctx.store.requests().get(&entry.id).await {
-                Ok(Some(current)) => current.value,
-                _ => {
-                    let _ = lock.release().await;
-                    continue;
+            if let Some(quota) = &mut label_quota {
+                for label in &served {
+                    if let Some(n) = quota.get_mut(*label) {
+                        *n -= 1;
+                    }
                 }
-            };
-            if current.state != RequestState::Requested
-                || current.declined_by.contains(&self.launcher_id)
-            {
-                let _ = lock.release().await;
-                continue;
             }
-            let mut handler = Handler::new(entry.id.clone(), current, lock);
-            match reason {
+            candidates.push((entry, reason));
+        }
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        // Taking request locks costs round trips: take them all at once, then accept in
+        // priority order. Quota and node creation stay in this order; the launches and the
+        // waiting run in one task per request.
+        let mut locking = tokio::task::JoinSet::new();
+        for (index, (entry, _)) in candidates.iter().enumerate() {
+            let store = self.ctx.store.clone();
+            let id = entry.id.clone();
+            let launcher_id = self.launcher_id.clone();
+            locking.spawn(async move { (index, lock_request(&store, &id, &launcher_id).await) });
+        }
+        let mut locked: Vec<Option<Handler>> = (0..candidates.len()).map(|_| None).collect();
+        while let Some(joined) = locking.join_next().await {
+            if let Ok((index, Some(handler))) = joined {
+                locked[index] = Some(handler);
+            }
+        }
+        let mut stop_accepting = false;
+        for ((entry, reason), handler) in candidates.into_iter().zip(locked) {
+            let Some(mut handler) = handler else { continue };
+            let progress = match reason {
                 Some(reason) => {
-                    handler.decline(env, &reason).await;
+                    let env = env.clone();
+                    tokio::spawn(async move { handler.decline(&env, &reason).await });
                     continue;
                 }
-                None => {
-                    let progress = handler.run(env).await;
-                    if let Some(quota) = &mut label_quota {
-                        for label in handler.labels() {
-                            if let Some(n) = quota.get_mut(&label) {
-                                *n -= 1;
-                            }
-                        }
-                    }
-                    if progress != Progress::Finished || !handler.done {
-                        self.handlers.push(handler);
-                    }
+                None if stop_accepting => {
+                    // A request before it had to wait for quota: leave this one for later.
+                    handler.unlock().await;
+                    continue;
                 }
+                None => handler.run(env).await,
+            };
+            if progress == Progress::Paused {
+                stop_accepting = true;
             }
+            if progress == Progress::Finished {
+                continue;
+            }
+            let paused = Arc::new(AtomicBool::new(progress == Progress::Paused));
+            let wake = Arc::new(Notify::new());
+            let handle = tokio::spawn(serve(
+                env.clone(),
+                handler,
+                progress,
+                paused.clone(),
+                wake.clone(),
+            ));
+            self.active.insert(
+                entry.id.clone(),
+                Active {
+                    handle,
+                    priority: entry.request.priority(&entry.id),
+                    paused,
+                    wake,
+                },
+            );
         }
         Ok(())
     }
@@ -423,4 +456,77 @@ fn label_quota(
         }
     }
     Some(quota)
+}
+
+/// Takes a request's lock and re-reads it; `None` when someone else has it or it is no
+/// longer ours to take (spec 2.4 step 11).
+async fn lock_request(
+    store: &nodepool_store::Store,
+    id: &RequestId,
+    launcher_id: &str,
+) -> Option<Handler> {
+    let requests = store.requests();
+    let lock = requests.lock(id, LockWait::NonBlocking).await.ok()??;
+    match requests.get(id).await {
+        Ok(Some(current))
+            if current.value.state == RequestState::Requested
+                && !current.value.declined_by.iter().any(|d| d == launcher_id) =>
+        {
+            Some(Handler::new(id.clone(), current.value, lock))
+        }
+        _ => {
+            let _ = lock.release().await;
+            None
+        }
+    }
+}
+
+/// Serves an accepted request to the end: launches the nodes `run` created, waits for them,
+/// fulfils or declines; while paused at quota, waits to be woken by its worker and tries
+/// again.
+async fn serve(
+    env: Env,
+    mut handler: Handler,
+    mut progress: Progress,
+    paused: Arc<AtomicBool>,
+    wake: Arc<Notify>,
+) {
+    let ctx = env.ctx.clone();
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        match progress {
+            Progress::Finished => return,
+            Progress::Running => {
+                handler.start_launches(&env).await;
+                handler.wait_launches().await;
+                if ctx.is_stopping() {
+                    handler.abandon(&env).await;
+                    return;
+                }
+                if handler.poll(&env).await {
+                    return;
+                }
+                // Aborted nodes: replacements are launched once the worker wakes us.
+                progress = Progress::Paused;
+            }
+            Progress::Paused => {
+                paused.store(true, Ordering::SeqCst);
+                ctx.progressed();
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = shutdown.wait_for(|s| *s) => {}
+                }
+                paused.store(false, Ordering::SeqCst);
+                if ctx.is_stopping() {
+                    handler.abandon(&env).await;
+                    return;
+                }
+                progress = handler.run(&env).await;
+            }
+        }
+        if ctx.is_stopping() {
+            handler.abandon(&env).await;
+            return;
+        }
+    }
 }

@@ -43,6 +43,9 @@ pub struct ProviderRuntime {
     pub leak_candidates: Mutex<HashSet<(String, String)>>,
     /// Static providers: one registration pass at a time, so a slot is never filled twice.
     pub static_sync: tokio::sync::Mutex<()>,
+    /// Held while a request checks quota and records its new node, so concurrent requests
+    /// never both take the last room.
+    pub quota_gate: tokio::sync::Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -64,6 +67,7 @@ impl ProviderRuntime {
             active_launches: AtomicUsize::new(0),
             leak_candidates: Mutex::new(HashSet::new()),
             static_sync: tokio::sync::Mutex::new(()),
+            quota_gate: tokio::sync::Mutex::new(()),
         })
     }
 

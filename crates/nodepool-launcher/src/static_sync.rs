@@ -41,11 +41,7 @@ async fn provider_nodes(ctx: &Context, provider: &str) -> anyhow::Result<Vec<(No
 
 async fn sync_locked(ctx: &Context, rt: &ProviderRuntime, at_start: bool) -> anyhow::Result<()> {
     let existing = provider_nodes(ctx, rt.name()).await?;
-    let mut pools: Vec<(
-        String,
-        Vec<StaticNode>,
-        Option<serde_json::Map<String, serde_json::Value>>,
-    )> = rt
+    let mut pools: Vec<(String, Vec<StaticNode>, Option<Attributes>)> = rt
         .config
         .pools
         .iter()
