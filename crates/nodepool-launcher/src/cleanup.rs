@@ -14,7 +14,6 @@ use crate::clock::now;
 use crate::context::Context;
 use crate::decide;
 use crate::static_sync;
-use crate::view;
 
 const NAME: &str = "cleanup";
 
@@ -190,7 +189,7 @@ async fn leaks(ctx: &Context) -> anyhow::Result<()> {
 /// Pending requests whose launcher is gone (we can take their lock) go back to `requested`.
 async fn lost_requests(ctx: &Context) -> anyhow::Result<()> {
     let requests = ctx.store.requests();
-    for entry in view::requests(&ctx.requests) {
+    for entry in ctx.requests_view() {
         if entry.request.state != RequestState::Pending {
             continue;
         }

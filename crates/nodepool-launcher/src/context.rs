@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::LauncherOptions;
 use crate::providers::ProviderRuntime;
 use crate::stats::Stats;
-use crate::view::NodeParser;
+use crate::view::{NodeParser, RequestParser};
 use crate::workers::Workers;
 
 #[derive(Debug)]
@@ -28,6 +28,7 @@ pub struct Context {
     /// `/nodepool/images`: READY uploads decide image availability and what to boot.
     pub images: TreeCache,
     pub node_parser: NodeParser,
+    pub request_parser: RequestParser,
     pub drivers: DriverRegistry,
     pub options: LauncherOptions,
     /// The current configuration; the main loop replaces it on reload.
@@ -100,6 +101,7 @@ impl Context {
             components,
             images,
             node_parser: NodeParser::default(),
+            request_parser: RequestParser::default(),
             drivers,
             options,
             config,
@@ -151,6 +153,19 @@ impl Context {
 
     pub fn nodes_view(&self) -> Vec<crate::view::NodeEntry> {
         self.node_parser.nodes(&self.nodes)
+    }
+
+    pub fn requests_view(&self) -> Vec<crate::view::RequestEntry> {
+        self.request_parser.requests(&self.requests)
+    }
+
+    /// Ids of the requests in the cache (no parsing).
+    pub fn request_ids(&self) -> std::collections::HashSet<nodepool_model::RequestId> {
+        self.requests
+            .children(paths::REQUESTS)
+            .iter()
+            .filter_map(|n| nodepool_model::RequestId::parse(n).ok())
+            .collect()
     }
 
     /// Waits until one of the caches changes, a task finishes, the deadline passes or the

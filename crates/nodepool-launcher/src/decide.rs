@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use nodepool_driver::Quota;
-use nodepool_model::{Node, NodeId, NodeRequest, NodeState, PoolDetails, RequestId};
+use nodepool_model::{Node, NodeId, NodeRequest, NodeState, PoolDetails};
 
 use crate::view::{NodeEntry, RequestEntry};
 
@@ -333,11 +333,6 @@ pub fn needed_labels(node_types: &[String], assigned: &[String]) -> Vec<String> 
         }
     }
     out
-}
-
-/// Request ids that exist, for "is the node's request gone" checks.
-pub fn request_ids(requests: &[RequestEntry]) -> HashSet<RequestId> {
-    requests.iter().map(|r| r.id.clone()).collect()
 }
 
 #[cfg(test)]

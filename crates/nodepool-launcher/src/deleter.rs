@@ -13,7 +13,6 @@ use crate::decide;
 use crate::launch::run_delete;
 use crate::providers::ProviderRuntime;
 use crate::static_sync;
-use crate::view;
 
 const NAME: &str = "deleted-nodes";
 
@@ -43,7 +42,7 @@ async fn pass(
     in_flight: &Arc<std::sync::Mutex<HashSet<NodeId>>>,
 ) -> anyhow::Result<()> {
     let nodes = ctx.nodes_view();
-    let requests = decide::request_ids(&view::requests(&ctx.requests));
+    let requests = ctx.request_ids();
     let store = ctx.store.nodes();
     for entry in nodes {
         let Some(provider) = entry.node.provider.as_deref() else {

@@ -184,6 +184,9 @@ struct MinReady {
 impl MinReady {
     async fn pass(&mut self, ctx: &Context, config: &Config) -> anyhow::Result<()> {
         self.remove_completed(ctx).await?;
+        if config.labels.values().all(|l| l.min_ready == 0) {
+            return Ok(());
+        }
         let mut nodes = ctx.nodes_view();
         self.released.retain(|r| {
             nodes
@@ -331,7 +334,7 @@ impl Gauges {
         for (key, value) in crate::stats::node_gauges(&nodes, &providers, &labels) {
             ctx.stats.gauge(&key, value);
         }
-        let requests = view::requests(&ctx.requests);
+        let requests = ctx.requests_view();
         for pool in view::pools(&ctx.components) {
             let (Some(provider), Some(name)) = (&pool.provider_name, &pool.name) else {
                 continue;

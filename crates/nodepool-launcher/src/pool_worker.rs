@@ -207,7 +207,7 @@ impl Worker {
         let me = self.identity(rt, &env.pool);
         let nodes = self.ctx.nodes_view();
         let mut label_quota = label_quota(rt, &env.pool, &nodes);
-        let mut requests: Vec<RequestEntry> = view::requests(&self.ctx.requests);
+        let mut requests: Vec<RequestEntry> = self.ctx.requests_view();
         decide::request_order(&mut requests, &me.labels);
         let mut tenant_cache: BTreeMap<String, Quota> = BTreeMap::new();
         let mut candidates: Vec<(RequestEntry, Option<String>)> = Vec::new();

@@ -3,7 +3,7 @@
 //! Every pass takes a fresh snapshot, so the loops are level-triggered: a missed event costs
 //! latency, never correctness. Anything acted upon is re-read under its lock.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use nodepool_model::wire;
@@ -11,7 +11,7 @@ use nodepool_model::{
     ComponentKind, ComponentRole, ImageUpload, Node, NodeId, NodeRequest, PoolDetails, RequestId,
     UploadState,
 };
-use nodepool_store::{Entry, TreeCache, paths};
+use nodepool_store::{TreeCache, paths};
 
 /// A node as the cache last saw it.
 #[derive(Debug, Clone)]
@@ -43,70 +43,105 @@ pub struct NodeParser {
 }
 
 impl NodeParser {
-    /// Every readable node in the cache, with whether it has lock contenders.
+    /// Every readable node in the cache, with whether it has lock contenders. Documents are
+    /// parsed only when their `mzxid` changed since the last call.
     pub fn nodes(&self, cache: &TreeCache) -> Vec<NodeEntry> {
         let prefix_len = paths::NODES.len() + 1;
-        let mut entries: BTreeMap<NodeId, (Option<Entry>, bool)> = BTreeMap::new();
-        for (path, entry) in cache.descendants(paths::NODES) {
+        let mut parsed = self.parsed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<NodeEntry> = Vec::with_capacity(parsed.len());
+        let mut present: Vec<NodeId> = Vec::with_capacity(parsed.len());
+        cache.visit_descendants(paths::NODES, |path, entry| {
             let rest = &path[prefix_len..];
             let mut parts = rest.split('/');
             let Some(Ok(id)) = parts.next().map(NodeId::parse) else {
-                continue;
+                return;
             };
             match (parts.next(), parts.next()) {
-                (None, _) => entries.entry(id).or_insert((None, false)).0 = Some(entry),
-                (Some("lock"), Some(_)) => entries.entry(id).or_insert((None, false)).1 = true,
+                (None, _) => {
+                    present.push(id);
+                    if entry.data.is_empty() {
+                        return;
+                    }
+                    let node = match parsed.get(&id) {
+                        Some((mzxid, node)) if *mzxid == entry.stat.mzxid => node.clone(),
+                        _ => match wire::node::from_json(&entry.data) {
+                            Ok(node) => {
+                                parsed.insert(id, (entry.stat.mzxid, node.clone()));
+                                node
+                            }
+                            Err(e) => {
+                                tracing::debug!(node_id = %id, error = %e, "skipping unreadable node");
+                                return;
+                            }
+                        },
+                    };
+                    out.push(NodeEntry {
+                        id,
+                        node,
+                        locked: false,
+                    });
+                }
+                // Paths sort the node before its lock contenders.
+                (Some("lock"), Some(_)) => {
+                    if let Some(last) = out.last_mut()
+                        && last.id == id
+                    {
+                        last.locked = true;
+                    }
+                }
                 _ => {}
             }
-        }
-        let mut parsed = self.parsed.lock().unwrap_or_else(|e| e.into_inner());
-        parsed.retain(|id, _| entries.contains_key(id));
-        let mut out = Vec::with_capacity(entries.len());
-        for (id, (entry, locked)) in entries {
-            let Some(entry) = entry else { continue };
-            if entry.data.is_empty() {
-                continue;
-            }
-            let node = match parsed.get(&id) {
-                Some((mzxid, node)) if *mzxid == entry.stat.mzxid => node.clone(),
-                _ => match wire::node::from_json(&entry.data) {
-                    Ok(node) => {
-                        parsed.insert(id, (entry.stat.mzxid, node.clone()));
-                        node
-                    }
-                    Err(e) => {
-                        tracing::debug!(node_id = %id, error = %e, "skipping unreadable node");
-                        continue;
-                    }
-                },
-            };
-            out.push(NodeEntry { id, node, locked });
+        });
+        if parsed.len() > present.len() {
+            let present: std::collections::HashSet<NodeId> = present.into_iter().collect();
+            parsed.retain(|id, _| present.contains(id));
         }
         out
     }
 }
 
-/// Every readable request in the cache.
-pub fn requests(cache: &TreeCache) -> Vec<RequestEntry> {
-    let mut out = Vec::new();
-    for name in cache.children(paths::REQUESTS) {
-        let Ok(id) = RequestId::parse(&name) else {
-            continue;
-        };
-        let Some(entry) = cache.get(&format!("{}/{name}", paths::REQUESTS)) else {
-            continue;
-        };
-        if entry.data.is_empty() {
-            continue;
-        }
-        match wire::request::from_json(&entry.data) {
-            Ok(request) => out.push(RequestEntry { id, request }),
-            Err(e) => {
-                tracing::debug!(request_id = %name, error = %e, "skipping unreadable request")
+/// Parses request documents only when they changed.
+#[derive(Debug, Default)]
+pub struct RequestParser {
+    parsed: Mutex<HashMap<RequestId, (i64, NodeRequest)>>,
+}
+
+impl RequestParser {
+    /// Every readable request in the cache.
+    pub fn requests(&self, cache: &TreeCache) -> Vec<RequestEntry> {
+        let prefix_len = paths::REQUESTS.len() + 1;
+        let mut parsed = self.parsed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::with_capacity(parsed.len());
+        cache.visit_descendants(paths::REQUESTS, |path, entry| {
+            let name = &path[prefix_len..];
+            if name.contains('/') || entry.data.is_empty() {
+                return;
             }
+            let Ok(id) = RequestId::parse(name) else {
+                return;
+            };
+            let request = match parsed.get(&id) {
+                Some((mzxid, request)) if *mzxid == entry.stat.mzxid => request.clone(),
+                _ => match wire::request::from_json(&entry.data) {
+                    Ok(request) => {
+                        parsed.insert(id.clone(), (entry.stat.mzxid, request.clone()));
+                        request
+                    }
+                    Err(e) => {
+                        tracing::debug!(request_id = %name, error = %e, "skipping unreadable request");
+                        return;
+                    }
+                },
+            };
+            out.push(RequestEntry { id, request });
+        });
+        if parsed.len() > out.len() {
+            let present: std::collections::HashSet<&RequestId> =
+                out.iter().map(|r| &r.id).collect();
+            parsed.retain(|id, _| present.contains(id));
         }
+        out
     }
-    out
 }
 
 /// The registered pool components.

@@ -138,6 +138,20 @@ impl TreeCache {
             .collect()
     }
 
+    /// Calls `visit` for every cached znode strictly under `path`, in path order, without
+    /// copying: for readers that only parse what changed. `visit` runs under the cache's read
+    /// lock, so it must be quick and must not block.
+    pub fn visit_descendants(&self, path: &str, mut visit: impl FnMut(&str, &Entry)) {
+        let prefix = format!("{path}/");
+        for (p, e) in self
+            .read()
+            .range(prefix.clone()..)
+            .take_while(|(p, _)| p.starts_with(&prefix))
+        {
+            visit(p, e);
+        }
+    }
+
     /// Changes whenever the cache applied an event; `changed().await` to wait for one.
     pub fn generation(&self) -> watch::Receiver<u64> {
         self.generation.clone()
