@@ -5,6 +5,7 @@
 //!     /var/tmp/nodepool-target/release/nodepool-bench --store zookeeper-tls --requests 500 --concurrency 200
 
 mod counting;
+mod minimal;
 mod process;
 mod run;
 
@@ -55,6 +56,10 @@ pub struct Args {
     /// and print both with ratios.
     #[arg(long)]
     pub python_launcher: Option<PathBuf>,
+    /// Measure the ceiling instead: the same load against the protocol's minimum (a
+    /// fulfiller inside the bench process; its CPU and memory figures are the bench's own).
+    #[arg(long)]
+    pub ceiling: bool,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 900)]
     pub timeout: u64,

@@ -25,6 +25,8 @@ struct Setup {
 #[derive(Debug, Clone)]
 pub enum Implementation {
     Ours(PathBuf),
+    /// The protocol's minimum in the bench process (`crate::minimal`): the ceiling.
+    Minimal,
     /// Python Nodepool's `nodepool-launcher` executable.
     Python(PathBuf),
 }
@@ -33,6 +35,7 @@ impl Implementation {
     fn name(&self) -> &'static str {
         match self {
             Implementation::Ours(_) => "nodepool-rs",
+            Implementation::Minimal => "protocol-minimum",
             Implementation::Python(_) => "nodepool-python",
         }
     }
@@ -217,6 +220,9 @@ async fn busy_nodes(store: &Store) -> anyhow::Result<usize> {
 /// Nodepool's on the same ZooKeeper, and reports both with their ratios.
 pub async fn run(args: &Args) -> anyhow::Result<Value> {
     let setup = prepare(args)?;
+    if args.ceiling {
+        return run_one(args, &setup, &Implementation::Minimal, "/bench-min").await;
+    }
     let ours = run_one(
         args,
         &setup,
@@ -290,11 +296,12 @@ async fn run_one(
         .path()
         .join(format!("{}.log", implementation.name()));
     let log = std::fs::File::create(&log_path)?;
-    let mut command = match implementation {
+    let command = match implementation {
+        Implementation::Minimal => None,
         Implementation::Ours(binary) => {
             let mut c = tokio::process::Command::new(binary);
             c.arg("launcher").arg("-c").arg(&config).arg("--no-webapp");
-            c
+            Some(c)
         }
         Implementation::Python(binary) => {
             let clouds = setup.dir.path().join("clouds.yaml");
@@ -308,18 +315,30 @@ async fn run_one(
                 .args(["-f", "--no-webapp", "-p"])
                 .arg(setup.dir.path().join("python.pid"))
                 .env("OS_CLIENT_CONFIG_FILE", &clouds);
-            c
+            Some(c)
         }
     };
-    let mut child = command
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting the {} launcher", implementation.name()))?;
-    let pid = child.id().context("launcher exited")?;
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
-    wait_pools(&store, args.providers * args.pools, deadline).await?;
+    let (mut child, minimal) = match command {
+        Some(mut command) => {
+            let child = command
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .kill_on_drop(true)
+                .spawn()
+                .with_context(|| format!("starting the {} launcher", implementation.name()))?;
+            wait_pools(&store, args.providers * args.pools, deadline).await?;
+            (Some(child), None)
+        }
+        None => {
+            let minimal_store = Store::new(open_store(args, setup, chroot).await?);
+            (None, Some(crate::minimal::start(minimal_store)))
+        }
+    };
+    let pid = match &child {
+        Some(child) => child.id().context("launcher exited")?,
+        None => std::process::id(),
+    };
 
     let cpu_before = cpu_seconds(pid).unwrap_or(0.0);
     let writes_before = counting.writes();
@@ -380,8 +399,13 @@ async fn run_one(
     // Between the two reads: the first probe's delete, the client's and the launcher's
     // writes, and the second probe's create (whose czxid is the reading).
     let launcher_writes = (zxid_after - zxid_before - 2) as f64 - client_writes as f64;
-    let _ = child.start_kill();
-    let _ = child.wait().await;
+    if let Some(child) = &mut child {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
+    if let Some(minimal) = minimal {
+        minimal.abort();
+    }
     latencies.sort_by(f64::total_cmp);
     let fulfilled = latencies.len();
     Ok(json!({
