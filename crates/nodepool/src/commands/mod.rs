@@ -6,10 +6,14 @@
 //! up; `config-validate` validates; every other command loads the configuration first and
 //! stops with exit 1 if it is invalid.
 
-mod admin;
 mod config_validate;
 mod configuration;
 mod daemons;
+mod gather;
+mod images;
+mod nodes;
+mod providers;
+mod requests;
 
 use std::process::ExitCode;
 
@@ -61,23 +65,23 @@ fn dispatch(settings: Settings, command: Command) -> anyhow::Result<ExitCode> {
     };
     let context = Context { settings, config };
     match command {
-        Command::List(args) => admin::list(&context, &args),
-        Command::ImageList(args) => admin::image_list(&context, &args),
-        Command::DibImageList(args) => admin::dib_image_list(&context, &args),
-        Command::ImageStatus(args) => admin::image_status(&context, &args),
-        Command::ImageBuild(args) => admin::image_build(&context, &args),
-        Command::AlienImageList(args) => admin::alien_image_list(&context, &args),
-        Command::Delete(args) => admin::delete(&context, &args),
-        Command::Hold(args) => admin::hold(&context, &args),
-        Command::ImageDelete(args) => admin::image_delete(&context, &args),
-        Command::DibImageDelete(args) => admin::dib_image_delete(&context, &args),
-        Command::RequestList(args) => admin::request_list(&context, &args),
-        Command::Info(args) => admin::info(&context, &args),
-        Command::Erase(args) => admin::erase(&context, &args),
-        Command::ImagePause(args) => admin::image_pause(&context, &args),
-        Command::ImageUnpause(args) => admin::image_unpause(&context, &args),
-        Command::ExportImageData(args) => admin::export_image_data(&context, &args),
-        Command::ImportImageData(args) => admin::import_image_data(&context, &args),
+        Command::List(args) => nodes::list(&context, &args),
+        Command::ImageList(args) => images::image_list(&context, &args),
+        Command::DibImageList(args) => images::dib_image_list(&context, &args),
+        Command::ImageStatus(args) => images::image_status(&context, &args),
+        Command::ImageBuild(args) => images::image_build(&context, &args),
+        Command::AlienImageList(args) => images::alien_image_list(&context, &args),
+        Command::Delete(args) => nodes::delete(&context, &args),
+        Command::Hold(args) => nodes::hold(&context, &args),
+        Command::ImageDelete(args) => images::image_delete(&context, &args),
+        Command::DibImageDelete(args) => images::dib_image_delete(&context, &args),
+        Command::RequestList(args) => requests::request_list(&context, &args),
+        Command::Info(args) => providers::info(&context, &args),
+        Command::Erase(args) => providers::erase(&context, &args),
+        Command::ImagePause(args) => images::image_pause(&context, &args),
+        Command::ImageUnpause(args) => images::image_unpause(&context, &args),
+        Command::ExportImageData(args) => images::export_image_data(&context, &args),
+        Command::ImportImageData(args) => images::import_image_data(&context, &args),
         Command::Launcher(args) => daemons::launcher(&context, &args),
         Command::Builder(args) => daemons::builder(&context, &args),
         Command::Up(args) => daemons::up(&context, &args),
@@ -99,4 +103,23 @@ fn not_implemented(context: &Context, command: &str) -> anyhow::Result<ExitCode>
     );
     eprintln!("nodepool {command}: not implemented yet (needs the store)");
     Ok(ExitCode::FAILURE)
+}
+
+/// Wall-clock seconds since the epoch, as Nodepool's `time.time()`: ages and state times
+/// are compared across hosts.
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Prints a table as Nodepool's `print(table)` does.
+fn print_table(table: &nodepool_web::status::Table) {
+    println!("{}", nodepool_web::status::render_text(table));
+}
+
+/// Prints our `--json` output: one line of JSON as Python's `json.dumps` writes it.
+fn print_json(value: &serde_json::Value) {
+    println!("{}", nodepool_web::status::to_python_json_text(value));
 }

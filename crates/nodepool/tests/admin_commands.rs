@@ -1,0 +1,648 @@
+//! Black-box tests of the admin commands (spec 5.2) on the embedded store: the store is
+//! filled directly through `nodepool_store` with the records of nodepool-web's golden
+//! fixture (times shifted to now), the binary runs as an operator runs it, and its output
+//! is compared with what Nodepool 11 printed for the same records
+//! (`crates/nodepool-web/tests/golden`, made by Nodepool's own code).
+
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a test failure
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use nodepool_model::{BuildId, BuildState, NodeId, NodeState, RequestId, UploadId, UploadState};
+use nodepool_store::{Backend, CreateMode, SqliteBackend, SqliteOptions, Store, paths};
+use serde_json::Value;
+use tempfile::TempDir;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_nodepool");
+
+fn golden(path: &str) -> String {
+    let full = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../nodepool-web/tests/golden")
+        .join(path);
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// A temporary Nodepool installation: a configuration with a fake provider and the
+/// embedded store in the same directory.
+struct Site {
+    dir: TempDir,
+    config: PathBuf,
+}
+
+impl Site {
+    fn new() -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("nodepool.yaml");
+        let text = format!(
+            "database: {}/np.db
+labels:
+  - name: fake-label
+providers:
+  - name: fake-provider
+    driver: fake
+    cloud: fake
+    cloud-images:
+      - name: img
+        image-id: fake-image-id
+    pools:
+      - name: main
+        labels:
+          - name: fake-label
+            cloud-image: img
+            min-ram: 8192
+",
+            dir.path().display()
+        );
+        std::fs::write(&config, text).unwrap();
+        Site { dir, config }
+    }
+
+    fn store<T>(&self, work: impl AsyncFnOnce(&Store) -> T) -> T {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let backend = SqliteBackend::open(SqliteOptions::new(self.dir.path().join("np.db")))
+                .await
+                .unwrap();
+            let store = Store::new(Arc::new(backend));
+            let result = work(&store).await;
+            store.backend().close().await.unwrap();
+            result
+        })
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        self.run_with_input(args, "")
+    }
+
+    fn run_with_input(&self, args: &[&str], input: &str) -> Run {
+        let mut child = Command::new(BINARY)
+            .env_remove("RUST_LOG")
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        Run {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Writes the golden fixture's records, their times moved so that the fixture's `now`
+    /// is now.
+    fn fill(&self) {
+        let fixture: Value = serde_json::from_str(&golden("fixture.json")).unwrap();
+        let shift = now() - fixture["now"].as_f64().unwrap();
+        self.store(async |store| fill(store, &fixture, shift).await);
+    }
+
+    fn node_state(&self, id: &str) -> Option<NodeState> {
+        let id = NodeId::parse(id).unwrap();
+        self.store(async |store| store.nodes().get(id).await.unwrap())
+            .map(|node| node.value.state)
+    }
+}
+
+fn shifted(data: &Value, shift: f64) -> Vec<u8> {
+    let mut data = data.clone();
+    for key in ["state_time", "created_time"] {
+        if let Some(time) = data[key].as_f64() {
+            data[key] = Value::from(time + shift);
+        }
+    }
+    serde_json::to_vec(&data).unwrap()
+}
+
+async fn create(backend: &dyn Backend, path: &str, data: &[u8]) {
+    backend
+        .create(path, data, CreateMode::Persistent, true)
+        .await
+        .unwrap();
+}
+
+/// A contender that nobody removes: the lock looks held (by Zuul, say).
+async fn hold_lock(backend: &dyn Backend, dir: &str) {
+    create(backend, &format!("{dir}/0123abcd__lock__0000000000"), b"").await;
+}
+
+async fn fill(store: &Store, fixture: &Value, shift: f64) {
+    let backend = store.backend().as_ref();
+    for entry in fixture["nodes"].as_array().unwrap() {
+        let id = NodeId::parse(entry["id"].as_str().unwrap()).unwrap();
+        create(backend, &paths::node(id), &shifted(&entry["data"], shift)).await;
+        if entry["locked"].as_bool().unwrap() {
+            hold_lock(backend, &paths::node_lock(id)).await;
+        }
+    }
+    for entry in fixture["requests"].as_array().unwrap() {
+        let id = RequestId::parse(entry["id"].as_str().unwrap()).unwrap();
+        create(
+            backend,
+            &paths::request(&id),
+            &shifted(&entry["data"], shift),
+        )
+        .await;
+    }
+    for image in fixture["images"].as_array().unwrap() {
+        let name = image["name"].as_str().unwrap();
+        store.ensure_path(&paths::image(name)).await.unwrap();
+        if image["paused"].as_bool().unwrap() {
+            store.images().pause(name).await.unwrap();
+        }
+        if let Some(request) = image["build_request"].as_object() {
+            store.images().request_build(name).await.unwrap();
+            if !request["pending"].as_bool().unwrap() {
+                // `building`: a builder holds the image's build lock, taken before the
+                // newest build record was written.
+                hold_lock(backend, &paths::image_build_lock(name)).await;
+                let taken = backend
+                    .exists(&paths::image_build_lock(name))
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .ctime_ms;
+                while (now() * 1000.0) as i64 <= taken {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+        for build in image["builds"].as_array().unwrap() {
+            let build_id = BuildId::parse(build["id"].as_str().unwrap()).unwrap();
+            create(
+                backend,
+                &paths::build(name, &build_id),
+                &shifted(&build["data"], shift),
+            )
+            .await;
+            for (provider, uploads) in build["providers"].as_object().unwrap() {
+                store
+                    .ensure_path(&paths::uploads(name, &build_id, provider))
+                    .await
+                    .unwrap();
+                for upload in uploads.as_array().unwrap() {
+                    let id = UploadId::parse(upload["id"].as_str().unwrap()).unwrap();
+                    create(
+                        backend,
+                        &paths::upload(name, &build_id, provider, id),
+                        &shifted(&upload["data"], shift),
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn ok(self) -> Run {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "exit code\n--- stdout:\n{}\n--- stderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    fn failed(self) -> Run {
+        assert_eq!(
+            self.code,
+            Some(1),
+            "--- stdout:\n{}\n--- stderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
+
+/// Ages depend on when the test runs: keep their shape, hide their digits.
+fn mask_ages(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            line.split('|')
+                .map(|cell| {
+                    let trimmed = cell.trim();
+                    let parts: Vec<&str> = trimmed.split(':').collect();
+                    let is_age = parts.len() == 4
+                        && parts.iter().all(|p| {
+                            let digits = p.strip_prefix('-').unwrap_or(p);
+                            !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+                        });
+                    if is_age {
+                        cell.replace(|c: char| c.is_ascii_digit() || c == '-', "X")
+                    } else {
+                        cell.to_owned()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Compares after masking ages; `any_row_order` for listings in store child order, which
+/// is unsorted in ZooKeeper (Nodepool's own order is not reproducible either).
+fn assert_output(actual: &str, golden_path: &str, any_row_order: bool) {
+    let mut actual = mask_ages(actual);
+    let mut expected = mask_ages(&golden(golden_path));
+    if any_row_order {
+        let sort = |text: &str| {
+            let mut lines: Vec<&str> = text.lines().collect();
+            lines.sort();
+            lines.join("\n")
+        };
+        actual = sort(&actual);
+        expected = sort(&expected);
+    }
+    assert_eq!(actual, expected, "{golden_path}");
+}
+
+#[test]
+fn listings_match_nodepool() {
+    let site = Site::new();
+    site.fill();
+    for (args, golden_path, any_order) in [
+        (&["list"][..], "full/cli/list.txt", true),
+        (&["list", "--detail"], "full/cli/list-detail.txt", true),
+        (&["request-list"], "full/cli/request-list.txt", false),
+        (&["image-list"], "full/cli/image-list.txt", true),
+        (&["dib-image-list"], "full/cli/dib-image-list.txt", true),
+        (&["image-status"], "full/cli/image-status.txt", false),
+        (
+            &["info", "fake-provider"],
+            "full/cli/info-fake-provider.txt",
+            true,
+        ),
+        (&["info", "aws"], "full/cli/info-aws.txt", false),
+        (&["info", "nowhere"], "full/cli/info-nowhere.txt", false),
+    ] {
+        let run = site.run(args).ok();
+        assert_output(&run.stdout, golden_path, any_order);
+    }
+}
+
+#[test]
+fn listings_of_an_empty_store_match_nodepool() {
+    let site = Site::new();
+    for (args, golden_path) in [
+        (&["list"][..], "empty/cli/list.txt"),
+        (&["list", "--detail"], "empty/cli/list-detail.txt"),
+        (&["request-list"], "empty/cli/request-list.txt"),
+        (&["image-list"], "empty/cli/image-list.txt"),
+        (&["dib-image-list"], "empty/cli/dib-image-list.txt"),
+        (&["image-status"], "empty/cli/image-status.txt"),
+        (
+            &["info", "fake-provider"],
+            "empty/cli/info-fake-provider.txt",
+        ),
+    ] {
+        assert_eq!(site.run(args).ok().stdout, golden(golden_path), "{args:?}");
+    }
+    for args in [
+        &["list", "--json"][..],
+        &["request-list", "--json"],
+        &["image-list", "--json"],
+        &["dib-image-list", "--json"],
+        &["image-status", "--json"],
+    ] {
+        assert_eq!(site.run(args).ok().stdout, "[]\n", "{args:?}");
+    }
+}
+
+fn json(run: Run) -> Value {
+    let run = run.ok();
+    assert!(run.stdout.ends_with("]\n") || run.stdout.ends_with("}\n"));
+    serde_json::from_str(&run.stdout).unwrap()
+}
+
+#[test]
+fn json_prints_full_records() {
+    let site = Site::new();
+    site.fill();
+    let nodes = json(site.run(&["list", "--json"]));
+    let nodes = nodes.as_array().unwrap();
+    assert_eq!(nodes.len(), 13);
+    let k8s = nodes.iter().find(|n| n["id"] == "0000000005").unwrap();
+    // Every stored key, the credentials dict included (scripts asked for the record).
+    assert_eq!(k8s["connection_port"]["namespace"], "zuul-ci-abc123");
+    assert_eq!(k8s["locked"], false);
+    assert_eq!(k8s.as_object().unwrap().len(), 39);
+    let in_use = nodes.iter().find(|n| n["id"] == "0000000001").unwrap();
+    assert_eq!(in_use["locked"], true);
+    assert_eq!(in_use["user_data"]["zuul_system"], "9f1c2d3e");
+
+    let requests = json(site.run(&["request-list", "--json"]));
+    assert_eq!(requests[0]["id"], "100-0000000003");
+    assert_eq!(requests[3]["requestor"], "NodePool:min-ready");
+    let uploads = json(site.run(&["image-list", "--json"]));
+    assert_eq!(uploads.as_array().unwrap().len(), 4);
+    assert_eq!(uploads[0]["provider"], "aws");
+    assert_eq!(uploads[0]["external_name"], "débian-ünïcode");
+    let builds = json(site.run(&["dib-image-list", "--json"]));
+    assert_eq!(builds[0]["image"], "centos");
+    assert_eq!(builds[0]["paused"], true);
+    let status = json(site.run(&["image-status", "--json"]));
+    assert_eq!(status[1]["build_request"], "pending");
+    assert_eq!(status[2]["build_request"], "building");
+    let info = json(site.run(&["info", "fake-provider", "--json"]));
+    assert_eq!(info["builds"].as_array().unwrap().len(), 3);
+    assert_eq!(info["nodes"].as_array().unwrap().len(), 10);
+}
+
+/// The short list of one node, as `hold` and `delete` print it.
+fn one_node_table(stdout: &str, id: &str, state: &str) {
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{stdout}");
+    assert!(lines[1].starts_with("| ID "), "{stdout}");
+    assert!(lines[3].starts_with(&format!("| {id} ")), "{stdout}");
+    assert!(lines[3].contains(&format!("| {state} ")), "{stdout}");
+    assert!(lines[3].contains("| unlocked |"), "{stdout}");
+}
+
+#[test]
+fn hold_and_delete() {
+    let site = Site::new();
+    site.fill();
+    let run = site.run(&["hold", "0000000000"]).ok();
+    one_node_table(&run.stdout, "0000000000", "hold");
+    assert_eq!(site.node_state("0000000000"), Some(NodeState::Hold));
+
+    let run = site.run(&["delete", "0000000000"]).ok();
+    one_node_table(&run.stdout, "0000000000", "deleting");
+    assert_eq!(site.node_state("0000000000"), Some(NodeState::Deleting));
+
+    for command in ["hold", "delete"] {
+        for id in ["0000000099", "not-an-id"] {
+            let run = site.run(&[command, id]).ok();
+            assert_eq!(run.stdout, format!("Node id {id} not found\n"));
+        }
+    }
+
+    // A provider this configuration does not define.
+    let run = site.run(&["delete", "--now", "0000000004"]).ok();
+    assert_eq!(
+        run.stdout,
+        "Provider aws for node 0000000004 not defined on this launcher\n"
+    );
+    assert_eq!(site.node_state("0000000004"), Some(NodeState::Used));
+
+    // The fake provider is built into the binary: the instance and the record go now.
+    let run = site.run(&["delete", "--now", "0000000006"]).ok();
+    assert_eq!(
+        run.stdout,
+        golden("full/cli/list-9999999999.txt"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(site.node_state("0000000006"), None);
+}
+
+#[test]
+fn hold_and_delete_give_up_on_a_locked_node() {
+    let site = Site::new();
+    site.fill();
+    for command in [&["hold", "0000000001"][..], &["delete", "0000000001"]] {
+        let run = site.run(command).failed();
+        assert!(
+            run.stderr
+                .contains("Timeout trying to acquire lock /nodepool/nodes/0000000001/lock"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(run.stdout, "");
+    }
+    assert_eq!(site.node_state("0000000001"), Some(NodeState::InUse));
+}
+
+#[test]
+fn image_delete() {
+    let site = Site::new();
+    site.fill();
+    let upload = |build: &str, provider: &str, id: &str| {
+        vec![
+            "image-delete".to_owned(),
+            "--provider".to_owned(),
+            provider.to_owned(),
+            "--image".to_owned(),
+            "debian".to_owned(),
+            "--build-id".to_owned(),
+            build.to_owned(),
+            "--upload-id".to_owned(),
+            id.to_owned(),
+        ]
+    };
+    let b1 = "6e1f0b1c7d7b4e9c8a1e2b3c4d5e6f70";
+    let run_args = |args: Vec<String>| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        site.run(&refs).ok()
+    };
+    assert_eq!(
+        run_args(upload(b1, "fake-provider", "0000000009")).stdout,
+        "Image upload not found\n"
+    );
+    assert_eq!(
+        run_args(upload("nope", "fake-provider", "x")).stdout,
+        "Image upload not found\n"
+    );
+    assert_eq!(
+        run_args(upload(b1, "fake-provider", "0000000002")).stdout,
+        "Cannot delete because image upload in progress\n"
+    );
+    assert_eq!(
+        run_args(upload(b1, "fake-provider", "0000000001")).stdout,
+        ""
+    );
+    let state = site.store(async |store| {
+        let build = BuildId::parse(b1).unwrap();
+        store
+            .images()
+            .upload(
+                "debian",
+                &build,
+                "fake-provider",
+                UploadId::parse("0000000001").unwrap(),
+            )
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .state
+    });
+    assert_eq!(state, UploadState::Deleting);
+}
+
+#[test]
+fn dib_image_delete() {
+    let site = Site::new();
+    site.fill();
+    let run = site.run(&["dib-image-delete", "debian-0000000009"]).ok();
+    assert_eq!(run.stdout, "Build debian-0000000009 not found\n");
+    let run = site.run(&["dib-image-delete", "debian-0000000001"]).ok();
+    assert_eq!(run.stdout, "Cannot delete a build in progress\n");
+    let id = "aa11bb22cc33dd44ee55ff6677889900";
+    let run = site
+        .run(&["dib-image-delete", &format!("centos-{id}")])
+        .ok();
+    assert_eq!(run.stdout, "");
+    let state = site.store(async |store| {
+        store
+            .images()
+            .build("centos", &BuildId::parse(id).unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .state
+    });
+    assert_eq!(state, BuildState::Deleting);
+    // Nodepool splits at the last '-' and fails when there is none.
+    let run = site.run(&["dib-image-delete", "nodash"]).failed();
+    assert!(
+        run.stderr.contains("not enough values to unpack"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn erase_asks_first() {
+    let site = Site::new();
+    site.fill();
+    let prompt = "\nWARNING! This action is not reversible!\nErase ZooKeeper data for provider fake-provider? [N/y] ";
+    for answer in ["\n", "n\n", "yes\n"] {
+        let run = site
+            .run_with_input(&["erase", "fake-provider"], answer)
+            .ok();
+        assert_eq!(run.stdout, format!("{prompt}Aborting. No data erased.\n"));
+    }
+    assert_eq!(site.node_state("0000000000"), Some(NodeState::Ready));
+    // End of input is Python's EOFError.
+    site.run_with_input(&["erase", "fake-provider"], "")
+        .failed();
+
+    let run = site.run_with_input(&["erase", "fake-provider"], "Y\n").ok();
+    assert_eq!(
+        run.stdout,
+        format!(
+            "{prompt}Erasing build data for fake-provider...\nErasing node data for fake-provider...\n"
+        )
+    );
+    assert_eq!(site.node_state("0000000000"), None);
+    assert_eq!(site.node_state("0000000004"), Some(NodeState::Used));
+    assert_output(
+        &site.run(&["info", "fake-provider"]).ok().stdout,
+        "empty/cli/info-fake-provider.txt",
+        false,
+    );
+
+    let run = site.run(&["erase", "aws", "--force"]).ok();
+    assert_eq!(
+        run.stdout,
+        "Erasing build data for aws...\nErasing node data for aws...\n"
+    );
+    assert_eq!(site.node_state("0000000004"), None);
+    // Other providers' data stays.
+    assert_eq!(site.node_state("0000000005"), Some(NodeState::Ready));
+}
+
+#[test]
+fn export_and_import_image_data() {
+    let site = Site::new();
+    site.fill();
+    let export = site.dir.path().join("export.json");
+    std::fs::write(&export, "x".repeat(100_000)).unwrap();
+    site.run(&["export-image-data", export.to_str().unwrap()])
+        .ok();
+    let text = std::fs::read_to_string(&export).unwrap();
+    let data: serde_json::Map<String, Value> = serde_json::from_str(&text).unwrap();
+    // Pause flags, builds and uploads; no build requests and no locks.
+    assert_eq!(data["/nodepool/images/centos/pause"], "");
+    assert_eq!(
+        data.len(),
+        2 + 5 + 4,
+        "{:?}",
+        data.keys().collect::<Vec<_>>()
+    );
+    assert!(
+        data.keys()
+            .all(|k| !k.contains("lock") && !k.contains("request-build"))
+    );
+
+    let other = Site::new();
+    other
+        .run(&["import-image-data", export.to_str().unwrap()])
+        .ok();
+    let second = other.dir.path().join("second.json");
+    other
+        .run(&["export-image-data", second.to_str().unwrap()])
+        .ok();
+    assert_eq!(std::fs::read_to_string(&second).unwrap(), text);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&second).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // The upload sequence is past the imported numbers: a new upload does not collide.
+    let created = other.store(async |store| {
+        let build = BuildId::parse("6e1f0b1c7d7b4e9c8a1e2b3c4d5e6f70").unwrap();
+        let upload = nodepool_model::ImageUpload::new(UploadState::Uploading, now());
+        store
+            .images()
+            .create_upload("debian", &build, "fake-provider", &upload)
+            .await
+            .unwrap()
+    });
+    assert!(created.sequence() > 2, "{created}");
+}
+
+#[test]
+fn alien_image_list_is_empty_without_image_listing_drivers() {
+    let site = Site::new();
+    let run = site.run(&["alien-image-list"]).ok();
+    assert_eq!(
+        run.stdout,
+        "+----------+------+----------+\n| Provider | Name | Image ID |\n+----------+------+----------+\n+----------+------+----------+\n"
+    );
+    assert!(
+        run.stderr
+            .contains("Exception listing alien images for fake-provider")
+    );
+    assert_eq!(
+        site.run(&["alien-image-list", "--json"]).ok().stdout,
+        "[]\n"
+    );
+}
