@@ -21,6 +21,14 @@ struct Setup {
     zookeeper: Option<ZooKeeperServer>,
 }
 
+/// Runs Python Nodepool's launcher with its fake cloud's quota lifted.
+const PYTHON_UNBOUND_QUOTA: &str = "import sys\n\
+import nodepool.driver.fake.adapter as fake\n\
+fake.FakeOpenStackCloud._get_quota = staticmethod(lambda: (100000000, 1000000, 100000000000))\n\
+from nodepool.cmd.launcher import main\n\
+sys.argv[0] = 'nodepool-launcher'\n\
+sys.exit(main())\n";
+
 /// Which launcher a run measures.
 #[derive(Debug, Clone)]
 pub enum Implementation {
@@ -309,8 +317,14 @@ async fn run_one(
                 &clouds,
                 "clouds:\n  fake:\n    auth:\n      username: fake\n      password: fake\n      project_id: fake\n      auth_url: http://fake\n",
             )?;
-            let mut c = tokio::process::Command::new(binary);
+            // Nodepool's fake cloud has a fixed quota of 20 instances; lift it (as our
+            // provider's fake-quota does) so both launchers run with quota that does not
+            // bind, then run its launcher's own entry point.
+            let python = binary.with_file_name("python3");
+            let mut c = tokio::process::Command::new(&python);
             c.arg("-c")
+                .arg(PYTHON_UNBOUND_QUOTA)
+                .arg("-c")
                 .arg(&config)
                 .args(["-f", "--no-webapp", "-p"])
                 .arg(setup.dir.path().join("python.pid"))
