@@ -7,7 +7,8 @@ command -v cargo >/dev/null || { echo "setup: cargo is required (rustup)" >&2; e
 
 # Debian packages: a real ZooKeeper for the ZooKeeper backend's tests (with Java), openssl
 # for its test certificates; sshd, ssh-keygen/ssh-keyscan and iproute2 for nodescan and the
-# static driver (tests run their own sshd in a network namespace, never the system one).
+# static driver (tests run their own sshd in a network namespace, never the system one);
+# chromium to load the webapp's dashboard headless.
 need_apt=()
 [ -f /usr/share/java/zookeeper.jar ] || need_apt+=(zookeeper)
 command -v java >/dev/null || need_apt+=(default-jre-headless)
@@ -15,6 +16,7 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v ssh-keyscan >/dev/null || need_apt+=(openssh-client)
 command -v ip >/dev/null || need_apt+=(iproute2)
+command -v chromium >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: missing packages: ${need_apt[*]} (run as root to install them)" >&2

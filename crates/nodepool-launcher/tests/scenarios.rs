@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::stories;
+
 use std::time::Duration;
 
 use common::{Harness, WAIT, eventually, fake_config};
@@ -12,87 +14,26 @@ use nodepool_testkit::RequestOptions;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_label_request_is_fulfilled_used_and_deleted() {
-    let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(10), "")).await;
-    h.start_launcher().await;
-    let id = h
-        .zuul
-        .submit(&["small"], RequestOptions::default())
-        .await
-        .expect("submit");
-    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
-    assert_eq!(request.state, RequestState::Fulfilled);
-    assert_eq!(request.nodes.len(), 1);
-    let node = h
-        .store
-        .nodes()
-        .get(request.nodes[0])
-        .await
-        .expect("get")
-        .expect("node")
-        .value;
-    assert_eq!(node.state, NodeState::Ready);
-    assert_eq!(node.allocated_to.as_ref(), Some(&id));
-    assert_eq!(node.interface_ip.as_deref(), Some("fake"));
-    assert_eq!(node.host_keys, vec!["ssh-rsa FAKEKEY".to_string()]);
-    assert_eq!(node.provider.as_deref(), Some("fake-provider"));
-    assert_eq!(node.requestor.as_deref(), Some("zuul-system-id"));
-    assert!(
-        node.launcher
-            .as_deref()
-            .is_some_and(|l| l.contains("PoolWorker.fake-provider-main-"))
-    );
-    assert_eq!(
-        node.resources.as_ref().map(|r| r["cores"].clone()),
-        Some(serde_json::json!(4))
-    );
-    let cloud = h.cloud("fake-provider");
-    let servers = cloud.servers();
-    assert_eq!(servers.len(), 1);
-    assert_eq!(
-        servers[0].metadata[metadata_keys::NODE_ID],
-        request.nodes[0].to_string()
-    );
-    assert_eq!(servers[0].name, format!("np{}", request.nodes[0]));
-
-    let mut set = h.zuul.accept(&id, &request).await.expect("accept");
-    h.zuul
-        .use_nodes(&mut set, "org/project")
-        .await
-        .expect("use");
-    h.zuul.return_nodes(set).await.expect("return");
-    h.wait_no_nodes().await;
-    eventually("the server is deleted", || async {
-        cloud.servers().is_empty()
-    })
-    .await;
-    h.shutdown().await;
+    let h = Harness::sqlite(&stories::single_label_config()).await;
+    stories::single_label_request_is_fulfilled_used_and_deleted(h).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_label_request_lists_nodes_in_request_order() {
-    let mut h = Harness::sqlite(&fake_config(&[("a", 0), ("b", 0)], Some(10), "")).await;
-    h.start_launcher().await;
-    let id = h
-        .zuul
-        .submit(&["b", "a", "b"], RequestOptions::default())
-        .await
-        .expect("submit");
-    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
-    assert_eq!(request.state, RequestState::Fulfilled);
-    let mut labels = Vec::new();
-    for node_id in &request.nodes {
-        let node = h
-            .store
-            .nodes()
-            .get(*node_id)
-            .await
-            .expect("get")
-            .expect("node")
-            .value;
-        labels.push(node.node_type[0].clone());
-    }
-    assert_eq!(labels, ["b", "a", "b"]);
-    h.shutdown().await;
+    let h = Harness::sqlite(&stories::multi_label_config()).await;
+    stories::multi_label_request_lists_nodes_in_request_order(h).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_ready_is_kept_and_refilled_after_use() {
+    let h = Harness::sqlite(&stories::min_ready_config()).await;
+    stories::min_ready_is_kept_and_refilled_after_use(h).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_pauses_the_pool_then_resumes_when_a_node_is_freed() {
+    let h = Harness::sqlite(&stories::quota_config()).await;
+    stories::quota_pauses_the_pool_then_resumes_when_a_node_is_freed(h).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,66 +48,6 @@ async fn unknown_label_fails_once_every_pool_declined() {
     let request = h.zuul.wait(&id, WAIT).await.expect("wait");
     assert_eq!(request.state, RequestState::Failed);
     assert_eq!(request.declined_by.len(), 1);
-    h.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn min_ready_is_kept_and_refilled_after_use() {
-    let mut h = Harness::sqlite(&fake_config(&[("small", 2)], Some(10), "")).await;
-    h.start_launcher().await;
-    let ready = h.wait_ready("small", 2).await;
-    // A request reuses a min-ready node instead of launching.
-    let creates = h.cloud("fake-provider").creates();
-    let ids = h
-        .zuul
-        .run_job(&["small"], RequestOptions::default(), WAIT)
-        .await
-        .expect("job");
-    assert!(ready.contains(&ids[0]), "a ready node was reused");
-    h.wait_ready("small", 2).await;
-    assert_eq!(
-        h.cloud("fake-provider").creates(),
-        creates + 1,
-        "one replacement launched"
-    );
-    h.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quota_pauses_the_pool_then_resumes_when_a_node_is_freed() {
-    let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(1), "")).await;
-    h.start_launcher().await;
-    let first = h
-        .zuul
-        .submit(&["small"], RequestOptions::default())
-        .await
-        .expect("submit");
-    let first_req = h.zuul.wait(&first, WAIT).await.expect("wait");
-    let mut set = h.zuul.accept(&first, &first_req).await.expect("accept");
-    h.zuul
-        .use_nodes(&mut set, "org/project")
-        .await
-        .expect("use");
-    let second = h
-        .zuul
-        .submit(&["small"], RequestOptions::default())
-        .await
-        .expect("submit");
-    // The second request is accepted (pending) but waits for quota.
-    eventually("second request pending", || async {
-        h.store
-            .requests()
-            .get(&second)
-            .await
-            .ok()
-            .flatten()
-            .is_some_and(|r| r.value.state == RequestState::Pending)
-    })
-    .await;
-    assert_eq!(h.cloud("fake-provider").servers().len(), 1);
-    h.zuul.return_nodes(set).await.expect("return");
-    let second_req = h.zuul.wait(&second, WAIT).await.expect("wait");
-    assert_eq!(second_req.state, RequestState::Fulfilled);
     h.shutdown().await;
 }
 

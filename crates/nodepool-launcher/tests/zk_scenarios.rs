@@ -3,12 +3,14 @@
 
 mod common;
 
+use common::stories;
+
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use common::{Harness, WAIT, eventually, fake_config};
-use nodepool_model::{NodeId, NodeState, RequestId, RequestState};
+use common::{Harness, eventually, fake_config};
+use nodepool_model::{NodeId, RequestId, RequestState};
 use nodepool_testkit::{RequestOptions, ServerOptions, ZooKeeperServer, ZuulClient};
 
 /// One ZooKeeper for the whole binary; the wrapper process kills it when the binary exits.
@@ -38,146 +40,26 @@ const BIG_CLOUD: &str =
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zk_single_label_request_is_fulfilled_used_and_deleted() {
-    let mut h = harness(&fake_config(&[("small", 0)], Some(10), "")).await;
-    h.start_launcher().await;
-    let id = h
-        .zuul
-        .submit(&["small"], RequestOptions::default())
-        .await
-        .expect("submit");
-    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
-    assert_eq!(request.state, RequestState::Fulfilled);
-    assert_eq!(request.nodes.len(), 1);
-    let node = h
-        .store
-        .nodes()
-        .get(request.nodes[0])
-        .await
-        .expect("get")
-        .expect("node")
-        .value;
-    assert_eq!(node.state, NodeState::Ready);
-    assert_eq!(node.allocated_to.as_ref(), Some(&id));
-    assert_eq!(node.provider.as_deref(), Some("fake-provider"));
-    let cloud = h.cloud("fake-provider");
-    assert_eq!(cloud.servers().len(), 1);
-
-    let mut set = h.zuul.accept(&id, &request).await.expect("accept");
-    h.zuul
-        .use_nodes(&mut set, "org/project")
-        .await
-        .expect("use");
-    h.zuul.return_nodes(set).await.expect("return");
-    h.wait_no_nodes().await;
-    eventually("the server is deleted", || async {
-        cloud.servers().is_empty()
-    })
-    .await;
-    h.shutdown().await;
+    let h = harness(&stories::single_label_config()).await;
+    stories::single_label_request_is_fulfilled_used_and_deleted(h).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn zk_multi_label_request_is_fulfilled_in_request_order_used_and_deleted() {
-    let mut h = harness(&fake_config(&[("a", 0), ("b", 0)], Some(10), "")).await;
-    h.start_launcher().await;
-    let id = h
-        .zuul
-        .submit(&["b", "a", "b"], RequestOptions::default())
-        .await
-        .expect("submit");
-    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
-    assert_eq!(request.state, RequestState::Fulfilled);
-    let mut labels = Vec::new();
-    for node_id in &request.nodes {
-        let node = h
-            .store
-            .nodes()
-            .get(*node_id)
-            .await
-            .expect("get")
-            .expect("node")
-            .value;
-        labels.push(node.node_type[0].clone());
-    }
-    assert_eq!(labels, ["b", "a", "b"]);
-    let mut set = h.zuul.accept(&id, &request).await.expect("accept");
-    h.zuul
-        .use_nodes(&mut set, "org/project")
-        .await
-        .expect("use");
-    h.zuul.return_nodes(set).await.expect("return");
-    h.wait_no_nodes().await;
-    let cloud = h.cloud("fake-provider");
-    eventually("the servers are deleted", || async {
-        cloud.servers().is_empty()
-    })
-    .await;
-    h.shutdown().await;
+async fn zk_multi_label_request_lists_nodes_in_request_order() {
+    let h = harness(&stories::multi_label_config()).await;
+    stories::multi_label_request_lists_nodes_in_request_order(h).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zk_min_ready_is_kept_and_refilled_after_use() {
-    let mut h = harness(&fake_config(&[("small", 2)], Some(10), "")).await;
-    h.start_launcher().await;
-    let ready = h.wait_ready("small", 2).await;
-    let creates = h.cloud("fake-provider").creates();
-    let ids = h
-        .zuul
-        .run_job(&["small"], RequestOptions::default(), WAIT)
-        .await
-        .expect("job");
-    assert!(ready.contains(&ids[0]), "a ready node was reused");
-    h.wait_ready("small", 2).await;
-    assert_eq!(
-        h.cloud("fake-provider").creates(),
-        creates + 1,
-        "one replacement launched"
-    );
-    h.shutdown().await;
+    let h = harness(&stories::min_ready_config()).await;
+    stories::min_ready_is_kept_and_refilled_after_use(h).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zk_quota_pauses_the_pool_then_resumes_when_a_node_is_freed() {
-    let mut h = harness(&fake_config(&[("small", 0)], Some(1), "")).await;
-    h.start_launcher().await;
-    let first = h
-        .zuul
-        .submit(&["small"], RequestOptions::default())
-        .await
-        .expect("submit");
-    let first_req = h.zuul.wait(&first, WAIT).await.expect("wait");
-    let mut set = h.zuul.accept(&first, &first_req).await.expect("accept");
-    h.zuul
-        .use_nodes(&mut set, "org/project")
-        .await
-        .expect("use");
-    let second = h
-        .zuul
-        .submit(&["small"], RequestOptions::default())
-        .await
-        .expect("submit");
-    eventually("second request pending", || async {
-        h.store
-            .requests()
-            .get(&second)
-            .await
-            .ok()
-            .flatten()
-            .is_some_and(|r| r.value.state == RequestState::Pending)
-    })
-    .await;
-    assert_eq!(h.cloud("fake-provider").servers().len(), 1);
-    h.zuul.return_nodes(set).await.expect("return");
-    let second_req = h.zuul.wait(&second, WAIT).await.expect("wait");
-    assert_eq!(second_req.state, RequestState::Fulfilled);
-    let mut set = h.zuul.accept(&second, &second_req).await.expect("accept");
-    h.zuul
-        .use_nodes(&mut set, "org/project")
-        .await
-        .expect("use");
-    h.zuul.return_nodes(set).await.expect("return");
-    h.wait_no_nodes().await;
-    h.shutdown().await;
+    let h = harness(&stories::quota_config()).await;
+    stories::quota_pauses_the_pool_then_resumes_when_a_node_is_freed(h).await;
 }
 
 /// How many jobs the burst runs, and how many are outstanding at once.

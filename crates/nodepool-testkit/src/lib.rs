@@ -21,11 +21,16 @@
 //! [`wait`] holds deadline-bounded waits on store watches, cache changes or (only when
 //! nothing can be watched) polling.
 //!
+//! [`fixture`] loads nodepool-web's golden fixture into a store; [`http`] is a tiny HTTP/1.1
+//! client that shows responses byte for byte (webapp tests).
+//!
 //! [`SshdHost`] runs a real OpenSSH server in its own network namespace with fresh host keys,
 //! standing in for a static host or a booted node (root, `iproute2` and `openssh-server`
 //! needed; see the `sshd` module).
 
 mod certificates;
+pub mod fixture;
+pub mod http;
 mod proxy;
 mod sshd;
 pub mod wait;

@@ -1,11 +1,10 @@
-//! Reading the store into the plain records `nodepool_web::status` renders, the way
-//! Nodepool's uncached `ZooKeeper` methods read them (spec 5.2).
+//! Reading the store into the plain records [`crate::status`] renders, the way Nodepool's
+//! uncached `ZooKeeper` methods read them (spec 5.2). The CLI and the webapp both read
+//! through here.
 
-use nodepool_model::{Node, NodeId, NodeRequest, RequestId};
+use crate::status::{BuildRecord, BuildRequest, ImageStatusRecord, ProviderBuild, UploadRecord};
+use nodepool_model::{ComponentKind, Node, NodeId, NodeRequest, RequestId};
 use nodepool_store::{Store, StoreError, StoreResult, Versioned, paths};
-use nodepool_web::status::{
-    BuildRecord, BuildRequest, ImageStatusRecord, ProviderBuild, UploadRecord,
-};
 
 /// Every node in the store's child order, with whether its lock has contenders.
 /// (Nodepool's `Lock.contenders()` also creates the lock directory, spec 8.3 item 29;
@@ -42,6 +41,18 @@ pub async fn requests(store: &Store) -> StoreResult<Vec<(RequestId, NodeRequest)
         }
     }
     Ok(requests)
+}
+
+/// The `supported_labels` of every registered pool, in registration order (the webapp's
+/// `/label-list` reads these, not the configuration).
+pub async fn pool_labels(store: &Store) -> StoreResult<Vec<String>> {
+    let mut labels = Vec::new();
+    for registered in store.components().list(ComponentKind::Pool).await? {
+        if let Some(pool) = registered.component.value.pool() {
+            labels.extend(pool.supported_labels.iter().cloned());
+        }
+    }
+    Ok(labels)
 }
 
 /// Nodepool logs an unreadable build or upload and carries on without it.

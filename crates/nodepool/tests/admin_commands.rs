@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use nodepool_model::{BuildId, BuildState, NodeId, NodeState, RequestId, UploadId, UploadState};
-use nodepool_store::{Backend, CreateMode, SqliteBackend, SqliteOptions, Store, paths};
+use nodepool_model::{BuildId, BuildState, NodeId, NodeState, UploadId, UploadState};
+use nodepool_store::{SqliteBackend, SqliteOptions, Store};
+use nodepool_testkit::fixture;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -115,105 +116,15 @@ providers:
     /// Writes the golden fixture's records, their times moved so that the fixture's `now`
     /// is now.
     fn fill(&self) {
-        let fixture: Value = serde_json::from_str(&golden("fixture.json")).unwrap();
-        let shift = now() - fixture["now"].as_f64().unwrap();
-        self.store(async |store| fill(store, &fixture, shift).await);
+        let fixture = fixture::load();
+        let shift = fixture::shift_to_now(&fixture);
+        self.store(async |store| fixture::fill(store, &fixture, shift).await.unwrap());
     }
 
     fn node_state(&self, id: &str) -> Option<NodeState> {
         let id = NodeId::parse(id).unwrap();
         self.store(async |store| store.nodes().get(id).await.unwrap())
             .map(|node| node.value.state)
-    }
-}
-
-fn shifted(data: &Value, shift: f64) -> Vec<u8> {
-    let mut data = data.clone();
-    for key in ["state_time", "created_time"] {
-        if let Some(time) = data[key].as_f64() {
-            data[key] = Value::from(time + shift);
-        }
-    }
-    serde_json::to_vec(&data).unwrap()
-}
-
-async fn create(backend: &dyn Backend, path: &str, data: &[u8]) {
-    backend
-        .create(path, data, CreateMode::Persistent, true)
-        .await
-        .unwrap();
-}
-
-/// A contender that nobody removes: the lock looks held (by Zuul, say).
-async fn hold_lock(backend: &dyn Backend, dir: &str) {
-    create(backend, &format!("{dir}/0123abcd__lock__0000000000"), b"").await;
-}
-
-async fn fill(store: &Store, fixture: &Value, shift: f64) {
-    let backend = store.backend().as_ref();
-    for entry in fixture["nodes"].as_array().unwrap() {
-        let id = NodeId::parse(entry["id"].as_str().unwrap()).unwrap();
-        create(backend, &paths::node(id), &shifted(&entry["data"], shift)).await;
-        if entry["locked"].as_bool().unwrap() {
-            hold_lock(backend, &paths::node_lock(id)).await;
-        }
-    }
-    for entry in fixture["requests"].as_array().unwrap() {
-        let id = RequestId::parse(entry["id"].as_str().unwrap()).unwrap();
-        create(
-            backend,
-            &paths::request(&id),
-            &shifted(&entry["data"], shift),
-        )
-        .await;
-    }
-    for image in fixture["images"].as_array().unwrap() {
-        let name = image["name"].as_str().unwrap();
-        store.ensure_path(&paths::image(name)).await.unwrap();
-        if image["paused"].as_bool().unwrap() {
-            store.images().pause(name).await.unwrap();
-        }
-        if let Some(request) = image["build_request"].as_object() {
-            store.images().request_build(name).await.unwrap();
-            if !request["pending"].as_bool().unwrap() {
-                // `building`: a builder holds the image's build lock, taken before the
-                // newest build record was written.
-                hold_lock(backend, &paths::image_build_lock(name)).await;
-                let taken = backend
-                    .exists(&paths::image_build_lock(name))
-                    .await
-                    .unwrap()
-                    .unwrap()
-                    .ctime_ms;
-                while (now() * 1000.0) as i64 <= taken {
-                    tokio::task::yield_now().await;
-                }
-            }
-        }
-        for build in image["builds"].as_array().unwrap() {
-            let build_id = BuildId::parse(build["id"].as_str().unwrap()).unwrap();
-            create(
-                backend,
-                &paths::build(name, &build_id),
-                &shifted(&build["data"], shift),
-            )
-            .await;
-            for (provider, uploads) in build["providers"].as_object().unwrap() {
-                store
-                    .ensure_path(&paths::uploads(name, &build_id, provider))
-                    .await
-                    .unwrap();
-                for upload in uploads.as_array().unwrap() {
-                    let id = UploadId::parse(upload["id"].as_str().unwrap()).unwrap();
-                    create(
-                        backend,
-                        &paths::upload(name, &build_id, provider, id),
-                        &shifted(&upload["data"], shift),
-                    )
-                    .await;
-                }
-            }
-        }
     }
 }
 

@@ -7,11 +7,16 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use nodepool_driver::DriverRegistry;
 use nodepool_launcher::{Launcher, LauncherOptions, Timing};
+use nodepool_store::Store;
+use nodepool_web::server::{LabelSetting, WebState};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::cli::{BuilderArgs, DaemonMode, LauncherArgs, UpArgs};
 use crate::commands::{Context, not_implemented};
@@ -32,15 +37,18 @@ pub fn launcher(context: &Context, args: &LauncherArgs) -> anyhow::Result<ExitCo
         no_webapp = args.no_webapp,
         "launcher options"
     );
-    if !args.no_webapp {
-        tracing::info!("the webapp is not served yet; running as with --no-webapp");
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start a runtime")?;
     runtime.block_on(async {
         let store = crate::store::open(&context.config).await?;
+        // Bound before the launcher starts, so a taken port fails the start.
+        let webapp = if args.no_webapp {
+            None
+        } else {
+            Some(Webapp::start(context, store.clone()).await?)
+        };
         let mut options = LauncherOptions::new(
             context.settings.config.clone(),
             context.settings.secure.clone(),
@@ -51,14 +59,97 @@ pub fn launcher(context: &Context, args: &LauncherArgs) -> anyhow::Result<ExitCo
         }
         let launcher = Launcher::start(store.clone(), drivers(), options).await?;
         tracing::info!("launcher running");
-        wait_for_stop_signal().await?;
+        let stop = wait_for_stop_signal();
+        tokio::pin!(stop);
+        match &webapp {
+            Some(webapp) => {
+                // `/ready` follows the launcher's first completed main-loop pass, which the
+                // launcher only offers as a flag: look at it until it is set.
+                let mut check = tokio::time::interval(READY_CHECK);
+                loop {
+                    tokio::select! {
+                        result = &mut stop => break result?,
+                        _ = check.tick(), if !webapp.ready.load(Ordering::SeqCst) => {
+                            if launcher.is_ready() {
+                                tracing::info!("launcher ready; the webapp's /ready says OK");
+                                webapp.ready.store(true, Ordering::SeqCst);
+                            }
+                        }
+                    }
+                }
+            }
+            None => stop.await?,
+        }
         tracing::info!("stopping the launcher");
+        if let Some(webapp) = webapp {
+            webapp.stop().await;
+        }
         launcher.stop().await;
         if let Err(e) = store.backend().close().await {
             tracing::debug!(error = %e, "closing the store session failed");
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// How often the launcher's readiness is looked at until it is ready.
+const READY_CHECK: Duration = Duration::from_millis(100);
+
+/// How long the webapp gets to finish the requests in flight at shutdown.
+const WEBAPP_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The launcher's webapp (spec 6) on `webapp.listen_address:webapp.port`.
+struct Webapp {
+    /// What `/ready` reports; set once the launcher is ready.
+    ready: Arc<AtomicBool>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Webapp {
+    async fn start(context: &Context, store: Store) -> anyhow::Result<Webapp> {
+        let settings = &context.config.webapp;
+        let listener =
+            tokio::net::TcpListener::bind((settings.listen_address.as_str(), settings.port))
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot listen on {}:{} for the webapp",
+                        settings.listen_address, settings.port
+                    )
+                })?;
+        let address = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        tracing::info!(%address, "webapp listening");
+        let labels = context
+            .config
+            .labels
+            .values()
+            .map(|label| LabelSetting {
+                name: label.name.clone(),
+                min_ready: label.min_ready,
+            })
+            .collect();
+        let ready = Arc::new(AtomicBool::new(false));
+        let state = WebState::new(store, ready.clone(), labels);
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(nodepool_web::server::serve(listener, state, async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }));
+        Ok(Webapp { ready, stop, task })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        match tokio::time::timeout(WEBAPP_STOP_TIMEOUT, self.task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the webapp failed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "the webapp task ended abnormally"),
+            Err(_) => tracing::warn!("the webapp did not stop in time; leaving it"),
+        }
+    }
 }
 
 /// Test hook, not a user setting: with `NODEPOOL_TEST_FAST_TIMING=1` the launcher runs its

@@ -14,8 +14,9 @@ use serde_json::{Map, Value};
 use crate::cli::{
     AlienImageListArgs, BuildIdArgs, ImageArgs, ImageDeleteArgs, OutputArgs, PathArgs,
 };
-use crate::commands::{Context, gather, now, print_json, print_table};
+use crate::commands::{Context, now, print_json, print_table};
 use crate::store;
+use nodepool_web::gather;
 
 /// `image-list [--json]`: every image upload.
 pub fn image_list(context: &Context, args: &OutputArgs) -> anyhow::Result<ExitCode> {

@@ -9,7 +9,6 @@
 mod config_validate;
 mod configuration;
 mod daemons;
-mod gather;
 mod images;
 mod nodes;
 mod providers;

@@ -10,8 +10,9 @@ use nodepool_store::{Lock, LockWait, Store, StoreError, paths};
 use nodepool_web::status::{self, NODE_LIST_BRIEF_KEYS};
 
 use crate::cli::{DeleteArgs, ListArgs, NodeIdArgs};
-use crate::commands::{Context, daemons, gather, now, print_json, print_table};
+use crate::commands::{Context, daemons, now, print_json, print_table};
 use crate::store;
+use nodepool_web::gather;
 
 /// How long `delete` and `hold` wait for the node lock (Nodepool's `timeout=5`).
 const NODE_LOCK_TIMEOUT: Duration = Duration::from_secs(5);

@@ -7,8 +7,9 @@ use nodepool_model::{Node, NodeId};
 use nodepool_web::status::{self, ProviderBuild};
 
 use crate::cli::{EraseArgs, InfoArgs};
-use crate::commands::{Context, gather, now, print_json};
+use crate::commands::{Context, now, print_json};
 use crate::store;
+use nodepool_web::gather;
 
 /// The provider's builds (those with its upload directory) and nodes.
 async fn provider_data(

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use nodepool_web::status;
 
 use crate::cli::OutputArgs;
-use crate::commands::{Context, gather, print_json, print_table};
+use crate::commands::{Context, print_json, print_table};
 use crate::store;
+use nodepool_web::gather;
 
 /// `request-list [--json]`: every node request, sorted by id.
 pub fn request_list(context: &Context, args: &OutputArgs) -> anyhow::Result<ExitCode> {
