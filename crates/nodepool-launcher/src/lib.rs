@@ -31,6 +31,7 @@ use nodepool_store::Store;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use stats::LaunchTally;
 pub use workers::{WorkerState, WorkerStatus};
 
 /// Intervals and ages. Defaults are Nodepool's (spec appendix A); tests shorten them.
@@ -138,6 +139,13 @@ impl Launcher {
         self.context.is_ready()
     }
 
+    /// A handle the webapp keeps to read the launcher's in-process state.
+    pub fn observer(&self) -> Observer {
+        Observer {
+            context: self.context.clone(),
+        }
+    }
+
     /// Graceful stop: pool workers release paused requests and unregister, launches in
     /// flight are abandoned (their nodes stay BUILDING and unlocked, so any launcher deletes
     /// them), then every task is awaited.
@@ -145,6 +153,79 @@ impl Launcher {
         let _ = self.shutdown.send(true);
         if let Err(e) = self.main.await {
             tracing::warn!(error = %e, "launcher main loop ended abnormally");
+        }
+    }
+}
+
+/// Reads what only the launcher process knows: launch results, worker states, quota use.
+#[derive(Debug, Clone)]
+pub struct Observer {
+    context: Arc<context::Context>,
+}
+
+/// A snapshot for `/metrics` and the dashboard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observations {
+    pub ready: bool,
+    pub launches: Vec<LaunchTally>,
+    pub workers: Vec<WorkerStatus>,
+    pub providers: Vec<ProviderUse>,
+}
+
+/// Quota use of one provider: the cloud's limits as last read, and per pool its limits
+/// and what nodepool's nodes use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderUse {
+    pub name: String,
+    pub driver: String,
+    /// Cloud limits minus unmanaged use, when read; finite resources only.
+    pub cloud_limits: Option<std::collections::BTreeMap<String, f64>>,
+    pub pools: Vec<PoolUse>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolUse {
+    pub name: String,
+    /// Finite limits only (`instances` from max-servers, `max-*`).
+    pub limits: std::collections::BTreeMap<String, f64>,
+    pub used: std::collections::BTreeMap<String, f64>,
+}
+
+fn finite(q: &nodepool_driver::Quota) -> std::collections::BTreeMap<String, f64> {
+    q.resources()
+        .filter(|(_, v)| v.is_finite())
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
+
+impl Observer {
+    pub fn observe(&self) -> Observations {
+        let ctx = &self.context;
+        let nodes = ctx.nodes_view();
+        let providers = ctx
+            .providers()
+            .iter()
+            .map(|rt| ProviderUse {
+                name: rt.name().to_string(),
+                driver: rt.config.driver.name().to_string(),
+                cloud_limits: rt.cached_limits().map(|q| finite(&q)),
+                pools: rt
+                    .config
+                    .pools
+                    .iter()
+                    .map(|pool| PoolUse {
+                        name: pool.name.clone(),
+                        limits: finite(&providers::pool_limits(pool)),
+                        used: finite(&rt.usage(&nodes, Some(&pool.name))),
+                    })
+                    .collect(),
+            })
+            .collect();
+        Observations {
+            ready: ctx.is_ready(),
+            launches: ctx.stats.launches(),
+            workers: ctx.workers.snapshot(),
+            providers,
         }
     }
 }

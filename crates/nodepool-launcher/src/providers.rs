@@ -132,6 +132,14 @@ impl ProviderRuntime {
             .unwrap_or_else(Quota::one_instance)
     }
 
+    /// The provider's limits as last read, without waiting for a read in progress.
+    pub fn cached_limits(&self) -> Option<Quota> {
+        self.limits
+            .try_lock()
+            .ok()
+            .and_then(|l| l.as_ref().map(|(_, q)| q.clone()))
+    }
+
     pub fn invalidate_quota(&self) {
         if let Ok(mut limits) = self.limits.try_lock() {
             *limits = None;

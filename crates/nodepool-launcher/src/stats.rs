@@ -11,6 +11,18 @@ use nodepool_model::Node;
 pub struct Stats {
     /// `None` when statsd is not configured.
     socket: Option<UdpSocket>,
+    /// Launch results kept in process for `/metrics`: (provider, result) -> (count, seconds).
+    /// A std mutex: nothing awaits while holding it.
+    tally: std::sync::Mutex<std::collections::BTreeMap<(String, String), (u64, f64)>>,
+}
+
+/// Launches that ended with one result at one provider, since the launcher started.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaunchTally {
+    pub provider: String,
+    pub result: String,
+    pub count: u64,
+    pub seconds: f64,
 }
 
 impl Stats {
@@ -20,7 +32,10 @@ impl Stats {
         let host = std::env::var("STATSD_HOST").ok();
         let port = std::env::var("STATSD_PORT").ok();
         if host.is_none() && port.is_none() {
-            return Stats { socket: None };
+            return Stats {
+                socket: None,
+                tally: Default::default(),
+            };
         }
         let host = host.unwrap_or_else(|| "localhost".to_string());
         let port: u16 = port.and_then(|p| p.parse().ok()).unwrap_or(8125);
@@ -35,16 +50,23 @@ impl Stats {
         match socket {
             Ok(socket) => Stats {
                 socket: Some(socket),
+                tally: Default::default(),
             },
             Err(e) => {
                 tracing::warn!(host, port, error = %e, "statsd disabled: cannot reach the collector");
-                Stats { socket: None }
+                Stats {
+                    socket: None,
+                    tally: Default::default(),
+                }
             }
         }
     }
 
     pub fn disabled() -> Stats {
-        Stats { socket: None }
+        Stats {
+            socket: None,
+            tally: Default::default(),
+        }
     }
 
     fn send(&self, line: &str) {
@@ -74,6 +96,17 @@ impl Stats {
 
     /// A launch completion: timer and counter under each of Nodepool's keys.
     pub fn launch(&self, node: &Node, result: &str, elapsed: Duration) {
+        {
+            let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = tally
+                .entry((
+                    node.provider.clone().unwrap_or_default(),
+                    result.to_string(),
+                ))
+                .or_default();
+            entry.0 += 1;
+            entry.1 += elapsed.as_secs_f64();
+        }
         if self.socket.is_none() {
             return;
         }
@@ -106,6 +139,21 @@ impl Stats {
             .filter(|m| *m != 0.0)
             .sum();
         self.gauge(&format!("nodepool.provider.{provider}.max_servers"), total);
+    }
+
+    /// Launch results so far.
+    pub fn launches(&self) -> Vec<LaunchTally> {
+        self.tally
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|((provider, result), (count, seconds))| LaunchTally {
+                provider: provider.clone(),
+                result: result.clone(),
+                count: *count,
+                seconds: *seconds,
+            })
+            .collect()
     }
 
     pub fn enabled(&self) -> bool {

@@ -117,6 +117,29 @@ async fn the_launcher_serves_the_webapp_and_reports_ready() {
     assert_eq!(api[0]["name"], "small");
     assert_eq!(api[0]["min_ready"], 1);
     assert_eq!(http::get(&address, "/", None).await.expect("/").status, 404);
+    // What only the launcher process knows: launch results, workers, quota use.
+    let metrics = http::get(&address, "/metrics", None)
+        .await
+        .expect("metrics");
+    let metrics = metrics.text();
+    assert!(
+        metrics.contains("nodepool_launches_total{provider=\"fake-provider\",result=\"ready\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("nodepool_worker_busy{worker=\"pool:fake-provider-main\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("nodepool_pool_quota_used{provider=\"fake-provider\",pool=\"main\",resource=\"instances\"} 1"),
+        "{metrics}"
+    );
+    let providers = http::get(&address, "/api/providers", None)
+        .await
+        .expect("providers");
+    let providers: serde_json::Value = serde_json::from_str(&providers.text()).expect("json");
+    assert_eq!(providers[0]["name"], "fake-provider");
+    assert_eq!(providers[0]["pools"][0]["used"]["instances"], 1.0);
 
     let status = Command::new("kill")
         .arg("-INT")

@@ -14,7 +14,7 @@ use axum::body::Body;
 use axum::http::{StatusCode, header};
 use axum::response::Response;
 use nodepool_model::{Node, NodeId, NodeState};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::{LabelSetting, WebState, internal_error};
 use crate::gather;
@@ -39,6 +39,8 @@ pub(super) async fn answer(state: &WebState, rest: &str) -> Option<Response> {
         "image-status" => gather::images(store)
             .await
             .map(|i| records::image_status(&i.status)),
+        "providers" => Ok(providers(state.launcher())),
+        "workers" => Ok(workers(state.launcher())),
         _ => return None,
     };
     Some(match result {
@@ -112,4 +114,51 @@ pub(super) fn labels(
         })
         .collect();
     Value::Array(rows)
+}
+
+/// Quota use per provider and pool, from the launcher in this process (empty without one).
+fn providers(observed: Option<nodepool_launcher::Observations>) -> Value {
+    let Some(observed) = observed else {
+        return json!([]);
+    };
+    Value::Array(
+        observed
+            .providers
+            .iter()
+            .map(|p| {
+                json!({
+                    "name": p.name,
+                    "driver": p.driver,
+                    "cloud_limits": p.cloud_limits,
+                    "pools": p.pools.iter().map(|pool| json!({
+                        "name": pool.name,
+                        "limits": pool.limits,
+                        "used": pool.used,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Each launcher loop's state, passes and last error.
+fn workers(observed: Option<nodepool_launcher::Observations>) -> Value {
+    let Some(observed) = observed else {
+        return json!([]);
+    };
+    Value::Array(
+        observed
+            .workers
+            .iter()
+            .map(|w| {
+                json!({
+                    "name": w.name,
+                    "state": format!("{:?}", w.state).to_lowercase(),
+                    "passes": w.passes,
+                    "errors": w.errors,
+                    "last_error": w.last_error,
+                })
+            })
+            .collect(),
+    )
 }

@@ -1,8 +1,8 @@
 //! `/metrics`: what the store says, in Prometheus text format 0.0.4. Gauges only; every
 //! family has `# HELP` and `# TYPE` before its samples, labels are escaped.
 //!
-//! Launch results and durations and worker states live in the launcher process, not the
-//! store; they go out through statsd (spec 2.16) and are not here.
+//! Launch results and durations, worker states and quota use come from the launcher running
+//! in this process, when there is one.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -22,8 +22,12 @@ pub(super) struct Exposition {
 
 impl Exposition {
     fn family(&mut self, name: &str, help: &str) {
+        self.typed_family(name, help, "gauge");
+    }
+
+    fn typed_family(&mut self, name: &str, help: &str, kind: &str) {
         let _ = writeln!(self.text, "# HELP {name} {help}");
-        let _ = writeln!(self.text, "# TYPE {name} gauge");
+        let _ = writeln!(self.text, "# TYPE {name} {kind}");
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
@@ -213,5 +217,98 @@ async fn render(state: &WebState) -> Result<String, nodepool_store::StoreError> 
             (now - record.upload.state_time).max(0.0).trunc(),
         );
     }
+    if let Some(observed) = state.launcher() {
+        launcher_families(&mut out, &observed);
+    }
     Ok(out.text)
+}
+
+/// What the in-process launcher knows: launch results and durations, worker states, quota.
+fn launcher_families(out: &mut Exposition, observed: &nodepool_launcher::Observations) {
+    out.typed_family(
+        "nodepool_launches_total",
+        "Launches finished since the launcher started, by provider and result (ready, error.*).",
+        "counter",
+    );
+    for l in &observed.launches {
+        out.sample(
+            "nodepool_launches_total",
+            &[("provider", &l.provider), ("result", &l.result)],
+            l.count as f64,
+        );
+    }
+    out.typed_family(
+        "nodepool_launch_seconds_total",
+        "Seconds spent in launches finished since the launcher started, by provider and result.",
+        "counter",
+    );
+    for l in &observed.launches {
+        out.sample(
+            "nodepool_launch_seconds_total",
+            &[("provider", &l.provider), ("result", &l.result)],
+            l.seconds,
+        );
+    }
+    out.family(
+        "nodepool_worker_busy",
+        "1 while a launcher loop is in a pass, 0 when idle or stopped.",
+    );
+    for w in &observed.workers {
+        let busy = matches!(w.state, nodepool_launcher::WorkerState::Busy);
+        out.sample(
+            "nodepool_worker_busy",
+            &[("worker", &w.name)],
+            if busy { 1.0 } else { 0.0 },
+        );
+    }
+    out.typed_family(
+        "nodepool_worker_errors_total",
+        "Failed passes of each launcher loop.",
+        "counter",
+    );
+    for w in &observed.workers {
+        out.sample(
+            "nodepool_worker_errors_total",
+            &[("worker", &w.name)],
+            w.errors as f64,
+        );
+    }
+    out.family(
+        "nodepool_pool_quota_limit",
+        "A pool's finite limits (instances from max-servers, max-* resources).",
+    );
+    for p in &observed.providers {
+        for pool in &p.pools {
+            for (resource, value) in &pool.limits {
+                out.sample(
+                    "nodepool_pool_quota_limit",
+                    &[
+                        ("provider", &p.name),
+                        ("pool", &pool.name),
+                        ("resource", resource),
+                    ],
+                    *value,
+                );
+            }
+        }
+    }
+    out.family(
+        "nodepool_pool_quota_used",
+        "What nodepool's nodes use of a pool, by resource.",
+    );
+    for p in &observed.providers {
+        for pool in &p.pools {
+            for (resource, value) in &pool.used {
+                out.sample(
+                    "nodepool_pool_quota_used",
+                    &[
+                        ("provider", &p.name),
+                        ("pool", &pool.name),
+                        ("resource", resource),
+                    ],
+                    *value,
+                );
+            }
+        }
+    }
 }

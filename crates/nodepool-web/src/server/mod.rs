@@ -55,6 +55,9 @@ struct Inner {
     labels: Vec<LabelSetting>,
     /// Nodepool's 1 s response cache. A std mutex: nothing awaits while holding it.
     cache: Mutex<nodepool::ResponseCache>,
+    /// The launcher running in this process, for what only it knows (launch results,
+    /// worker states, quota use); `None` when the webapp serves the store alone.
+    launcher: Option<nodepool_launcher::Observer>,
 }
 
 impl WebState {
@@ -65,8 +68,32 @@ impl WebState {
                 ready,
                 labels,
                 cache: Mutex::new(nodepool::ResponseCache::default()),
+                launcher: None,
             }),
         }
+    }
+
+    /// Adds the in-process launcher's view to `/metrics`, `/api/providers`, `/api/workers`
+    /// and the dashboard.
+    pub fn with_launcher(
+        store: Store,
+        ready: Arc<AtomicBool>,
+        labels: Vec<LabelSetting>,
+        launcher: nodepool_launcher::Observer,
+    ) -> WebState {
+        WebState {
+            inner: Arc::new(Inner {
+                store,
+                ready,
+                labels,
+                cache: Mutex::new(nodepool::ResponseCache::default()),
+                launcher: Some(launcher),
+            }),
+        }
+    }
+
+    fn launcher(&self) -> Option<nodepool_launcher::Observations> {
+        self.inner.launcher.as_ref().map(|l| l.observe())
     }
 
     fn store(&self) -> &Store {

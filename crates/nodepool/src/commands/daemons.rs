@@ -44,10 +44,10 @@ pub fn launcher(context: &Context, args: &LauncherArgs) -> anyhow::Result<ExitCo
     runtime.block_on(async {
         let store = crate::store::open(&context.config).await?;
         // Bound before the launcher starts, so a taken port fails the start.
-        let webapp = if args.no_webapp {
+        let listener = if args.no_webapp {
             None
         } else {
-            Some(Webapp::start(context, store.clone()).await?)
+            Some(Webapp::bind(context).await?)
         };
         let mut options = LauncherOptions::new(
             context.settings.config.clone(),
@@ -59,6 +59,8 @@ pub fn launcher(context: &Context, args: &LauncherArgs) -> anyhow::Result<ExitCo
         }
         let launcher = Launcher::start(store.clone(), drivers(), options).await?;
         tracing::info!("launcher running");
+        let webapp = listener
+            .map(|listener| Webapp::start(context, store.clone(), listener, launcher.observer()));
         let stop = wait_for_stop_signal();
         tokio::pin!(stop);
         match &webapp {
@@ -107,7 +109,7 @@ struct Webapp {
 }
 
 impl Webapp {
-    async fn start(context: &Context, store: Store) -> anyhow::Result<Webapp> {
+    async fn bind(context: &Context) -> anyhow::Result<tokio::net::TcpListener> {
         let settings = &context.config.webapp;
         let listener =
             tokio::net::TcpListener::bind((settings.listen_address.as_str(), settings.port))
@@ -123,6 +125,16 @@ impl Webapp {
             .map(|a| a.to_string())
             .unwrap_or_default();
         tracing::info!(%address, "webapp listening");
+        Ok(listener)
+    }
+
+    /// Serves on the bound listener, with the launcher's in-process view.
+    fn start(
+        context: &Context,
+        store: Store,
+        listener: tokio::net::TcpListener,
+        launcher: nodepool_launcher::Observer,
+    ) -> Webapp {
         let labels = context
             .config
             .labels
@@ -133,12 +145,12 @@ impl Webapp {
             })
             .collect();
         let ready = Arc::new(AtomicBool::new(false));
-        let state = WebState::new(store, ready.clone(), labels);
+        let state = WebState::with_launcher(store, ready.clone(), labels, launcher);
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(nodepool_web::server::serve(listener, state, async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         }));
-        Ok(Webapp { ready, stop, task })
+        Webapp { ready, stop, task }
     }
 
     async fn stop(self) {
