@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use nodepool_store::{Backend, CreateMode, SessionState, Stat, StoreResult, Watch};
+use nodepool_store::{Backend, CreateMode, Op, OpResult, SessionState, Stat, StoreResult, Watch};
 use tokio::sync::watch;
 
 #[derive(Debug)]
@@ -57,6 +57,12 @@ impl Backend for Counting {
     async fn delete(&self, path: &str, version: Option<i32>) -> StoreResult<()> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.delete(path, version).await
+    }
+
+    /// One transaction, one write (one zxid), however many operations it holds.
+    async fn multi(&self, ops: Vec<Op>) -> StoreResult<Vec<OpResult>> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.multi(ops).await
     }
 
     async fn children(&self, path: &str) -> StoreResult<Vec<String>> {

@@ -96,8 +96,9 @@ async fn pass(
         };
         let mut node = current.value;
         if node.state == NodeState::Deleted {
-            lock.release().await?;
-            store.delete(entry.id, &mut node, now()).await?;
+            store
+                .delete_locked(entry.id, &mut node, lock, now())
+                .await?;
             continue;
         }
         if !decide::deletable(&node.state) {
@@ -151,12 +152,12 @@ async fn delete_node(
         let _ = lock.release().await;
         return;
     }
-    // The record goes with its lock directory (and our contender in it).
-    match store.delete(id, &mut node, now()).await {
+    // The record goes with its lock directory (and our contender in it), in one
+    // transaction unless someone else contends for the lock meanwhile.
+    match store.delete_locked(id, &mut node, lock, now()).await {
         Ok(()) => tracing::info!(node_id = %id, provider = rt.name(), "node deleted"),
         Err(e) => {
             tracing::warn!(node_id = %id, error = %e, "cannot delete node record; next pass finishes it");
-            let _ = lock.release().await;
         }
     }
     if rt.is_static() {

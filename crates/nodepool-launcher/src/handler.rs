@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use nodepool_config::{Pool, PoolSettings};
 use nodepool_driver::Quota;
 use nodepool_model::{Node, NodeId, NodeRequest, NodeState, PoolDetails, RequestId, RequestState};
-use nodepool_store::{Lock, LockWait, StoreError};
+use nodepool_store::{Lock, LockWait, Op, StoreError};
 use tokio::task::JoinHandle;
 
 use crate::clock::now;
@@ -67,6 +67,9 @@ pub struct Handler {
     pub paused: bool,
     pub done: bool,
     started: bool,
+    /// `pending` is set in memory but not stored yet: it goes out with the first new node
+    /// (one transaction), or before anything else this pass writes.
+    pending_unstored: bool,
     chosen_az: Option<String>,
 }
 
@@ -86,6 +89,7 @@ impl Handler {
             paused: false,
             done: false,
             started: false,
+            pending_unstored: false,
             chosen_az: None,
         }
     }
@@ -109,14 +113,32 @@ impl Handler {
     }
 
     async fn fill(&mut self, env: &Env) -> anyhow::Result<Progress> {
-        let ctx = &env.ctx;
-        if !self.started {
-            self.request.set_state(RequestState::Pending, now());
-            ctx.store
+        let progress = self.fill_node_set(env).await;
+        if !self.done {
+            self.flush_pending(env).await?;
+        }
+        progress
+    }
+
+    /// Stores `pending` if accepting the request has not stored it yet.
+    async fn flush_pending(&mut self, env: &Env) -> anyhow::Result<()> {
+        if self.pending_unstored {
+            env.ctx
+                .store
                 .requests()
                 .store(&self.id, &self.request)
                 .await
                 .context("marking the request pending")?;
+            self.pending_unstored = false;
+        }
+        Ok(())
+    }
+
+    async fn fill_node_set(&mut self, env: &Env) -> anyhow::Result<Progress> {
+        let ctx = &env.ctx;
+        if !self.started {
+            self.request.set_state(RequestState::Pending, now());
+            self.pending_unstored = true;
             self.started = true;
             tracing::info!(request_id = %self.id, launcher = %env.launcher_id, labels = ?self.request.node_types, "request accepted");
         } else if self.paused && ctx.store.requests().get(&self.id).await?.is_none() {
@@ -147,6 +169,7 @@ impl Handler {
             let nodes = ctx.nodes_view();
             if !self.has_remaining_quota(env, &nodes, &label).await {
                 drop(gate);
+                self.flush_pending(env).await?;
                 if self.request.is_min_ready() {
                     self.decline(env, "at quota (min-ready)").await;
                     return Ok(Progress::Finished);
@@ -192,6 +215,7 @@ impl Handler {
             if taken.contains(&candidate.id) {
                 continue;
             }
+            self.flush_pending(env).await?;
             if env.rt.is_static()
                 && !crate::static_sync::check_reusable(ctx, &env.rt, candidate.id, &candidate.node)
                     .await
@@ -318,12 +342,19 @@ impl Handler {
                 self.chosen_az = Some(zones[random_index(zones.len())].clone());
             }
         }
+        // The first new node goes out with the request's `pending`, in one transaction.
+        let before = if self.pending_unstored {
+            vec![ctx.store.requests().store_op(&self.id, &self.request)]
+        } else {
+            Vec::new()
+        };
         let id = ctx
             .store
             .nodes()
-            .create(&mut node)
+            .create_after(before, &mut node)
             .await
             .context("creating a node")?;
+        self.pending_unstored = false;
         let need = env
             .rt
             .quota_for_label(&env.pool.name, label)
@@ -378,17 +409,19 @@ impl Handler {
         mut node: Node,
     ) -> anyhow::Result<JoinHandle<LaunchDone>> {
         let ctx = &env.ctx;
-        let Some(lock) = ctx.store.nodes().lock(id, LockWait::NonBlocking).await? else {
+        let prepared = launch::prepare(env, label, &mut node).await;
+        node.set_state(NodeState::Building, now());
+        // Lock directory, contender and BUILDING in one transaction.
+        let Some(lock) = ctx
+            .store
+            .nodes()
+            .lock_new(id, &node)
+            .await
+            .context("locking the node and marking it building")?
+        else {
             // Someone grabbed a brand-new INIT node: leave it and try another next pass.
             anyhow::bail!("node {id} was locked by someone else right after creation");
         };
-        let prepared = launch::prepare(env, label, &mut node).await;
-        node.set_state(NodeState::Building, now());
-        ctx.store
-            .nodes()
-            .store(id, &node)
-            .await
-            .context("marking the node building")?;
         tracing::info!(request_id = %self.id, node_id = %id, label, provider = env.rt.name(), "launching node");
         Ok(tokio::spawn(launch::run(
             env.clone(),
@@ -504,25 +537,48 @@ impl Handler {
                 .await;
             return;
         };
-        // Nodes are unlocked before the request says fulfilled: Zuul locks them next.
-        for slot in &mut self.slots {
-            if let SlotState::Held { lock, .. } = &mut slot.state
-                && let Some(lock) = lock.take()
-            {
-                let _ = lock.release().await;
-            }
-        }
+        let node_locks: Vec<Lock> = self
+            .slots
+            .iter_mut()
+            .filter_map(|slot| match &mut slot.state {
+                SlotState::Held { lock, .. } => lock.take(),
+                _ => None,
+            })
+            .collect();
         self.request.nodes = order;
         self.request.set_state(RequestState::Fulfilled, now());
-        match ctx.store.requests().store(&self.id, &self.request).await {
-            Ok(()) => {
-                tracing::info!(request_id = %self.id, nodes = ?self.request.nodes, "request fulfilled")
+        // Nodes are unlocked no later than the request says fulfilled (Zuul locks them
+        // next): in one transaction with the request and its unlock, at the same instant.
+        let mut ops: Vec<Op> = node_locks.iter().map(Lock::release_op).collect();
+        ops.push(ctx.store.requests().store_op(&self.id, &self.request));
+        if let Some(lock) = &self.lock {
+            ops.push(lock.release_op());
+        }
+        match ctx.store.multi(ops).await {
+            Ok(_) => {
+                node_locks.into_iter().for_each(Lock::released);
+                if let Some(lock) = self.lock.take() {
+                    lock.released();
+                }
+                tracing::info!(request_id = %self.id, nodes = ?self.request.nodes, "request fulfilled");
             }
             Err(e) => {
-                tracing::warn!(request_id = %self.id, error = %e, "cannot store fulfilled request")
+                // Something moved (a lock lost, the request gone): step by step instead.
+                tracing::debug!(request_id = %self.id, error = %e, "one-step fulfilment failed; fulfilling step by step");
+                for lock in node_locks {
+                    let _ = lock.release().await;
+                }
+                match ctx.store.requests().store(&self.id, &self.request).await {
+                    Ok(()) => {
+                        tracing::info!(request_id = %self.id, nodes = ?self.request.nodes, "request fulfilled")
+                    }
+                    Err(e) => {
+                        tracing::warn!(request_id = %self.id, error = %e, "cannot store fulfilled request")
+                    }
+                }
+                self.finish_lock().await;
             }
         }
-        self.finish_lock().await;
         self.done = true;
     }
 

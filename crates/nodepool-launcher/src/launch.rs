@@ -312,21 +312,43 @@ async fn attempt_once(
     let store = env.ctx.store.nodes();
     let mut machine = cloud.create_machine(spec);
     let began = Instant::now();
+    // The external id is known but not stored yet: the machine said it would finish at
+    // once, so the READY store carries it (leak cleanup covers a crash meanwhile).
+    let mut external_unstored = false;
     let instance = loop {
         if env.ctx.is_stopping() {
+            store_external_id(env, id, node, &mut external_unstored).await;
             return Err(AttemptError::Stopping);
         }
         let step = machine.advance().await;
         if node.external_id.is_none()
             && let Some(external) = machine.external_id()
         {
-            // Stored at once so a restarted launcher can delete what we made.
             node.external_id = Some(external);
+            // Stored at once so a restarted launcher can delete what we made, unless the
+            // very next step finishes the create.
             if !matches!(step, Ok(Some(_))) {
-                store
-                    .store(id, node)
-                    .await
-                    .map_err(|e| AttemptError::Store(e.to_string()))?;
+                if machine.poll_after() < QUICK_CREATE_STEP {
+                    external_unstored = true;
+                } else {
+                    store
+                        .store(id, node)
+                        .await
+                        .map_err(|e| AttemptError::Store(e.to_string()))?;
+                }
+            }
+        } else if external_unstored {
+            match &step {
+                Ok(Some(_)) => {}
+                // The create took longer after all.
+                Ok(None) => {
+                    store
+                        .store(id, node)
+                        .await
+                        .map_err(|e| AttemptError::Store(e.to_string()))?;
+                    external_unstored = false;
+                }
+                Err(_) => store_external_id(env, id, node, &mut external_unstored).await,
             }
         }
         match step {
@@ -338,6 +360,7 @@ async fn attempt_once(
             .launch_timeout
             .is_some_and(|t| began.elapsed() >= t)
         {
+            store_external_id(env, id, node, &mut external_unstored).await;
             return Err(AttemptError::Timeout);
         }
         let mut shutdown = env.ctx.shutdown.clone();
@@ -354,6 +377,8 @@ async fn attempt_once(
         Some(keys) => keys.clone(),
         None if !providers::host_key_checking(&env.pool, label) => Vec::new(),
         None => {
+            // A scan can take long: make what we created findable first.
+            store_external_id(env, id, node, &mut external_unstored).await;
             let host = node.interface_ip.clone().unwrap_or_default();
             let port = match &node.connection_port {
                 Some(ConnectionPort::Port(p)) => *p,
@@ -379,6 +404,19 @@ async fn attempt_once(
         .store(id, node)
         .await
         .map_err(|e| AttemptError::Store(e.to_string()))
+}
+
+/// A create machine that asks to be polled again sooner than this is about to finish: its
+/// external id is stored with the finished instance rather than on its own.
+const QUICK_CREATE_STEP: Duration = Duration::from_millis(50);
+
+/// Stores a deferred external id on an early exit, so what we made can be found.
+async fn store_external_id(env: &Env, id: NodeId, node: &Node, unstored: &mut bool) {
+    if std::mem::take(unstored)
+        && let Err(e) = env.ctx.store.nodes().store(id, node).await
+    {
+        tracing::warn!(node_id = %id, error = %e, "cannot store the external id; leak cleanup will find the instance");
+    }
 }
 
 /// Runs a delete state machine to the end (NotFound counts as done).

@@ -516,12 +516,15 @@ async fn serve(
                     _ = wake.notified() => {}
                     _ = shutdown.wait_for(|s| *s) => {}
                 }
-                paused.store(false, Ordering::SeqCst);
                 if ctx.is_stopping() {
+                    paused.store(false, Ordering::SeqCst);
                     handler.abandon(&env).await;
                     return;
                 }
+                // Still paused while it retries, so the worker accepts nothing new that
+                // could take the room this (higher-priority) request is waiting for.
                 progress = handler.run(&env).await;
+                paused.store(progress == Progress::Paused, Ordering::SeqCst);
             }
         }
         if ctx.is_stopping() {

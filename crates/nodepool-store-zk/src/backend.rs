@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use nodepool_store::{
-    Backend, CreateMode, SessionState, Stat, StoreError, StoreResult, Watch, WatchEvent, parent_of,
-    validate_path,
+    Backend, CreateMode, Op, OpResult, SessionState, Stat, StoreError, StoreResult, Watch,
+    WatchEvent, parent_of, validate_path,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -294,6 +294,73 @@ impl Backend for ZooKeeperBackend {
             .delete(path, version)
             .await
             .map_err(|e| store_error(e, path))
+    }
+
+    async fn multi(&self, ops: Vec<Op>) -> StoreResult<Vec<OpResult>> {
+        for op in &ops {
+            op.validate()?;
+        }
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = self.client()?;
+        let mut writer = client.new_multi_writer();
+        for op in &ops {
+            let added = match op {
+                Op::Create { path, data, mode } => {
+                    writer.add_create(path, data, &acl_options(*mode))
+                }
+                Op::Set {
+                    path,
+                    data,
+                    version,
+                } => writer.add_set_data(path, data, *version),
+                Op::Delete { path, version } => writer.add_delete(path, *version),
+                Op::Check { path, version } => {
+                    writer.add_check_version(path, version.unwrap_or(-1))
+                }
+            };
+            added.map_err(|e| store_error(e, op.path()))?;
+        }
+        let results = match writer.commit().await {
+            Ok(results) => results,
+            Err(zk::MultiWriteError::OperationFailed { index, source }) => {
+                let op = ops.get(index);
+                return Err(match (op, source) {
+                    // As `create` reports it: a missing parent names the parent.
+                    (Some(Op::Create { path, .. }), e @ zk::Error::NoNode) => {
+                        store_error(e, parent_of(path))
+                    }
+                    (Some(op), e) => store_error(e, op.path()),
+                    (None, e) => store_error(e, "/"),
+                });
+            }
+            Err(zk::MultiWriteError::RequestFailed { source }) => {
+                return Err(store_error(
+                    source,
+                    ops.first().map(Op::path).unwrap_or("/"),
+                ));
+            }
+        };
+        if results.len() != ops.len() {
+            return Err(StoreError::Backend(format!(
+                "ZooKeeper answered {} results to a multi of {} operations",
+                results.len(),
+                ops.len()
+            )));
+        }
+        results
+            .into_iter()
+            .map(|result| match result {
+                zk::MultiWriteResult::Create { path, .. } => Ok(OpResult::Created(path)),
+                zk::MultiWriteResult::SetData { stat } => Ok(OpResult::Set(stat_from(&stat))),
+                zk::MultiWriteResult::Delete => Ok(OpResult::Deleted),
+                zk::MultiWriteResult::Check => Ok(OpResult::Checked),
+                other => Err(StoreError::Backend(format!(
+                    "unexpected multi result {other:?}"
+                ))),
+            })
+            .collect()
     }
 
     async fn children(&self, path: &str) -> StoreResult<Vec<String>> {

@@ -115,6 +115,118 @@ impl WatchEvent {
     }
 }
 
+/// One operation of a [`Backend::multi`] transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Creates a znode (its parent must exist, or be created earlier in the same
+    /// transaction). A sequential path may end in `/`, as for [`Backend::create`].
+    Create {
+        path: String,
+        data: Vec<u8>,
+        mode: CreateMode,
+    },
+    /// Sets data; with `version`, only if the current data version matches.
+    Set {
+        path: String,
+        data: Vec<u8>,
+        version: Option<i32>,
+    },
+    /// Deletes a znode without children; with `version`, only if it matches.
+    Delete { path: String, version: Option<i32> },
+    /// Fails the transaction unless the znode exists (and, with `version`, has that data
+    /// version).
+    Check { path: String, version: Option<i32> },
+}
+
+impl Op {
+    pub fn create(path: impl Into<String>, data: impl Into<Vec<u8>>, mode: CreateMode) -> Op {
+        Op::Create {
+            path: path.into(),
+            data: data.into(),
+            mode,
+        }
+    }
+
+    pub fn set(path: impl Into<String>, data: impl Into<Vec<u8>>, version: Option<i32>) -> Op {
+        Op::Set {
+            path: path.into(),
+            data: data.into(),
+            version,
+        }
+    }
+
+    pub fn delete(path: impl Into<String>, version: Option<i32>) -> Op {
+        Op::Delete {
+            path: path.into(),
+            version,
+        }
+    }
+
+    pub fn check(path: impl Into<String>, version: Option<i32>) -> Op {
+        Op::Check {
+            path: path.into(),
+            version,
+        }
+    }
+
+    /// The path the operation names.
+    pub fn path(&self) -> &str {
+        match self {
+            Op::Create { path, .. }
+            | Op::Set { path, .. }
+            | Op::Delete { path, .. }
+            | Op::Check { path, .. } => path,
+        }
+    }
+
+    /// Checks the path as the single-operation call would.
+    pub fn validate(&self) -> StoreResult<()> {
+        match self {
+            Op::Create { path, mode, .. } => {
+                let checked = if mode.is_sequential() && path.len() > 1 {
+                    path.strip_suffix('/').unwrap_or(path)
+                } else {
+                    path
+                };
+                validate_path(checked)?;
+                if path == "/" {
+                    return Err(StoreError::NodeExists("/".into()));
+                }
+                Ok(())
+            }
+            Op::Delete { path, .. } => {
+                validate_path(path)?;
+                if path == "/" {
+                    return Err(StoreError::BadPath("/".into()));
+                }
+                Ok(())
+            }
+            Op::Set { path, .. } | Op::Check { path, .. } => validate_path(path),
+        }
+    }
+}
+
+/// The result of one operation of a successful [`Backend::multi`], in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpResult {
+    /// The created znode's actual path (with the sequence suffix for sequential modes).
+    Created(String),
+    /// The stat after the set.
+    Set(Stat),
+    Deleted,
+    Checked,
+}
+
+impl OpResult {
+    /// The created path, for a `Create` result.
+    pub fn created_path(&self) -> Option<&str> {
+        match self {
+            OpResult::Created(path) => Some(path),
+            _ => None,
+        }
+    }
+}
+
 /// A persistent recursive watch: every change at or under a prefix, in order.
 #[derive(Debug)]
 pub struct Watch {
@@ -144,6 +256,20 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// Deletes a znode without children; with `version`, only if it matches.
     async fn delete(&self, path: &str, version: Option<i32>) -> StoreResult<()>;
+
+    /// Runs `ops` as one transaction (ZooKeeper `multi`: one request, one zxid): either every operation takes effect, in order, or none does and
+    /// the first failing operation's error is returned (named as the single-operation call
+    /// names it). Each operation sees the effects of the ones before it. Watchers see one
+    /// event per operation. An empty list does nothing.
+    ///
+    /// The default refuses, so a wrapper that does not forward it fails loudly rather than
+    /// losing atomicity.
+    async fn multi(&self, ops: Vec<Op>) -> StoreResult<Vec<OpResult>> {
+        let _ = ops;
+        Err(StoreError::Backend(
+            "this backend does not support multi-operation transactions".into(),
+        ))
+    }
 
     /// Child names (not paths), in no particular order.
     async fn children(&self, path: &str) -> StoreResult<Vec<String>>;

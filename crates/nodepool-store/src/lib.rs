@@ -21,8 +21,8 @@ pub mod testing;
 mod versioned;
 
 pub use backend::{
-    Backend, CreateMode, SessionState, Stat, StoreError, StoreResult, Watch, WatchEvent, join,
-    parent_of, validate_path,
+    Backend, CreateMode, Op, OpResult, SessionState, Stat, StoreError, StoreResult, Watch,
+    WatchEvent, join, parent_of, validate_path,
 };
 pub use cache::{Entry, TreeCache};
 pub use components::{Components, Registered, Registration};

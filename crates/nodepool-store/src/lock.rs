@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backend::{Backend, CreateMode, StoreError, StoreResult, join};
+use crate::backend::{Backend, CreateMode, Op, OpResult, StoreError, StoreResult, join};
 
 const LOCK_MARKER: &str = "__lock__";
 
@@ -31,6 +31,26 @@ pub struct Lock {
 }
 
 impl Lock {
+    /// A lock taken by creating `dir` and our contender `node` in it in one transaction
+    /// (see [`contender_prefix`]): being the only contender of a directory that did not
+    /// exist before, we hold the lock, as kazoo's recipe would conclude.
+    pub fn from_created(backend: Arc<dyn Backend>, node: String, dir: &str) -> Lock {
+        Lock {
+            backend,
+            node,
+            dir: dir.to_string(),
+        }
+    }
+
+    /// The operation that releases the lock inside a [`Backend::multi`]; after the
+    /// transaction commits, the lock is gone (drop it with [`Lock::released`]).
+    pub fn release_op(&self) -> Op {
+        Op::delete(self.node.clone(), None)
+    }
+
+    /// Forgets a lock released by a committed [`Lock::release_op`].
+    pub fn released(self) {}
+
     pub fn dir(&self) -> &str {
         &self.dir
     }
@@ -51,6 +71,15 @@ impl Lock {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The path to create (ephemeral sequential) for a new contender in `dir`:
+/// `<dir>/<uuid4 hex>__lock__`, as kazoo names it.
+pub fn contender_prefix(dir: &str) -> String {
+    join(
+        dir,
+        &format!("{}{LOCK_MARKER}", uuid::Uuid::new_v4().simple()),
+    )
 }
 
 /// The 10-digit sequence of a contender name, if it is one (kazoo's `(?:__lock__)(-?\d{10})$`).
@@ -103,11 +132,29 @@ pub async fn acquire(
         LockWait::Timeout(limit) => Some(Instant::now() + limit),
         _ => None,
     };
-    ensure_path(backend.as_ref(), dir).await?;
-    let prefix = join(
-        dir,
-        &format!("{}{LOCK_MARKER}", uuid::Uuid::new_v4().simple()),
-    );
+    let prefix = contender_prefix(dir);
+    if backend.exists(dir).await?.is_none() {
+        // kazoo's `ensure_path` and contender create, as one transaction: in a directory
+        // that did not exist, ours is the only contender and holds the lock.
+        let created = backend
+            .multi(vec![
+                Op::create(dir, Vec::new(), CreateMode::Persistent),
+                Op::create(
+                    prefix.clone(),
+                    identifier.as_bytes().to_vec(),
+                    CreateMode::EphemeralSequential,
+                ),
+            ])
+            .await;
+        match created.as_deref() {
+            Ok([_, OpResult::Created(node)]) => {
+                return Ok(Some(Lock::from_created(backend.clone(), node.clone(), dir)));
+            }
+            // Someone made the directory meanwhile, or its parent is missing, or the
+            // backend has no transactions: the recipe's own steps.
+            _ => ensure_path(backend.as_ref(), dir).await?,
+        }
+    }
     loop {
         let node = match backend
             .create(

@@ -2,8 +2,8 @@
 
 use nodepool_model::{Node, NodeId, NodeState, wire};
 
-use crate::backend::{CreateMode, StoreError, StoreResult};
-use crate::lock::{Lock, LockWait};
+use crate::backend::{CreateMode, Op, OpResult, StoreError, StoreResult};
+use crate::lock::{self, Lock, LockWait};
 use crate::paths;
 use crate::store::Store;
 use crate::versioned::{Versioned, children_or_empty, read};
@@ -39,9 +39,45 @@ impl Nodes {
 
     /// Stores a new node (sequential id) and sets its `created_time` if unset.
     pub async fn create(&self, node: &mut Node) -> StoreResult<NodeId> {
+        self.create_after(Vec::new(), node).await
+    }
+
+    /// Runs `before` and stores a new node (as [`Nodes::create`]) in one transaction, so
+    /// others see both at the same instant or neither.
+    pub async fn create_after(&self, before: Vec<Op>, node: &mut Node) -> StoreResult<NodeId> {
         if node.created_time.is_none() {
             node.created_time = Some(node.state_time);
         }
+        if before.is_empty() {
+            return self.create_one(node).await;
+        }
+        let backend = self.store.backend();
+        let mut ops = before;
+        ops.push(Op::create(
+            format!("{}/", paths::NODES),
+            wire::node::to_json(node),
+            CreateMode::PersistentSequential,
+        ));
+        let results = match backend.multi(ops.clone()).await {
+            // The first node ever: make its parent as `create` would, and try again.
+            Err(StoreError::NoNode(path)) if path == paths::NODES => {
+                self.store.ensure_path(paths::NODES).await?;
+                backend.multi(ops).await?
+            }
+            other => other?,
+        };
+        let path = results
+            .last()
+            .and_then(OpResult::created_path)
+            .unwrap_or_default();
+        let name = path.rsplit('/').next().unwrap_or_default();
+        NodeId::parse(name).map_err(|e| StoreError::Malformed {
+            path: path.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    async fn create_one(&self, node: &Node) -> StoreResult<NodeId> {
         let path = self
             .store
             .backend()
@@ -68,6 +104,58 @@ impl Nodes {
             .map(|_| ())
     }
 
+    /// The operation that writes the whole record (no version check) inside a
+    /// [`Store::multi`].
+    pub fn store_op(&self, id: NodeId, node: &Node) -> Op {
+        Op::set(paths::node(id), wire::node::to_json(node), None)
+    }
+
+    /// Locks a node this process has just created and stores `node` (its next state), in
+    /// one transaction: the lock directory, our kazoo contender in it, and the record.
+    /// The directory did not exist, so ours is its only contender and we hold the lock,
+    /// as kazoo's recipe concludes too. If someone made the directory first, the recipe
+    /// decides as usual (`Ok(None)`: someone else holds it) and the record is stored
+    /// only under the lock.
+    pub async fn lock_new(&self, id: NodeId, node: &Node) -> StoreResult<Option<Lock>> {
+        let backend = self.store.backend();
+        let dir = paths::node_lock(id);
+        let created = backend
+            .multi(vec![
+                Op::create(dir.clone(), Vec::new(), CreateMode::Persistent),
+                Op::create(
+                    lock::contender_prefix(&dir),
+                    Vec::new(),
+                    CreateMode::EphemeralSequential,
+                ),
+                self.store_op(id, node),
+            ])
+            .await;
+        match created {
+            Ok(results) => {
+                let contender = results
+                    .get(1)
+                    .and_then(OpResult::created_path)
+                    .ok_or_else(|| StoreError::Backend(format!("no contender created in {dir}")))?;
+                Ok(Some(Lock::from_created(
+                    backend.clone(),
+                    contender.to_string(),
+                    &dir,
+                )))
+            }
+            Err(StoreError::NodeExists(_)) => {
+                let Some(lock) = self.lock(id, LockWait::NonBlocking).await? else {
+                    return Ok(None);
+                };
+                if let Err(e) = self.store(id, node).await {
+                    let _ = lock.release().await;
+                    return Err(e);
+                }
+                Ok(Some(lock))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Writes the record only if nobody changed it since `version`.
     pub async fn store_if(&self, id: NodeId, node: &Node, version: i32) -> StoreResult<i32> {
         Ok(self
@@ -87,6 +175,50 @@ impl Nodes {
             Err(e) => return Err(e),
         }
         self.store.delete_recursive(&paths::node(id)).await
+    }
+
+    /// [`Nodes::delete`] for a node whose `lock` we hold, in one transaction when nobody
+    /// else contends for the lock: mark it `deleted`, drop our contender, the lock
+    /// directory and the record. Otherwise (another contender arrived, spec 8.2) the
+    /// two-step `delete` runs, which leaves the `deleted` marker for whoever finishes.
+    /// The lock is gone afterwards, whatever the outcome.
+    pub async fn delete_locked(
+        &self,
+        id: NodeId,
+        node: &mut Node,
+        lock: Lock,
+        now: f64,
+    ) -> StoreResult<()> {
+        node.set_state(NodeState::Deleted, now);
+        let dir = paths::node_lock(id);
+        if lock.dir() == dir {
+            let ops = vec![
+                self.store_op(id, node),
+                lock.release_op(),
+                Op::delete(dir, None),
+                Op::delete(paths::node(id), None),
+            ];
+            match self.store.backend().multi(ops).await {
+                Ok(_) => {
+                    lock.released();
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::debug!(node_id = %id, error = %e, "one-step node delete failed; deleting in two steps");
+                }
+            }
+        }
+        match self.delete(id, node, now).await {
+            // The recursive delete took our contender with it.
+            Ok(()) => {
+                lock.released();
+                Ok(())
+            }
+            Err(e) => {
+                let _ = lock.release().await;
+                Err(e)
+            }
+        }
     }
 
     pub async fn lock(&self, id: NodeId, wait: LockWait) -> StoreResult<Option<Lock>> {

@@ -2,7 +2,7 @@
 
 use nodepool_model::{NodeRequest, RequestId, wire};
 
-use crate::backend::{CreateMode, StoreError, StoreResult};
+use crate::backend::{CreateMode, Op, StoreError, StoreResult};
 use crate::lock::{Lock, LockWait};
 use crate::paths;
 use crate::store::Store;
@@ -81,6 +81,12 @@ impl Requests {
             .set(&paths::request(id), &wire::request::to_json(request), None)
             .await
             .map(|_| ())
+    }
+
+    /// The operation that writes the whole record (no version check) inside a
+    /// [`Store::multi`].
+    pub fn store_op(&self, id: &RequestId, request: &NodeRequest) -> Op {
+        Op::set(paths::request(id), wire::request::to_json(request), None)
     }
 
     /// Writes only if unchanged since `version` (how Zuul revises `relative_priority`).

@@ -20,8 +20,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::backend::{
-    Backend, CreateMode, SessionState, Stat, StoreError, StoreResult, Watch, WatchEvent, parent_of,
-    validate_path,
+    Backend, CreateMode, Op, OpResult, SessionState, Stat, StoreError, StoreResult, Watch,
+    WatchEvent, parent_of, validate_path,
 };
 
 const KIND_CREATED: i64 = 1;
@@ -230,6 +230,90 @@ fn reap_session(tx: &rusqlite::Transaction<'_>, session: i64, now: i64) -> rusql
     }
     tx.execute("DELETE FROM sessions WHERE id = ?1", [session])?;
     Ok(paths.len())
+}
+
+/// `create` inside a write transaction.
+fn create_node(
+    tx: &rusqlite::Transaction<'_>,
+    path: &str,
+    data: &[u8],
+    mode: CreateMode,
+    make_parents: bool,
+    session: i64,
+    now: i64,
+) -> StoreResult<String> {
+    if make_parents {
+        let mut missing = Vec::new();
+        let mut current = parent_of(path);
+        while current != "/" && node_exists(tx, current).map_err(db_error)?.is_none() {
+            missing.push(current.to_string());
+            current = parent_of(current);
+        }
+        for ancestor in missing.iter().rev() {
+            insert_node(tx, ancestor, b"", 0, false, now)?;
+        }
+    }
+    let owner = if mode.is_ephemeral() { session } else { 0 };
+    insert_node(tx, path, data, owner, mode.is_sequential(), now)
+}
+
+/// The data version of `path`, checked against `version` if given.
+fn current_version(
+    tx: &rusqlite::Transaction<'_>,
+    path: &str,
+    version: Option<i32>,
+) -> StoreResult<i32> {
+    let current: Option<i32> = tx
+        .query_row("SELECT version FROM znodes WHERE path = ?1", [path], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(db_error)?;
+    let current = current.ok_or_else(|| StoreError::NoNode(path.to_string()))?;
+    if version.is_some_and(|v| v != current) {
+        return Err(StoreError::BadVersion(path.to_string()));
+    }
+    Ok(current)
+}
+
+/// `set` inside a write transaction.
+fn set_node(
+    tx: &rusqlite::Transaction<'_>,
+    path: &str,
+    data: &[u8],
+    version: Option<i32>,
+    now: i64,
+) -> StoreResult<Stat> {
+    current_version(tx, path, version)?;
+    let zxid = log_change(tx, path, KIND_CHANGED, now).map_err(db_error)?;
+    tx.execute(
+        "UPDATE znodes SET data = ?1, version = version + 1, mzxid = ?2, mtime = ?3 WHERE path = ?4",
+        params![data, zxid, now, path],
+    )
+    .map_err(db_error)?;
+    let sql = format!("SELECT {STAT_COLUMNS} FROM znodes WHERE path = ?1");
+    tx.query_row(&sql, [path], stat_from_row).map_err(db_error)
+}
+
+/// `delete` inside a write transaction.
+fn delete_node(
+    tx: &rusqlite::Transaction<'_>,
+    path: &str,
+    version: Option<i32>,
+    now: i64,
+) -> StoreResult<()> {
+    current_version(tx, path, version)?;
+    let has_children: bool = tx
+        .query_row(
+            "SELECT EXISTS(SELECT 1 FROM znodes WHERE parent = ?1)",
+            [path],
+            |r| r.get(0),
+        )
+        .map_err(db_error)?;
+    if has_children {
+        return Err(StoreError::NotEmpty(path.to_string()));
+    }
+    remove_node(tx, path, now).map_err(db_error)
 }
 
 impl SqliteBackend {
@@ -574,20 +658,7 @@ impl Backend for SqliteBackend {
         let path = path.to_string();
         let data = data.to_vec();
         self.write(move |tx, session, now| {
-            if make_parents {
-                let parent = parent_of(&path).to_string();
-                let mut missing = Vec::new();
-                let mut current = parent.as_str();
-                while current != "/" && node_exists(tx, current).map_err(db_error)?.is_none() {
-                    missing.push(current.to_string());
-                    current = parent_of(current);
-                }
-                for ancestor in missing.iter().rev() {
-                    insert_node(tx, ancestor, b"", 0, false, now)?;
-                }
-            }
-            let owner = if mode.is_ephemeral() { session } else { 0 };
-            insert_node(tx, &path, &data, owner, mode.is_sequential(), now)
+            create_node(tx, &path, &data, mode, make_parents, session, now)
         })
         .await
     }
@@ -596,23 +667,8 @@ impl Backend for SqliteBackend {
         validate_path(path)?;
         let path = path.to_string();
         let data = data.to_vec();
-        self.write(move |tx, _, now| {
-            let current: Option<i32> =
-                tx.query_row("SELECT version FROM znodes WHERE path = ?1", [&path], |r| r.get(0)).optional().map_err(db_error)?;
-            let current = current.ok_or_else(|| StoreError::NoNode(path.clone()))?;
-            if version.is_some_and(|v| v != current) {
-                return Err(StoreError::BadVersion(path.clone()));
-            }
-            let zxid = log_change(tx, &path, KIND_CHANGED, now).map_err(db_error)?;
-            tx.execute(
-                "UPDATE znodes SET data = ?1, version = version + 1, mzxid = ?2, mtime = ?3 WHERE path = ?4",
-                params![data, zxid, now, path],
-            )
-            .map_err(db_error)?;
-            let sql = format!("SELECT {STAT_COLUMNS} FROM znodes WHERE path = ?1");
-            tx.query_row(&sql, [&path], stat_from_row).map_err(db_error)
-        })
-        .await
+        self.write(move |tx, _, now| set_node(tx, &path, &data, version, now))
+            .await
     }
 
     async fn delete(&self, path: &str, version: Option<i32>) -> StoreResult<()> {
@@ -621,28 +677,38 @@ impl Backend for SqliteBackend {
             return Err(StoreError::BadPath("/".into()));
         }
         let path = path.to_string();
-        self.write(move |tx, _, now| {
-            let current: Option<i32> = tx
-                .query_row("SELECT version FROM znodes WHERE path = ?1", [&path], |r| {
-                    r.get(0)
+        self.write(move |tx, _, now| delete_node(tx, &path, version, now))
+            .await
+    }
+
+    async fn multi(&self, ops: Vec<Op>) -> StoreResult<Vec<OpResult>> {
+        for op in &ops {
+            op.validate()?;
+        }
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One SQLite transaction: the first failing operation's error rolls back the rest.
+        self.write(move |tx, session, now| {
+            ops.iter()
+                .map(|op| match op {
+                    Op::Create { path, data, mode } => {
+                        create_node(tx, path, data, *mode, false, session, now)
+                            .map(OpResult::Created)
+                    }
+                    Op::Set {
+                        path,
+                        data,
+                        version,
+                    } => set_node(tx, path, data, *version, now).map(OpResult::Set),
+                    Op::Delete { path, version } => {
+                        delete_node(tx, path, *version, now).map(|()| OpResult::Deleted)
+                    }
+                    Op::Check { path, version } => {
+                        current_version(tx, path, *version).map(|_| OpResult::Checked)
+                    }
                 })
-                .optional()
-                .map_err(db_error)?;
-            let current = current.ok_or_else(|| StoreError::NoNode(path.clone()))?;
-            if version.is_some_and(|v| v != current) {
-                return Err(StoreError::BadVersion(path.clone()));
-            }
-            let has_children: bool = tx
-                .query_row(
-                    "SELECT EXISTS(SELECT 1 FROM znodes WHERE parent = ?1)",
-                    [&path],
-                    |r| r.get(0),
-                )
-                .map_err(db_error)?;
-            if has_children {
-                return Err(StoreError::NotEmpty(path.clone()));
-            }
-            remove_node(tx, &path, now).map_err(db_error)
+                .collect()
         })
         .await
     }

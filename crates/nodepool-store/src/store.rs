@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::backend::{Backend, StoreError, StoreResult, join};
+use crate::backend::{Backend, Op, OpResult, StoreError, StoreResult, join};
 use crate::components::Components;
 use crate::images::Images;
 use crate::lock::{self, Lock, LockWait};
@@ -22,6 +22,11 @@ impl Store {
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
+    }
+
+    /// Runs `ops` as one transaction (see [`Backend::multi`]).
+    pub async fn multi(&self, ops: Vec<Op>) -> StoreResult<Vec<OpResult>> {
+        self.backend.multi(ops).await
     }
 
     /// kazoo `ensure_path`: creates missing ancestors and `path` as empty persistent znodes.

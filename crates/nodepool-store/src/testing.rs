@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::backend::{Backend, CreateMode, SessionState, StoreError, WatchEvent};
-use crate::lock::LockWait;
+use crate::backend::{Backend, CreateMode, Op, OpResult, SessionState, StoreError, WatchEvent};
+use crate::lock::{self, Lock, LockWait};
 use crate::store::Store;
 
 /// What a backend's tests provide to the suite.
@@ -562,6 +562,378 @@ pub async fn cache_follows_changes(h: &dyn Harness) {
     .await;
 }
 
+pub async fn multi_is_atomic(h: &dyn Harness) {
+    let c = h.client().await;
+    let root = root();
+    let kept = format!("{root}/kept");
+    c.create(&kept, b"before", CreateMode::Persistent, true)
+        .await
+        .expect("create");
+    assert_eq!(c.multi(Vec::new()).await.expect("empty multi"), Vec::new());
+    let fresh = format!("{root}/fresh");
+    let missing = format!("{root}/missing");
+    let failures = [
+        (
+            vec![
+                Op::create(fresh.clone(), b"x".to_vec(), CreateMode::Persistent),
+                Op::set(kept.clone(), b"after".to_vec(), None),
+                Op::delete(missing.clone(), None),
+            ],
+            StoreError::NoNode(missing.clone()),
+        ),
+        (
+            vec![
+                Op::create(fresh.clone(), b"x".to_vec(), CreateMode::Persistent),
+                Op::set(kept.clone(), b"after".to_vec(), Some(7)),
+            ],
+            StoreError::BadVersion(kept.clone()),
+        ),
+        (
+            vec![
+                Op::set(kept.clone(), b"after".to_vec(), None),
+                Op::check(kept.clone(), Some(0)),
+            ],
+            StoreError::BadVersion(kept.clone()),
+        ),
+        (
+            vec![
+                Op::create(fresh.clone(), b"x".to_vec(), CreateMode::Persistent),
+                Op::create(kept.clone(), b"x".to_vec(), CreateMode::Persistent),
+            ],
+            StoreError::NodeExists(kept.clone()),
+        ),
+        (
+            vec![
+                Op::create(
+                    format!("{fresh}/child"),
+                    b"".to_vec(),
+                    CreateMode::Persistent,
+                ),
+                Op::create(fresh.clone(), b"x".to_vec(), CreateMode::Persistent),
+            ],
+            // A missing parent names the parent, as `create` does.
+            StoreError::NoNode(fresh.clone()),
+        ),
+        (
+            vec![
+                Op::create(
+                    format!("{kept}/child"),
+                    b"".to_vec(),
+                    CreateMode::Persistent,
+                ),
+                Op::delete(kept.clone(), None),
+            ],
+            StoreError::NotEmpty(kept.clone()),
+        ),
+        (
+            vec![
+                Op::set(kept.clone(), b"after".to_vec(), None),
+                Op::check(missing.clone(), None),
+            ],
+            StoreError::NoNode(missing.clone()),
+        ),
+        (
+            // The first failing operation's error.
+            vec![
+                Op::delete(missing.clone(), None),
+                Op::create(kept.clone(), b"x".to_vec(), CreateMode::Persistent),
+            ],
+            StoreError::NoNode(missing.clone()),
+        ),
+    ];
+    for (ops, expected) in failures {
+        let described = format!("{ops:?}");
+        assert_eq!(
+            c.multi(ops).await,
+            Err(expected),
+            "the first failing operation's error for {described}"
+        );
+        // No trace of the operations before the failing one.
+        assert!(
+            c.exists(&fresh).await.expect("exists").is_none(),
+            "{described}"
+        );
+        let (data, stat) = c.get(&kept).await.expect("get").expect("kept");
+        assert_eq!(
+            (data.as_slice(), stat.version),
+            (&b"before"[..], 0),
+            "{described}"
+        );
+        assert!(
+            c.children(&kept).await.expect("children").is_empty(),
+            "{described}"
+        );
+    }
+    assert!(matches!(
+        c.multi(vec![Op::create(
+            "relative",
+            b"".to_vec(),
+            CreateMode::Persistent
+        )])
+        .await,
+        Err(StoreError::BadPath(_))
+    ));
+    // Operations see the effects of those before them.
+    let results = c
+        .multi(vec![
+            Op::create(fresh.clone(), b"1".to_vec(), CreateMode::Persistent),
+            Op::set(fresh.clone(), b"2".to_vec(), Some(0)),
+            Op::check(fresh.clone(), Some(1)),
+            Op::create(
+                format!("{fresh}/child"),
+                b"".to_vec(),
+                CreateMode::Persistent,
+            ),
+            Op::delete(format!("{fresh}/child"), Some(0)),
+            Op::set(kept.clone(), b"after".to_vec(), Some(0)),
+            Op::delete(kept.clone(), Some(1)),
+        ])
+        .await
+        .expect("multi");
+    assert_eq!(results.len(), 7);
+    assert_eq!(results[0], OpResult::Created(fresh.clone()));
+    assert!(matches!(&results[1], OpResult::Set(stat) if stat.version == 1));
+    assert_eq!(results[2], OpResult::Checked);
+    assert_eq!(results[3], OpResult::Created(format!("{fresh}/child")));
+    assert_eq!(results[4], OpResult::Deleted);
+    assert!(matches!(&results[5], OpResult::Set(stat) if stat.version == 1));
+    assert_eq!(results[6], OpResult::Deleted);
+    let (data, stat) = c.get(&fresh).await.expect("get").expect("created");
+    assert_eq!((data.as_slice(), stat.version), (&b"2"[..], 1));
+    assert!(c.children(&fresh).await.expect("children").is_empty());
+    assert!(c.exists(&kept).await.expect("exists").is_none());
+}
+
+pub async fn multi_sequential_and_ephemeral(h: &dyn Harness) {
+    let a = h.client().await;
+    let b = h.client().await;
+    let root = root();
+    let record = format!("{root}/nodes/0000000001");
+    a.create(&record, b"init", CreateMode::Persistent, true)
+        .await
+        .expect("create");
+    let dir = format!("{record}/lock");
+    let results = a
+        .multi(vec![
+            Op::create(dir.clone(), b"".to_vec(), CreateMode::Persistent),
+            Op::create(
+                lock::contender_prefix(&dir),
+                b"".to_vec(),
+                CreateMode::EphemeralSequential,
+            ),
+            Op::create(
+                format!("{dir}/other-"),
+                b"".to_vec(),
+                CreateMode::PersistentSequential,
+            ),
+            Op::set(record.clone(), b"building".to_vec(), None),
+        ])
+        .await
+        .expect("multi");
+    let contender = results[1].created_path().expect("created").to_string();
+    assert!(
+        contender.starts_with(&format!("{dir}/")) && contender.ends_with("__lock__0000000000"),
+        "{contender}"
+    );
+    assert_eq!(
+        results[2].created_path(),
+        Some(format!("{dir}/other-0000000001").as_str())
+    );
+    let stat = b
+        .exists(&contender)
+        .await
+        .expect("exists")
+        .expect("visible");
+    assert_eq!(stat.ephemeral_owner, a.session_id());
+    assert_eq!(
+        b.get(&record).await.expect("get").expect("record").0,
+        b"building"
+    );
+    // The contender of a directory made in the same transaction holds the lock.
+    let held = Lock::from_created(a.clone(), contender.clone(), &dir);
+    assert!(held.is_held().await.expect("held"));
+    let other = Store::new(b.clone());
+    assert!(
+        other
+            .lock(&dir, "", LockWait::NonBlocking)
+            .await
+            .expect("try")
+            .is_none(),
+        "another client sees the lock held"
+    );
+    // Released inside a transaction, with the directory.
+    a.multi(vec![
+        held.release_op(),
+        Op::delete(format!("{dir}/other-0000000001"), None),
+        Op::delete(dir.clone(), None),
+        Op::delete(record.clone(), None),
+    ])
+    .await
+    .expect("release and delete");
+    held.released();
+    assert!(b.exists(&record).await.expect("exists").is_none());
+    // Ephemerals created in a transaction vanish with the session.
+    let scratch = format!("{root}/scratch");
+    let results = a
+        .multi(vec![
+            Op::create(scratch.clone(), b"".to_vec(), CreateMode::Persistent),
+            Op::create(format!("{scratch}/e"), b"".to_vec(), CreateMode::Ephemeral),
+        ])
+        .await
+        .expect("multi");
+    assert_eq!(results[1], OpResult::Created(format!("{scratch}/e")));
+    assert!(matches!(
+        a.multi(vec![Op::create(
+            format!("{scratch}/e/child"),
+            b"".to_vec(),
+            CreateMode::Persistent
+        )])
+        .await,
+        Err(StoreError::NoChildrenForEphemerals(_))
+    ));
+    a.close().await.expect("close");
+    assert!(
+        b.exists(&format!("{scratch}/e"))
+            .await
+            .expect("exists")
+            .is_none()
+    );
+    assert!(b.exists(&scratch).await.expect("exists").is_some());
+}
+
+pub async fn multi_watch_events(h: &dyn Harness) {
+    let a = h.client().await;
+    let b = h.client().await;
+    let root = root();
+    Store::new(a.clone())
+        .ensure_path(&root)
+        .await
+        .expect("ensure");
+    let mut watch = a.watch(&root).await.expect("watch");
+    let path = format!("{root}/x");
+    // A failed transaction leaves no events.
+    assert!(
+        b.multi(vec![
+            Op::create(
+                format!("{root}/ghost"),
+                b"".to_vec(),
+                CreateMode::Persistent
+            ),
+            Op::delete(format!("{root}/missing"), None),
+        ])
+        .await
+        .is_err()
+    );
+    b.multi(vec![
+        Op::create(path.clone(), b"1".to_vec(), CreateMode::Persistent),
+        Op::set(path.clone(), b"2".to_vec(), None),
+        Op::create(format!("{path}/deep"), b"".to_vec(), CreateMode::Persistent),
+        Op::check(path.clone(), Some(1)),
+        Op::delete(format!("{path}/deep"), None),
+    ])
+    .await
+    .expect("multi");
+    b.set(&path, b"3", None).await.expect("set");
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        seen.push(next_event(&mut watch, |e| !matches!(e, WatchEvent::Resync)).await);
+    }
+    assert_eq!(
+        seen,
+        vec![
+            WatchEvent::Created(path.clone()),
+            WatchEvent::Changed(path.clone()),
+            WatchEvent::Created(format!("{path}/deep")),
+            WatchEvent::Deleted(format!("{path}/deep")),
+            WatchEvent::Changed(path.clone()),
+        ]
+    );
+}
+
+pub async fn node_lock_and_delete_in_one_transaction(h: &dyn Harness) {
+    use nodepool_model::{Node, NodeState};
+    let a = Store::new(h.client().await);
+    let b = Store::new(h.client().await);
+    let mut node = Node::new(NodeState::Init, 1.0);
+    node.provider = Some("fake".into());
+    let id = a.nodes().create(&mut node).await.expect("create");
+    node.set_state(NodeState::Building, 2.0);
+    let held = a
+        .nodes()
+        .lock_new(id, &node)
+        .await
+        .expect("lock")
+        .expect("the only contender holds the lock");
+    let stored = b.nodes().get(id).await.expect("get").expect("stored");
+    assert_eq!(stored.value.state, NodeState::Building);
+    assert_eq!(
+        b.nodes().lock_contenders(id).await.expect("contenders"),
+        vec![held.node().rsplit('/').next().expect("name").to_string()]
+    );
+    assert!(
+        b.nodes()
+            .lock(id, LockWait::NonBlocking)
+            .await
+            .expect("try")
+            .is_none()
+    );
+    // The directory exists now: a second attempt goes through the recipe and loses.
+    assert!(b.nodes().lock_new(id, &node).await.expect("try").is_none());
+    assert_eq!(
+        b.nodes()
+            .lock_contenders(id)
+            .await
+            .expect("contenders")
+            .len(),
+        1
+    );
+    // Nobody else contends: record, lock directory and contender go in one step.
+    let mut current = b.nodes().get(id).await.expect("get").expect("stored").value;
+    a.nodes()
+        .delete_locked(id, &mut current, held, 3.0)
+        .await
+        .expect("delete");
+    assert!(b.nodes().get(id).await.expect("get").is_none());
+    assert!(
+        b.backend()
+            .exists(&crate::paths::node_lock(id))
+            .await
+            .expect("exists")
+            .is_none()
+    );
+    // Another contender waits: the two-step delete runs and still removes the record.
+    let id = a.nodes().create(&mut node).await.expect("create");
+    let held = a
+        .nodes()
+        .lock_new(id, &node)
+        .await
+        .expect("lock")
+        .expect("held");
+    let contender = b
+        .backend()
+        .create(
+            &lock::contender_prefix(&crate::paths::node_lock(id)),
+            b"",
+            CreateMode::EphemeralSequential,
+            false,
+        )
+        .await
+        .expect("contend");
+    let mut current = b.nodes().get(id).await.expect("get").expect("stored").value;
+    a.nodes()
+        .delete_locked(id, &mut current, held, 4.0)
+        .await
+        .expect("delete");
+    assert!(b.nodes().get(id).await.expect("get").is_none());
+    assert!(
+        b.backend()
+            .exists(&contender)
+            .await
+            .expect("exists")
+            .is_none()
+    );
+}
+
 /// Expands to one test per conformance case; `$harness` is an async expression giving a
 /// value implementing [`Harness`].
 #[macro_export]
@@ -570,7 +942,9 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@cases $harness;
             round_trip, sequence_ids, ephemerals_vanish_with_session, lock_exclusion,
             lock_fairness, watch_delivery, session_expiry_mid_lock, watch_after_reconnect,
-            concurrent_compare_and_set, cache_follows_changes);
+            concurrent_compare_and_set, cache_follows_changes, multi_is_atomic,
+            multi_sequential_and_ephemeral, multi_watch_events,
+            node_lock_and_delete_in_one_transaction);
     };
     (@cases $harness:expr; $($case:ident),*) => {
         $(

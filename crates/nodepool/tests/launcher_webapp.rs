@@ -137,7 +137,7 @@ async fn the_launcher_serves_the_webapp_and_reports_ready() {
     let providers = http::get(&address, "/api/providers", None)
         .await
         .expect("providers");
-    let providers: serde_json::Value = serde_json::from_str(&providers.text()).expect("json");
+    let providers: Value = serde_json::from_str(&providers.text()).expect("json");
     assert_eq!(providers[0]["name"], "fake-provider");
     assert_eq!(providers[0]["pools"][0]["used"]["instances"], 1.0);
 
