@@ -200,7 +200,7 @@ impl MinReady {
                 .as_ref()
                 .is_some_and(|r| self.released.contains(r))
             {
-                entry.node.allocated_to = None;
+                Arc::make_mut(&mut entry.node).allocated_to = None;
             }
         }
         for (name, label) in &config.labels {

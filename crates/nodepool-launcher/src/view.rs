@@ -4,6 +4,7 @@
 //! latency, never correctness. Anything acted upon is re-read under its lock.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::Mutex;
 
 use nodepool_model::wire;
@@ -17,7 +18,8 @@ use nodepool_store::{TreeCache, paths};
 #[derive(Debug, Clone)]
 pub struct NodeEntry {
     pub id: NodeId,
-    pub node: Node,
+    /// Shared with the parser's memo: a pass copies pointers, not node records.
+    pub node: Arc<Node>,
     /// Someone holds or waits for the node's lock ("probably locked").
     pub locked: bool,
 }
@@ -39,7 +41,7 @@ pub struct ReadyUpload {
 /// Parses node documents only when they changed (by `mzxid`), because a pass reads every node.
 #[derive(Debug, Default)]
 pub struct NodeParser {
-    parsed: Mutex<HashMap<NodeId, (i64, Node)>>,
+    parsed: Mutex<HashMap<NodeId, (i64, Arc<Node>)>>,
 }
 
 impl NodeParser {
@@ -66,6 +68,7 @@ impl NodeParser {
                         Some((mzxid, node)) if *mzxid == entry.stat.mzxid => node.clone(),
                         _ => match wire::node::from_json(&entry.data) {
                             Ok(node) => {
+                                let node = Arc::new(node);
                                 parsed.insert(id, (entry.stat.mzxid, node.clone()));
                                 node
                             }

@@ -40,7 +40,7 @@ fn node(id: u32, state: NodeState, label: &str, t: f64) -> NodeEntry {
     n.node_type = vec![label.into()];
     NodeEntry {
         id: NodeId::new(id),
-        node: n,
+        node: std::sync::Arc::new(n),
         locked: false,
     }
 }
@@ -189,7 +189,8 @@ fn request_fails_only_when_every_registered_pool_declined() {
 #[test]
 fn usage_counts_every_state_with_recorded_resources_or_label_needs() {
     let mut with_resources = node(1, NodeState::Used, "a", 0.0);
-    with_resources.node.resources = Some(Quota::one_instance().with("cores", 4.0).to_json());
+    std::sync::Arc::make_mut(&mut with_resources.node).resources =
+        Some(Quota::one_instance().with("cores", 4.0).to_json());
     let nodes = vec![
         with_resources,
         node(2, NodeState::Hold, "a", 0.0),
@@ -229,9 +230,10 @@ fn oldest_unused_node_guard_holds_while_a_recent_delete_is_running() {
 #[test]
 fn min_ready_counts_unallocated_ready_nodes_of_any_provider() {
     let mut allocated = node(2, NodeState::Ready, "a", 0.0);
-    allocated.node.allocated_to = Some(RequestId::parse("100-0000000001").expect("id"));
+    std::sync::Arc::make_mut(&mut allocated.node).allocated_to =
+        Some(RequestId::parse("100-0000000001").expect("id"));
     let mut elsewhere = node(3, NodeState::Ready, "a", 0.0);
-    elsewhere.node.provider = Some("p9".into());
+    std::sync::Arc::make_mut(&mut elsewhere.node).provider = Some("p9".into());
     let nodes = vec![
         node(1, NodeState::Ready, "a", 0.0),
         allocated,
