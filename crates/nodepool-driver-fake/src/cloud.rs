@@ -212,9 +212,16 @@ impl CloudState {
 
     /// What the servers use of the quota.
     fn usage(&self) -> Quota {
-        self.servers
-            .iter()
-            .fold(Quota::zero(), |used, s| used.add(&server_quota(&s.flavor)))
+        // Counted per flavor first: a create checks quota, and a big cloud has many servers.
+        let mut per_flavor: std::collections::BTreeMap<&str, f64> = Default::default();
+        for server in &self.servers {
+            *per_flavor.entry(server.flavor.as_str()).or_default() += 1.0;
+        }
+        let mut used = Quota::zero();
+        for (flavor, count) in per_flavor {
+            used.add_scaled(&server_quota(flavor), count);
+        }
+        used
     }
 }
 

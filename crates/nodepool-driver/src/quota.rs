@@ -72,6 +72,39 @@ impl Quota {
         self.combine(other, |a, b| a + b)
     }
 
+    /// `self += factor * other`, in place (sums over many nodes allocate nothing per node).
+    pub fn add_scaled(&mut self, other: &Quota, factor: f64) {
+        for (key, value) in &other.values {
+            let current = self.get(key);
+            match self.values.get_mut(key) {
+                Some(v) => *v += value * factor,
+                None => {
+                    self.values.insert(key.clone(), current + value * factor);
+                }
+            }
+        }
+        self.default += other.default * factor;
+    }
+
+    /// `self += other`, in place.
+    pub fn add_assign(&mut self, other: &Quota) {
+        self.add_scaled(other, 1.0);
+    }
+
+    /// Adds a node's `resources` JSON in place; non-numeric values are ignored.
+    pub fn add_json(&mut self, map: &serde_json::Map<String, serde_json::Value>) {
+        for (key, value) in map {
+            let Some(n) = value.as_f64() else { continue };
+            match self.values.get_mut(key.as_str()) {
+                Some(v) => *v += n,
+                None => {
+                    let base = self.default;
+                    self.values.insert(key.clone(), base + n);
+                }
+            }
+        }
+    }
+
     /// `self - other`; infinity minus anything finite stays infinite.
     pub fn subtract(&self, other: &Quota) -> Quota {
         self.combine(other, |a, b| if a.is_infinite() { a } else { a - b })
@@ -148,6 +181,22 @@ mod tests {
         assert_eq!(sum.get("cores"), 2.0);
         assert_eq!(sum.get("ram"), 0.0);
         assert!(sum.non_negative());
+    }
+
+    #[test]
+    fn in_place_sums_match_allocating_ones() {
+        let a = Quota::one_instance().with("cores", 4.0);
+        let b = Quota::zero().with("ram", 8192.0).with("cores", 2.0);
+        let mut c = a.clone();
+        c.add_assign(&b);
+        assert_eq!(c, a.add(&b));
+        let mut d = Quota::zero();
+        d.add_scaled(&a, 3.0);
+        assert_eq!(d.get("instances"), 3.0);
+        assert_eq!(d.get("cores"), 12.0);
+        let mut e = a.clone();
+        e.add_json(&b.to_json());
+        assert_eq!(e, a.add(&b));
     }
 
     #[test]

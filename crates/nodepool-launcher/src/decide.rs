@@ -169,11 +169,10 @@ pub fn usage(
         if !labels.contains(first) {
             continue;
         }
-        let q = match &node.resources {
-            Some(resources) => Quota::from_json(resources),
-            None => need(node_pool, first),
-        };
-        used = used.add(&q);
+        match &node.resources {
+            Some(resources) => used.add_json(resources),
+            None => used.add_assign(&need(node_pool, first)),
+        }
     }
     used
 }
@@ -184,7 +183,10 @@ pub fn tenant_usage(nodes: &[NodeEntry], tenant: &str) -> Quota {
         .iter()
         .filter(|e| e.node.tenant_name.as_deref() == Some(tenant))
         .filter_map(|e| e.node.resources.as_ref())
-        .fold(Quota::zero(), |acc, r| acc.add(&Quota::from_json(r)))
+        .fold(Quota::zero(), |mut acc, r| {
+            acc.add_json(r);
+            acc
+        })
 }
 
 /// A READY, unallocated, unlocked node of this provider-pool carrying `label`, for reuse.

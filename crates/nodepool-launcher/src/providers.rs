@@ -200,7 +200,7 @@ impl ProviderRuntime {
         recent.retain(|id, (_, _, at)| !seen.contains(id) && at.elapsed() < RECENT_NODE_AGE);
         for (node_pool, q, _) in recent.values() {
             if pool.is_none_or(|p| p == node_pool) {
-                used = used.add(q);
+                used.add_assign(q);
             }
         }
         used
