@@ -18,5 +18,6 @@ pub use error::DriverError;
 pub use instance::{Instance, Metadata, Resource, metadata_keys};
 pub use provider::{
     CreateMachine, CreateSpec, DeleteMachine, Driver, DriverRegistry, ImageUploadSpec, Provider,
+    run_delete_machine,
 };
 pub use quota::Quota;

@@ -167,3 +167,29 @@ impl DriverRegistry {
         }
     }
 }
+
+/// Drives a delete machine until the instance is gone (`NotFound` counts as gone), it fails,
+/// or `timeout` passes. Shared by the launcher's deleter, the CLI's `delete --now` and retries
+/// that clean up a partial instance.
+pub async fn run_delete_machine(
+    provider: &dyn Provider,
+    external_id: &ExternalId,
+    timeout: std::time::Duration,
+) -> Result<(), DriverError> {
+    let mut machine = provider.delete_machine(external_id);
+    let began = std::time::Instant::now();
+    loop {
+        match machine.advance().await {
+            Ok(true) | Err(DriverError::NotFound(_)) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => return Err(e),
+        }
+        if began.elapsed() >= timeout {
+            return Err(DriverError::Transient(format!(
+                "still deleting after {} s",
+                timeout.as_secs()
+            )));
+        }
+        tokio::time::sleep(machine.poll_after()).await;
+    }
+}

@@ -441,20 +441,5 @@ pub async fn run_delete(
     external: &ExternalId,
     timeout: Duration,
 ) -> Result<(), DriverError> {
-    let mut machine = cloud.delete_machine(external);
-    let began = Instant::now();
-    loop {
-        match machine.advance().await {
-            Ok(true) | Err(DriverError::NotFound(_)) => return Ok(()),
-            Ok(false) => {}
-            Err(e) => return Err(e),
-        }
-        if began.elapsed() >= timeout {
-            return Err(DriverError::Transient(format!(
-                "timeout deleting {}",
-                external_id_text(external)
-            )));
-        }
-        tokio::time::sleep(machine.poll_after()).await;
-    }
+    nodepool_driver::run_delete_machine(cloud, external, timeout).await
 }

@@ -1,7 +1,7 @@
 //! `list`, `delete` and `hold` (spec 5.2).
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use nodepool_driver::{DriverError, Provider};
@@ -196,20 +196,5 @@ async fn delete_instance(
     cloud: &dyn Provider,
     external_id: &ExternalId,
 ) -> Result<(), DriverError> {
-    let mut machine = cloud.delete_machine(external_id);
-    let began = Instant::now();
-    loop {
-        match machine.advance().await {
-            Ok(true) | Err(DriverError::NotFound(_)) => return Ok(()),
-            Ok(false) => {}
-            Err(e) => return Err(e),
-        }
-        if began.elapsed() >= CLOUD_DELETE_TIMEOUT {
-            return Err(DriverError::Transient(format!(
-                "still deleting after {} s",
-                CLOUD_DELETE_TIMEOUT.as_secs()
-            )));
-        }
-        tokio::time::sleep(machine.poll_after()).await;
-    }
+    nodepool_driver::run_delete_machine(cloud, external_id, CLOUD_DELETE_TIMEOUT).await
 }
