@@ -6,32 +6,17 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a test failure
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod common;
+
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use common::{Run, assert_output, golden, now, one_node_table};
 use nodepool_model::{BuildId, BuildState, NodeId, NodeState, UploadId, UploadState};
 use nodepool_store::{SqliteBackend, SqliteOptions, Store};
 use nodepool_testkit::fixture;
 use serde_json::Value;
 use tempfile::TempDir;
-
-const BINARY: &str = env!("CARGO_BIN_EXE_nodepool");
-
-fn golden(path: &str) -> String {
-    let full = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../nodepool-web/tests/golden")
-        .join(path);
-    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
-}
-
-fn now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
 
 /// A temporary Nodepool installation: a configuration with a fake provider and the
 /// embedded store in the same directory.
@@ -89,28 +74,7 @@ providers:
     }
 
     fn run_with_input(&self, args: &[&str], input: &str) -> Run {
-        let mut child = Command::new(BINARY)
-            .env_remove("RUST_LOG")
-            .arg("-c")
-            .arg(&self.config)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let output = child.wait_with_output().unwrap();
-        Run {
-            code: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        common::run(&self.config, args, input)
     }
 
     /// Writes the golden fixture's records, their times moved so that the fixture's `now`
@@ -128,98 +92,11 @@ providers:
     }
 }
 
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn ok(self) -> Run {
-        assert_eq!(
-            self.code,
-            Some(0),
-            "exit code\n--- stdout:\n{}\n--- stderr:\n{}",
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    fn failed(self) -> Run {
-        assert_eq!(
-            self.code,
-            Some(1),
-            "--- stdout:\n{}\n--- stderr:\n{}",
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-}
-
-/// Ages depend on when the test runs: keep their shape, hide their digits.
-fn mask_ages(text: &str) -> String {
-    text.lines()
-        .map(|line| {
-            line.split('|')
-                .map(|cell| {
-                    let trimmed = cell.trim();
-                    let parts: Vec<&str> = trimmed.split(':').collect();
-                    let is_age = parts.len() == 4
-                        && parts.iter().all(|p| {
-                            let digits = p.strip_prefix('-').unwrap_or(p);
-                            !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
-                        });
-                    if is_age {
-                        cell.replace(|c: char| c.is_ascii_digit() || c == '-', "X")
-                    } else {
-                        cell.to_owned()
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("|")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Compares after masking ages; `any_row_order` for listings in store child order, which
-/// is unsorted in ZooKeeper (Nodepool's own order is not reproducible either).
-fn assert_output(actual: &str, golden_path: &str, any_row_order: bool) {
-    let mut actual = mask_ages(actual);
-    let mut expected = mask_ages(&golden(golden_path));
-    if any_row_order {
-        let sort = |text: &str| {
-            let mut lines: Vec<&str> = text.lines().collect();
-            lines.sort();
-            lines.join("\n")
-        };
-        actual = sort(&actual);
-        expected = sort(&expected);
-    }
-    assert_eq!(actual, expected, "{golden_path}");
-}
-
 #[test]
 fn listings_match_nodepool() {
     let site = Site::new();
     site.fill();
-    for (args, golden_path, any_order) in [
-        (&["list"][..], "full/cli/list.txt", true),
-        (&["list", "--detail"], "full/cli/list-detail.txt", true),
-        (&["request-list"], "full/cli/request-list.txt", false),
-        (&["image-list"], "full/cli/image-list.txt", true),
-        (&["dib-image-list"], "full/cli/dib-image-list.txt", true),
-        (&["image-status"], "full/cli/image-status.txt", false),
-        (
-            &["info", "fake-provider"],
-            "full/cli/info-fake-provider.txt",
-            true,
-        ),
-        (&["info", "aws"], "full/cli/info-aws.txt", false),
-        (&["info", "nowhere"], "full/cli/info-nowhere.txt", false),
-    ] {
+    for &(args, golden_path, any_order) in common::FULL_LISTINGS {
         let run = site.run(args).ok();
         assert_output(&run.stdout, golden_path, any_order);
     }
@@ -228,79 +105,19 @@ fn listings_match_nodepool() {
 #[test]
 fn listings_of_an_empty_store_match_nodepool() {
     let site = Site::new();
-    for (args, golden_path) in [
-        (&["list"][..], "empty/cli/list.txt"),
-        (&["list", "--detail"], "empty/cli/list-detail.txt"),
-        (&["request-list"], "empty/cli/request-list.txt"),
-        (&["image-list"], "empty/cli/image-list.txt"),
-        (&["dib-image-list"], "empty/cli/dib-image-list.txt"),
-        (&["image-status"], "empty/cli/image-status.txt"),
-        (
-            &["info", "fake-provider"],
-            "empty/cli/info-fake-provider.txt",
-        ),
-    ] {
+    for &(args, golden_path) in common::EMPTY_LISTINGS {
         assert_eq!(site.run(args).ok().stdout, golden(golden_path), "{args:?}");
     }
-    for args in [
-        &["list", "--json"][..],
-        &["request-list", "--json"],
-        &["image-list", "--json"],
-        &["dib-image-list", "--json"],
-        &["image-status", "--json"],
-    ] {
+    for &args in common::JSON_LISTINGS {
         assert_eq!(site.run(args).ok().stdout, "[]\n", "{args:?}");
     }
-}
-
-fn json(run: Run) -> Value {
-    let run = run.ok();
-    assert!(run.stdout.ends_with("]\n") || run.stdout.ends_with("}\n"));
-    serde_json::from_str(&run.stdout).unwrap()
 }
 
 #[test]
 fn json_prints_full_records() {
     let site = Site::new();
     site.fill();
-    let nodes = json(site.run(&["list", "--json"]));
-    let nodes = nodes.as_array().unwrap();
-    assert_eq!(nodes.len(), 13);
-    let k8s = nodes.iter().find(|n| n["id"] == "0000000005").unwrap();
-    // Every stored key, the credentials dict included (scripts asked for the record).
-    assert_eq!(k8s["connection_port"]["namespace"], "zuul-ci-abc123");
-    assert_eq!(k8s["locked"], false);
-    assert_eq!(k8s.as_object().unwrap().len(), 39);
-    let in_use = nodes.iter().find(|n| n["id"] == "0000000001").unwrap();
-    assert_eq!(in_use["locked"], true);
-    assert_eq!(in_use["user_data"]["zuul_system"], "9f1c2d3e");
-
-    let requests = json(site.run(&["request-list", "--json"]));
-    assert_eq!(requests[0]["id"], "100-0000000003");
-    assert_eq!(requests[3]["requestor"], "NodePool:min-ready");
-    let uploads = json(site.run(&["image-list", "--json"]));
-    assert_eq!(uploads.as_array().unwrap().len(), 4);
-    assert_eq!(uploads[0]["provider"], "aws");
-    assert_eq!(uploads[0]["external_name"], "débian-ünïcode");
-    let builds = json(site.run(&["dib-image-list", "--json"]));
-    assert_eq!(builds[0]["image"], "centos");
-    assert_eq!(builds[0]["paused"], true);
-    let status = json(site.run(&["image-status", "--json"]));
-    assert_eq!(status[1]["build_request"], "pending");
-    assert_eq!(status[2]["build_request"], "building");
-    let info = json(site.run(&["info", "fake-provider", "--json"]));
-    assert_eq!(info["builds"].as_array().unwrap().len(), 3);
-    assert_eq!(info["nodes"].as_array().unwrap().len(), 10);
-}
-
-/// The short list of one node, as `hold` and `delete` print it.
-fn one_node_table(stdout: &str, id: &str, state: &str) {
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 5, "{stdout}");
-    assert!(lines[1].starts_with("| ID "), "{stdout}");
-    assert!(lines[3].starts_with(&format!("| {id} ")), "{stdout}");
-    assert!(lines[3].contains(&format!("| {state} ")), "{stdout}");
-    assert!(lines[3].contains("| unlocked |"), "{stdout}");
+    common::check_full_json(|args| site.run(args));
 }
 
 #[test]
