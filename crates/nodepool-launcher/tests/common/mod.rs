@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod errors;
 pub mod stories;
 
 use std::future::Future;
@@ -66,6 +67,7 @@ impl Harness {
     }
 
     async fn with_backing(dir: tempfile::TempDir, backing: Backing, config: &str) -> Harness {
+        errors::install();
         let config_path = dir.path().join("nodepool.yaml");
         std::fs::write(&config_path, config).expect("write config");
         let store = open(&backing).await;
@@ -241,6 +243,7 @@ impl Harness {
             self.stop_launcher(0).await;
         }
         let _ = self.store.backend().close().await;
+        errors::assert_none();
     }
 }
 
