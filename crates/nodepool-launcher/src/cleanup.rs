@@ -212,7 +212,7 @@ async fn reset_lost(ctx: &Context, id: &RequestId) -> anyhow::Result<()> {
         return Ok(());
     }
     let nodes = ctx.store.nodes();
-    for entry in ctx.nodes_view() {
+    for entry in ctx.nodes_view().iter() {
         if entry.node.allocated_to.as_ref() != Some(id) {
             continue;
         }
@@ -263,7 +263,7 @@ async fn mark_deleting(
 async fn max_ready_age(ctx: &Context) -> anyhow::Result<()> {
     let config = ctx.config();
     let t = now();
-    for entry in ctx.nodes_view() {
+    for entry in ctx.nodes_view().iter() {
         if entry.locked || !configured(ctx, &entry.node) {
             continue;
         }
@@ -289,7 +289,7 @@ async fn max_ready_age(ctx: &Context) -> anyhow::Result<()> {
 async fn hold_expiry(ctx: &Context) -> anyhow::Result<()> {
     let max_hold_age = ctx.config().max_hold_age;
     let t = now();
-    for entry in ctx.nodes_view() {
+    for entry in ctx.nodes_view().iter() {
         if !configured(ctx, &entry.node) {
             continue;
         }

@@ -151,8 +151,9 @@ impl Context {
         self.progress.send_modify(|n| *n += 1);
     }
 
-    pub fn nodes_view(&self) -> Vec<crate::view::NodeEntry> {
-        self.node_parser.nodes(&self.nodes)
+    /// Every node in the cache, shared between callers until the cache changes.
+    pub fn nodes_view(&self) -> Arc<Vec<crate::view::NodeEntry>> {
+        self.node_parser.snapshot(&self.nodes)
     }
 
     pub fn requests_view(&self) -> Vec<crate::view::RequestEntry> {

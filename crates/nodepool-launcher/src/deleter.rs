@@ -42,6 +42,7 @@ async fn pass(
     in_flight: &Arc<std::sync::Mutex<HashSet<NodeId>>>,
 ) -> anyhow::Result<()> {
     let nodes = ctx.nodes_view();
+    let nodes = nodes.iter().cloned();
     let requests = ctx.request_ids();
     let store = ctx.store.nodes();
     for entry in nodes {

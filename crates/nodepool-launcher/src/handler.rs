@@ -262,7 +262,12 @@ impl Handler {
     }
 
     /// Whether one more node of `label` fits the provider and the pool now (spec 2.10).
-    async fn has_remaining_quota(&self, env: &Env, nodes: &[NodeEntry], label: &str) -> bool {
+    async fn has_remaining_quota(
+        &self,
+        env: &Env,
+        nodes: &Arc<Vec<NodeEntry>>,
+        label: &str,
+    ) -> bool {
         if env.rt.is_static() {
             return false;
         }

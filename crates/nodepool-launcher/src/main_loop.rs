@@ -187,7 +187,7 @@ impl MinReady {
         if config.labels.values().all(|l| l.min_ready == 0) {
             return Ok(());
         }
-        let mut nodes = ctx.nodes_view();
+        let mut nodes: Vec<_> = ctx.nodes_view().as_ref().clone();
         self.released.retain(|r| {
             nodes
                 .iter()

@@ -14,6 +14,9 @@ use nodepool_model::NodeId;
 use crate::decide;
 use crate::view::NodeEntry;
 
+/// A node snapshot and the usage sums computed from it, per pool (`None`: all pools).
+type UsageMemo = (Arc<Vec<NodeEntry>>, BTreeMap<Option<String>, Quota>);
+
 /// How long a node created here counts towards quota before the cache shows it.
 const RECENT_NODE_AGE: Duration = Duration::from_secs(30);
 
@@ -37,6 +40,9 @@ pub struct ProviderRuntime {
     /// Nodes this process created that the node cache may not show yet, so quota counts
     /// them at once.
     pub recently_created: Mutex<HashMap<NodeId, (String, Quota, Instant)>>,
+    /// Usage sums of the last node snapshot, per pool (`None`: all pools). Holding the
+    /// snapshot keeps its identity unique while the memo refers to it.
+    usage_memo: Mutex<Option<UsageMemo>>,
     /// Launches running now, for `max-concurrency`.
     pub active_launches: AtomicUsize,
     /// Leak candidates seen in the previous cleanup pass: (kind, cloud id).
@@ -64,6 +70,7 @@ impl ProviderRuntime {
             label_quota: Mutex::new(HashMap::new()),
             limits: tokio::sync::Mutex::new(None),
             recently_created: Mutex::new(HashMap::new()),
+            usage_memo: Mutex::new(None),
             active_launches: AtomicUsize::new(0),
             leak_candidates: Mutex::new(HashSet::new()),
             static_sync: tokio::sync::Mutex::new(()),
@@ -188,22 +195,44 @@ impl ProviderRuntime {
     }
 
     /// Nodepool's usage of this provider (and pool), including nodes just created.
-    pub fn usage(&self, nodes: &[NodeEntry], pool: Option<&str>) -> Quota {
-        let pools = self.pool_labels();
-        let mut used = decide::usage(nodes, self.name(), pool, &pools, |p, l| {
-            self.cached_need(p, l)
-        });
-        let seen: HashSet<NodeId> = nodes.iter().map(|e| e.id).collect();
+    pub fn usage(&self, nodes: &Arc<Vec<NodeEntry>>, pool: Option<&str>) -> Quota {
+        let mut used = self.base_usage(nodes, pool);
         let mut recent = lock(&self.recently_created);
-        // Seen in the cache, or old enough that the cache must have shown it (and its
-        // deletion) by now.
-        recent.retain(|id, (_, _, at)| !seen.contains(id) && at.elapsed() < RECENT_NODE_AGE);
+        // Seen in the cache (snapshots are in id order), or old enough that the cache must
+        // have shown it (and its deletion) by now.
+        recent.retain(|id, (_, _, at)| {
+            nodes.binary_search_by_key(id, |e| e.id).is_err() && at.elapsed() < RECENT_NODE_AGE
+        });
         for (node_pool, q, _) in recent.values() {
             if pool.is_none_or(|p| p == node_pool) {
                 used.add_assign(q);
             }
         }
         used
+    }
+
+    /// Usage of the nodes in one snapshot, summed once per snapshot and pool: many requests
+    /// check quota between two cache changes.
+    fn base_usage(&self, nodes: &Arc<Vec<NodeEntry>>, pool: Option<&str>) -> Quota {
+        let key = pool.map(str::to_string);
+        let mut memo = lock(&self.usage_memo);
+        if let Some((snapshot, sums)) = memo.as_ref()
+            && Arc::ptr_eq(snapshot, nodes)
+            && let Some(sum) = sums.get(&key)
+        {
+            return sum.clone();
+        }
+        let pools = self.pool_labels();
+        let sum = decide::usage(nodes, self.name(), pool, &pools, |p, l| {
+            self.cached_need(p, l)
+        });
+        match memo.as_mut() {
+            Some((snapshot, sums)) if Arc::ptr_eq(snapshot, nodes) => {
+                sums.insert(key, sum.clone());
+            }
+            _ => *memo = Some((nodes.clone(), BTreeMap::from([(key, sum.clone())]))),
+        }
+        sum
     }
 
     /// Counts a node this process just created until the cache shows it.

@@ -42,11 +42,29 @@ pub struct ReadyUpload {
 #[derive(Debug, Default)]
 pub struct NodeParser {
     parsed: Mutex<HashMap<NodeId, (i64, Arc<Node>)>>,
+    /// The last snapshot and the cache generation it was taken at: every loop and every
+    /// request task asks for nodes, and between two cache changes the answer is the same.
+    last: Mutex<Option<(u64, Arc<Vec<NodeEntry>>)>>,
 }
 
 impl NodeParser {
     /// Every readable node in the cache, with whether it has lock contenders. Documents are
     /// parsed only when their `mzxid` changed since the last call.
+    /// Every readable node, shared until the cache changes.
+    pub fn snapshot(&self, cache: &TreeCache) -> Arc<Vec<NodeEntry>> {
+        // Read before walking: if the cache moves during the walk, the next call walks again.
+        let generation = *cache.generation().borrow();
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, nodes)) = last.as_ref()
+            && *at == generation
+        {
+            return nodes.clone();
+        }
+        let nodes = Arc::new(self.nodes(cache));
+        *last = Some((generation, nodes.clone()));
+        nodes
+    }
+
     pub fn nodes(&self, cache: &TreeCache) -> Vec<NodeEntry> {
         let prefix_len = paths::NODES.len() + 1;
         let mut parsed = self.parsed.lock().unwrap_or_else(|e| e.into_inner());
