@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use nodepool_builder::{Builder, BuilderOptions, Timing as BuilderTiming};
 use nodepool_driver::DriverRegistry;
 use nodepool_launcher::{Launcher, LauncherOptions, Timing};
 use nodepool_store::Store;
@@ -203,7 +204,36 @@ pub fn builder(context: &Context, args: &BuilderArgs) -> anyhow::Result<ExitCode
         upload_workers = args.upload_workers,
         "builder options"
     );
-    not_implemented(context, "builder")
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start a runtime")?;
+    runtime.block_on(async {
+        let store = crate::store::open(&context.config).await?;
+        let mut options = BuilderOptions::new(
+            context.settings.config.clone(),
+            context.settings.secure.clone(),
+        );
+        options.build_workers = args.build_workers;
+        options.upload_workers = args.upload_workers;
+        if test_timing().is_some() {
+            tracing::warn!("{FAST_TIMING_ENV} is set: running with test intervals");
+            options.timing = BuilderTiming {
+                build_interval: Duration::from_millis(250),
+                upload_interval: Duration::from_millis(250),
+                cleanup_interval: Duration::from_secs(1),
+            };
+        }
+        let builder = Builder::start(store.clone(), drivers(), options).await?;
+        tracing::info!("builder running");
+        wait_for_stop_signal().await?;
+        tracing::info!("stopping the builder");
+        builder.stop().await;
+        if let Err(e) = store.backend().close().await {
+            tracing::debug!(error = %e, "closing the store session failed");
+        }
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// `nodepool up`: launcher, builder and web server in one process.

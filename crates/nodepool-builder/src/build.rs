@@ -1,0 +1,268 @@
+//! Build workers (spec 3.2, 3.3): every `build_interval`, build each configured diskimage
+//! that [`decide::build_due`] says is due, under the image build lock.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use nodepool_config::{Config, DiskImage};
+use nodepool_model::{BuildId, BuildState, ImageBuild};
+use nodepool_store::LockWait;
+
+use crate::context::{Context, now};
+use crate::decide::{self, BuildReason};
+use crate::records;
+
+pub async fn run(ctx: Arc<Context>, name: String) {
+    while !ctx.is_stopping() {
+        ctx.workers.busy(&name);
+        if let Err(e) = pass(&ctx).await {
+            tracing::error!(worker = %name, error = %format!("{e:#}"), "build pass failed");
+            ctx.workers.error(&name, &e);
+        }
+        ctx.workers.idle(&name);
+        ctx.pause(ctx.options.timing.build_interval).await;
+    }
+    ctx.workers.stopped(&name);
+}
+
+async fn pass(ctx: &Context) -> anyhow::Result<()> {
+    let config = ctx.config();
+    for image in config.diskimages.values() {
+        if ctx.is_stopping() {
+            break;
+        }
+        if let Err(e) = consider(ctx, &config, image).await {
+            tracing::error!(image = %image.name, error = %format!("{e:#}"), "cannot build image");
+        }
+    }
+    Ok(())
+}
+
+/// The facts `build_due` takes, read fresh from the store.
+async fn due(ctx: &Context, image: &DiskImage) -> anyhow::Result<Option<BuildReason>> {
+    let images = ctx.store.images();
+    let builds = records::builds(&ctx.store, &image.name).await?;
+    let paused = images.is_paused(&image.name).await?;
+    let requested = images.build_request(&image.name).await?.is_some();
+    Ok(decide::build_due(image, &builds, paused, requested, now()))
+}
+
+async fn consider(ctx: &Context, config: &Config, image: &DiskImage) -> anyhow::Result<()> {
+    if due(ctx, image).await?.is_none() {
+        return Ok(());
+    }
+    let images = ctx.store.images();
+    let Some(lock) = images
+        .lock_image_builds(&image.name, LockWait::NonBlocking)
+        .await?
+    else {
+        tracing::debug!(image = %image.name, "another builder is building this image");
+        return Ok(());
+    };
+    // Another builder may have finished a build between our look and the lock.
+    let result = match due(ctx, image).await {
+        Ok(Some(reason)) => build(ctx, config, image, reason).await,
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = lock.release().await {
+        tracing::warn!(image = %image.name, error = %e, "cannot release the image build lock");
+    }
+    result
+}
+
+/// The output base path `<images-dir>/<image>-<build id>`.
+pub fn image_base(images_dir: &Path, image: &str, build_id: &BuildId) -> PathBuf {
+    images_dir.join(format!("{image}-{build_id}"))
+}
+
+/// Quotes a word for `sh` when it needs it.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=,:+%@".contains(&b));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// Nodepool's command line for `disk-image-create` (spec 3.3 step 3), as one string.
+/// Formats are sorted (Nodepool's order is unspecified).
+pub fn dib_command_line(image: &DiskImage, base: &Path) -> String {
+    let formats: Vec<&str> = image.formats.iter().map(String::as_str).collect();
+    let mut line = format!(
+        "{} -x -t {} --checksum --no-tmpfs",
+        image.dib_cmd,
+        formats.join(",")
+    );
+    if image.formats.contains("qcow2") {
+        line.push_str(" --qemu-img-options 'compat=0.10'");
+    }
+    line.push_str(" -o ");
+    line.push_str(&shell_word(&base.to_string_lossy()));
+    for element in &image.elements {
+        line.push(' ');
+        line.push_str(element);
+    }
+    line
+}
+
+fn prune_logs(log_dir: &Path, image: &str, retention: i64) {
+    let Ok(entries) = std::fs::read_dir(log_dir) else {
+        return;
+    };
+    let logs: Vec<(String, f64)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let modified = e.metadata().ok()?.modified().ok()?;
+            let mtime = modified.duration_since(UNIX_EPOCH).ok()?.as_secs_f64();
+            Some((e.file_name().into_string().ok()?, mtime))
+        })
+        .collect();
+    for name in decide::build_logs_to_prune(image, &logs, retention) {
+        records::remove_path(&log_dir.join(name));
+    }
+}
+
+/// How a build command ended.
+enum Outcome {
+    Exited(i32),
+    TimedOut,
+    Stopped,
+}
+
+async fn run_command(
+    ctx: &Context,
+    config: &Config,
+    image: &DiskImage,
+    base: &Path,
+    log_path: &Path,
+) -> anyhow::Result<Outcome> {
+    let log = std::fs::File::create(log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let line = dib_command_line(image, base);
+    tracing::info!(image = %image.name, command = %line, log = %log_path.display(), "running the build command");
+    let mut command = tokio::process::Command::new("/bin/sh");
+    command
+        .arg("-c")
+        .arg(format!("exec {line}"))
+        .env("DIB_RELEASE", &image.release)
+        .env("DIB_IMAGE_NAME", &image.name)
+        .env("DIB_IMAGE_FILENAME", base)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true);
+    if let Some(elements) = &config.elements_dir {
+        command.env("ELEMENTS_PATH", elements);
+    }
+    command.envs(&image.env_vars);
+    let mut child = command.spawn().context("starting the build command")?;
+    let timeout = Duration::from_secs(image.build_timeout);
+    let mut shutdown = ctx.shutdown.clone();
+    let outcome = tokio::select! {
+        status = child.wait() => Outcome::Exited(status?.code().unwrap_or(1)),
+        _ = tokio::time::sleep(timeout) => Outcome::TimedOut,
+        _ = shutdown.wait_for(|s| *s) => Outcome::Stopped,
+    };
+    if !matches!(outcome, Outcome::Exited(_)) {
+        let _ = child.kill().await;
+    }
+    if let Outcome::Exited(rc) = outcome {
+        use std::io::Write as _;
+        let mut log = std::fs::OpenOptions::new().append(true).open(log_path)?;
+        writeln!(log, "Exit code: {rc}")?;
+    }
+    Ok(outcome)
+}
+
+async fn build(
+    ctx: &Context,
+    config: &Config,
+    image: &DiskImage,
+    reason: BuildReason,
+) -> anyhow::Result<()> {
+    let images = ctx.store.images();
+    let build_id = BuildId::new_random();
+    let mut record = ImageBuild::new(BuildState::Building, now());
+    record.builder = Some(ctx.options.hostname.clone());
+    record.builder_id = Some(ctx.builder_id.clone());
+    record.formats = image.formats.iter().cloned().collect();
+    images
+        .create_build(&image.name, &build_id, &record)
+        .await
+        .context("creating the build record")?;
+    tracing::info!(image = %image.name, build_id = %build_id, ?reason, "building image");
+
+    std::fs::create_dir_all(&config.build_log_dir)
+        .with_context(|| format!("creating {}", config.build_log_dir.display()))?;
+    prune_logs(
+        &config.build_log_dir,
+        &image.name,
+        config.build_log_retention,
+    );
+    let base = image_base(&ctx.images_dir, &image.name, &build_id);
+    let log_path = config
+        .build_log_dir
+        .join(format!("{}-{build_id}.log", image.name));
+    let started = SystemTime::now();
+    let outcome = run_command(ctx, config, image, &base, &log_path).await;
+    let ready = matches!(outcome, Ok(Outcome::Exited(0)));
+    match &outcome {
+        Ok(Outcome::Exited(0)) => {}
+        Ok(Outcome::Exited(rc)) => {
+            tracing::warn!(image = %image.name, build_id = %build_id, rc, log = %log_path.display(), "build failed")
+        }
+        Ok(Outcome::TimedOut) => {
+            tracing::warn!(image = %image.name, build_id = %build_id, timeout = image.build_timeout, "build timed out")
+        }
+        Ok(Outcome::Stopped) => {
+            tracing::info!(image = %image.name, build_id = %build_id, "build interrupted by shutdown")
+        }
+        Err(e) => {
+            tracing::warn!(image = %image.name, build_id = %build_id, error = %format!("{e:#}"), "build could not run")
+        }
+    }
+
+    let mut result = ImageBuild::new(
+        if ready {
+            BuildState::Ready
+        } else {
+            BuildState::Failed
+        },
+        now(),
+    );
+    result.builder = Some(ctx.options.hostname.clone());
+    result.builder_id = Some(ctx.builder_id.clone());
+    result.username = Some(image.username.clone());
+    result.python_path = Some(image.python_path.clone());
+    result.shell_type = image.shell_type.clone();
+    if ready {
+        result.formats = image.formats.iter().cloned().collect();
+    }
+    if let Err(e) = images.store_build(&image.name, &build_id, &result).await {
+        // Files nobody knows about would only wait for the janitor; remove them now.
+        for build in records::local_builds(&ctx.images_dir)
+            .into_iter()
+            .filter(|((i, id), _)| i == &image.name && id == build_id.as_str())
+            .map(|(_, b)| b)
+        {
+            build.paths.iter().for_each(|p| records::remove_path(p));
+        }
+        return Err(e).context("storing the build result");
+    }
+    let seconds = started.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    if ready {
+        tracing::info!(image = %image.name, build_id = %build_id, seconds, "build ready");
+        if reason == BuildReason::Requested {
+            images.clear_build_request(&image.name).await?;
+        }
+    }
+    Ok(())
+}
