@@ -13,7 +13,7 @@ use nodepool_store::Store;
 use tokio::sync::watch;
 
 use crate::BuilderOptions;
-use crate::workers::Workers;
+use nodepool_model::workers::Workers;
 
 /// Wall-clock seconds since the epoch, as Nodepool writes `state_time`.
 pub fn now() -> f64 {

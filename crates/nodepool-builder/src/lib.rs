@@ -25,7 +25,6 @@ pub mod decide;
 mod janitor;
 mod records;
 mod upload;
-mod workers;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,7 +37,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use build::dib_command_line;
-pub use workers::{WorkerState, WorkerStatus};
+pub use nodepool_model::workers::{WorkerState, WorkerStatus};
 
 /// Loop periods. Defaults are Nodepool's (spec 3.1); tests shorten them.
 #[derive(Debug, Clone)]

@@ -15,7 +15,7 @@ use crate::LauncherOptions;
 use crate::providers::ProviderRuntime;
 use crate::stats::Stats;
 use crate::view::{NodeParser, RequestParser};
-use crate::workers::Workers;
+use nodepool_model::workers::Workers;
 
 #[derive(Debug)]
 pub struct Context {

@@ -19,7 +19,6 @@ mod providers;
 mod static_sync;
 pub mod stats;
 mod view;
-mod workers;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,8 +30,8 @@ use nodepool_store::Store;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use nodepool_model::workers::{WorkerState, WorkerStatus};
 pub use stats::LaunchTally;
-pub use workers::{WorkerState, WorkerStatus};
 
 /// Intervals and ages. Defaults are Nodepool's (spec appendix A); tests shorten them.
 #[derive(Debug, Clone)]

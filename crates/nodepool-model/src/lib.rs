@@ -27,6 +27,7 @@ pub mod python_json;
 pub mod request;
 pub mod states;
 pub mod wire;
+pub mod workers;
 
 pub use component::{Component, ComponentRole, PoolDetails};
 pub use ids::{BuildId, ComponentName, IdError, NodeId, RequestId, UploadId};

@@ -1,4 +1,5 @@
-//! Every loop reports what it is doing, so the CLI and web can show it.
+//! Every daemon loop reports what it is doing, so the CLI and web can show it (STYLE habit
+//! 7). Shared by the launcher and the builder; in memory only.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -52,7 +53,7 @@ impl Workers {
         });
     }
 
-    pub fn error(&self, name: &str, error: &anyhow::Error) {
+    pub fn error(&self, name: &str, error: &dyn std::fmt::Display) {
         self.with(name, |s| {
             s.errors += 1;
             s.last_error = Some(format!("{error:#}"));
