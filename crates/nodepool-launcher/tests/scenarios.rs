@@ -391,32 +391,13 @@ async fn stale_request_lock_directories_are_removed() {
 async fn a_paused_request_that_zuul_withdraws_launches_nothing() {
     let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(1), "")).await;
     h.start_launcher().await;
-    let first = h
-        .zuul
-        .submit(&["small"], RequestOptions::default())
-        .await
-        .expect("submit");
-    let first_req = h.zuul.wait(&first, WAIT).await.expect("wait");
-    let mut set = h.zuul.accept(&first, &first_req).await.expect("accept");
-    h.zuul
-        .use_nodes(&mut set, "org/project")
-        .await
-        .expect("use");
+    let set = h.running_job(&["small"], RequestOptions::default()).await;
     let second = h
         .zuul
         .submit(&["small"], RequestOptions::default())
         .await
         .expect("submit");
-    eventually("second request pending", || async {
-        h.store
-            .requests()
-            .get(&second)
-            .await
-            .ok()
-            .flatten()
-            .is_some_and(|r| r.value.state == RequestState::Pending)
-    })
-    .await;
+    h.wait_pending(&second).await;
     h.zuul.cancel(&second).await.expect("cancel");
     eventually(
         "the paused handler lets go of the withdrawn request",
@@ -494,32 +475,13 @@ async fn requests_naming_a_provider_go_to_it_and_pool_priority_is_respected() {
 async fn graceful_stop_unregisters_and_returns_waiting_requests() {
     let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(1), "")).await;
     h.start_launcher().await;
-    let first = h
-        .zuul
-        .submit(&["small"], RequestOptions::default())
-        .await
-        .expect("submit");
-    let first_req = h.zuul.wait(&first, WAIT).await.expect("wait");
-    let mut set = h.zuul.accept(&first, &first_req).await.expect("accept");
-    h.zuul
-        .use_nodes(&mut set, "org/project")
-        .await
-        .expect("use");
+    let set = h.running_job(&["small"], RequestOptions::default()).await;
     let second = h
         .zuul
         .submit(&["small"], RequestOptions::default())
         .await
         .expect("submit");
-    eventually("second request pending", || async {
-        h.store
-            .requests()
-            .get(&second)
-            .await
-            .ok()
-            .flatten()
-            .is_some_and(|r| r.value.state == RequestState::Pending)
-    })
-    .await;
+    h.wait_pending(&second).await;
     h.stop_launcher(0).await;
     let request = h
         .store
@@ -593,32 +555,13 @@ async fn cloud_quota_counts_unmanaged_servers_and_pauses_the_pool() {
     h.start_launcher().await;
     let cloud = h.cloud_after_start().await;
     cloud.insert_server("someone-elses-vm", nodepool_driver::Metadata::new());
-    let first = h
-        .zuul
-        .submit(&["small"], RequestOptions::default())
-        .await
-        .expect("submit");
-    let first_req = h.zuul.wait(&first, WAIT).await.expect("wait");
-    let mut set = h.zuul.accept(&first, &first_req).await.expect("accept");
-    h.zuul
-        .use_nodes(&mut set, "org/project")
-        .await
-        .expect("use");
+    let set = h.running_job(&["small"], RequestOptions::default()).await;
     let second = h
         .zuul
         .submit(&["small"], RequestOptions::default())
         .await
         .expect("submit");
-    eventually("second request pending at quota", || async {
-        h.store
-            .requests()
-            .get(&second)
-            .await
-            .ok()
-            .flatten()
-            .is_some_and(|r| r.value.state == RequestState::Pending)
-    })
-    .await;
+    h.wait_pending(&second).await;
     assert_eq!(
         cloud.servers().len(),
         2,

@@ -194,6 +194,38 @@ impl Harness {
         .expect("a request is fulfilled")
     }
 
+    /// A job as Zuul runs it up to the build: submit, wait for fulfilment, accept (nodes
+    /// locked, request deleted) and mark the nodes in use. Return them with `zuul.return_nodes`.
+    pub async fn running_job(
+        &self,
+        labels: &[&str],
+        options: nodepool_testkit::RequestOptions,
+    ) -> nodepool_testkit::NodeSet {
+        let id = self.zuul.submit(labels, options).await.expect("submit");
+        let request = self.zuul.wait(&id, WAIT).await.expect("wait");
+        assert_eq!(request.state, nodepool_model::RequestState::Fulfilled);
+        let mut set = self.zuul.accept(&id, &request).await.expect("accept");
+        self.zuul
+            .use_nodes(&mut set, "org/project")
+            .await
+            .expect("use");
+        set
+    }
+
+    /// Waits until a launcher accepted the request (pending: waiting for quota or nodes).
+    pub async fn wait_pending(&self, id: &nodepool_model::RequestId) {
+        eventually("the request is pending", || async {
+            self.store
+                .requests()
+                .get(id)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|r| r.value.state == nodepool_model::RequestState::Pending)
+        })
+        .await;
+    }
+
     /// Waits until `count` pool components are registered (workers started).
     pub async fn wait_pools(&self, count: usize) {
         let store = self.store.clone();

@@ -142,32 +142,13 @@ pub fn quota_config() -> String {
 /// max-servers 1: the second request waits (pending) until the first node is returned.
 pub async fn quota_pauses_the_pool_then_resumes_when_a_node_is_freed(mut h: Harness) {
     h.start_launcher().await;
-    let first = h
-        .zuul
-        .submit(&["small"], RequestOptions::default())
-        .await
-        .expect("submit");
-    let first_req = h.zuul.wait(&first, WAIT).await.expect("wait");
-    let mut set = h.zuul.accept(&first, &first_req).await.expect("accept");
-    h.zuul
-        .use_nodes(&mut set, "org/project")
-        .await
-        .expect("use");
+    let set = h.running_job(&["small"], RequestOptions::default()).await;
     let second = h
         .zuul
         .submit(&["small"], RequestOptions::default())
         .await
         .expect("submit");
-    eventually("second request pending", || async {
-        h.store
-            .requests()
-            .get(&second)
-            .await
-            .ok()
-            .flatten()
-            .is_some_and(|r| r.value.state == RequestState::Pending)
-    })
-    .await;
+    h.wait_pending(&second).await;
     assert_eq!(h.cloud("fake-provider").servers().len(), 1);
     h.zuul.return_nodes(set).await.expect("return");
     let second_req = h.zuul.wait(&second, WAIT).await.expect("wait");
