@@ -10,7 +10,6 @@ use nodepool_store::{LockWait, paths};
 use crate::clock::now;
 use crate::context::Context;
 use crate::decide;
-use crate::launch::run_delete;
 use crate::providers::ProviderRuntime;
 use crate::static_sync;
 
@@ -142,8 +141,12 @@ async fn delete_node(
         }
     }
     if let (Some(cloud), Some(external)) = (&rt.cloud, &node.external_id)
-        && let Err(e) =
-            run_delete(cloud.as_ref(), external, ctx.options.timing.delete_timeout).await
+        && let Err(e) = nodepool_driver::run_delete_machine(
+            cloud.as_ref(),
+            external,
+            ctx.options.timing.delete_timeout,
+        )
+        .await
     {
         tracing::warn!(node_id = %id, error = %e, "instance delete failed; will retry");
         ctx.stats.incr(&format!(

@@ -424,7 +424,7 @@ pub async fn delete_instance(env: &Env, id: NodeId, external: &ExternalId) {
     let Some(cloud) = env.rt.cloud.clone() else {
         return;
     };
-    if let Err(e) = run_delete(
+    if let Err(e) = nodepool_driver::run_delete_machine(
         cloud.as_ref(),
         external,
         env.ctx.options.timing.delete_timeout,
@@ -433,13 +433,4 @@ pub async fn delete_instance(env: &Env, id: NodeId, external: &ExternalId) {
     {
         tracing::warn!(node_id = %id, error = %e, "cannot delete the partial instance; leak cleanup will");
     }
-}
-
-/// Drives a delete machine until it completes, fails or times out.
-pub async fn run_delete(
-    cloud: &dyn nodepool_driver::Provider,
-    external: &ExternalId,
-    timeout: Duration,
-) -> Result<(), DriverError> {
-    nodepool_driver::run_delete_machine(cloud, external, timeout).await
 }

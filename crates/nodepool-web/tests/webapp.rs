@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nodepool_store::{Registration, SqliteBackend, SqliteOptions, Store};
-use nodepool_testkit::fixture;
+use nodepool_testkit::fixture::{self, mask_ages};
 use nodepool_testkit::http::{self, HttpResponse};
 use nodepool_web::server::{LabelSetting, WebState, serve};
 use serde_json::Value;
@@ -98,32 +98,6 @@ impl Site {
         }
         self.store.backend().close().await.unwrap();
     }
-}
-
-/// Ages depend on when the test runs: keep their shape, hide their digits.
-fn mask_ages(text: &str) -> String {
-    text.lines()
-        .map(|line| {
-            line.split('|')
-                .map(|cell| {
-                    let trimmed = cell.trim();
-                    let parts: Vec<&str> = trimmed.split(':').collect();
-                    let is_age = parts.len() == 4
-                        && parts.iter().all(|p| {
-                            let digits = p.strip_prefix('-').unwrap_or(p);
-                            !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit())
-                        });
-                    if is_age {
-                        cell.replace(trimmed, &"X".repeat(trimmed.len()))
-                    } else {
-                        cell.to_owned()
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("|")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// Node-list ages are formatted strings that depend on the clock: blank them. Epoch ages

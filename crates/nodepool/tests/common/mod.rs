@@ -81,31 +81,7 @@ impl Run {
     }
 }
 
-/// Ages depend on when the test runs: keep their shape, hide their digits.
-pub fn mask_ages(text: &str) -> String {
-    text.lines()
-        .map(|line| {
-            line.split('|')
-                .map(|cell| {
-                    let trimmed = cell.trim();
-                    let parts: Vec<&str> = trimmed.split(':').collect();
-                    let is_age = parts.len() == 4
-                        && parts.iter().all(|p| {
-                            let digits = p.strip_prefix('-').unwrap_or(p);
-                            !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
-                        });
-                    if is_age {
-                        cell.replace(|c: char| c.is_ascii_digit() || c == '-', "X")
-                    } else {
-                        cell.to_owned()
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("|")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
+pub use nodepool_testkit::fixture::mask_ages;
 
 /// Compares after masking ages; `any_row_order` for listings in store child order, which
 /// is unsorted in ZooKeeper (Nodepool's own order is not reproducible either).
