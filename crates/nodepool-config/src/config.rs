@@ -399,6 +399,8 @@ pub struct QemuProvider {
     pub host_ram: Option<u64>,
     /// Inclusive range of host ports forwarded to the VMs' SSH.
     pub ssh_port_range: (u16, u16),
+    /// The private key whose `.pub` is injected into every node (made when missing).
+    pub ssh_key: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -417,6 +419,8 @@ pub struct ContainerProvider {
     pub subnet: String,
     pub boot_timeout: u64,
     pub launch_retries: u32,
+    /// The private key whose `.pub` is injected into every node (made when missing).
+    pub ssh_key: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq)]

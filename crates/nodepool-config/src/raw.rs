@@ -548,6 +548,7 @@ raw_struct!(RawQemuProvider, "a qemu provider" {
     host_cores: i64 = "host-cores",
     host_ram: i64 = "host-ram",
     ssh_port_range: String = "ssh-port-range",
+    ssh_key: String = "ssh-key",
     diskimages: Vec<RawLocalDiskImage> = "diskimages",
     cloud_images: Vec<RawLocalCloudImage> = "cloud-images",
     pools: Vec<RawQemuPool> = "pools",
@@ -605,6 +606,7 @@ raw_struct!(RawContainerProvider, "a container provider" {
     subnet: String = "subnet",
     boot_timeout: i64 = "boot-timeout",
     launch_retries: i64 = "launch-retries",
+    ssh_key: String = "ssh-key",
     diskimages: Vec<RawLocalDiskImage> = "diskimages",
     pools: Vec<RawContainerPool> = "pools",
 });

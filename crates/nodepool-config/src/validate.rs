@@ -1905,6 +1905,7 @@ fn validate_qemu(p: &RawQemuProvider, known: &KnownNames, cx: &mut Collector) ->
         })
         .collect();
     let cloud_images = collect_unique(cx, cloud_images, "cloud-image");
+    let state_dir = path_or(&p.state_dir, "/var/lib/nodepool/qemu/nodes");
     let accel = match one_of(cx, &p.accel, &["auto", "kvm", "tcg"], "auto").as_str() {
         "kvm" => QemuAccel::Kvm,
         "tcg" => QemuAccel::Tcg,
@@ -1987,7 +1988,8 @@ fn validate_qemu(p: &RawQemuProvider, known: &KnownNames, cx: &mut Collector) ->
         image_type: Some(image_format),
         settings: ProviderSettings::Qemu(QemuProvider {
             image_dir: path_or(&p.image_dir, "/var/lib/nodepool/qemu/images"),
-            state_dir: path_or(&p.state_dir, "/var/lib/nodepool/qemu/nodes"),
+            ssh_key: ssh_key_path(&p.ssh_key, &state_dir),
+            state_dir,
             qemu_binary: string(&p.qemu_binary).unwrap_or_else(|| "qemu-system-x86_64".into()),
             accel,
             // Software emulation boots slowly; give it time.
@@ -2002,6 +2004,13 @@ fn validate_qemu(p: &RawQemuProvider, known: &KnownNames, cx: &mut Collector) ->
             ssh_port_range,
         }),
     })
+}
+
+/// `ssh-key`, or `id_ed25519` in the provider's state directory.
+fn ssh_key_path(raw: &Option<Sp<String>>, state_dir: &std::path::Path) -> PathBuf {
+    string(raw)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| state_dir.join("id_ed25519"))
 }
 
 fn parse_port_range(text: &str) -> Option<(u16, u16)> {
@@ -2019,6 +2028,7 @@ fn validate_container(
     let common = common(cx, &p.at, &p.name, &p.max_concurrency, &p.priority)?;
     let name = common.name.clone();
     let diskimages = local_diskimages(cx, known, &name, &p.diskimages);
+    let state_dir = path_or(&p.state_dir, "/var/lib/nodepool/container/nodes");
     let subnet = string(&p.subnet).unwrap_or_else(|| "172.31.240.0/20".into());
     if let Some(s) = &p.subnet
         && !is_ipv4_cidr(&s.value)
@@ -2102,7 +2112,8 @@ fn validate_container(
         image_type: Some("tar".into()),
         settings: ProviderSettings::Container(ContainerProvider {
             image_dir: path_or(&p.image_dir, "/var/lib/nodepool/container/images"),
-            state_dir: path_or(&p.state_dir, "/var/lib/nodepool/container/nodes"),
+            ssh_key: ssh_key_path(&p.ssh_key, &state_dir),
+            state_dir,
             subnet,
             boot_timeout: positive(cx, &p.boot_timeout, 30),
             launch_retries: positive(cx, &p.launch_retries, 3) as u32,

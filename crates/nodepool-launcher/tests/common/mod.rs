@@ -49,6 +49,9 @@ pub struct Harness {
     pub zuul: ZuulClient,
     pub nodes: TreeCache,
     pub fake: Arc<FakeDriver>,
+    /// Drivers besides the fake one (a scenario file for a real driver pushes it here
+    /// before starting launchers).
+    pub drivers: Vec<Arc<dyn nodepool_driver::Driver>>,
     pub launchers: Vec<(Launcher, Store)>,
 }
 
@@ -85,6 +88,7 @@ impl Harness {
             store,
             nodes,
             fake: Arc::new(FakeDriver::new()),
+            drivers: Vec::new(),
             launchers: Vec::new(),
         }
     }
@@ -92,6 +96,9 @@ impl Harness {
     pub fn registry(&self) -> DriverRegistry {
         let mut registry = DriverRegistry::new();
         registry.register(self.fake.clone());
+        for driver in &self.drivers {
+            registry.register(driver.clone());
+        }
         registry
     }
 
