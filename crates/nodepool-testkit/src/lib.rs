@@ -31,6 +31,7 @@
 mod certificates;
 pub mod fixture;
 pub mod http;
+pub mod images;
 mod proxy;
 mod sshd;
 pub mod wait;
