@@ -61,16 +61,18 @@ pub fn qemu_args(
         args.extend(["-accel".into(), "tcg,tb-size=256".into()]);
     }
     args.extend([
+        // No window, but a VGA device: GRUB and the BIOS want a video console.
         "-display".into(),
-        "none".into(),
-        "-vga".into(),
         "none".into(),
         "-monitor".into(),
         "none".into(),
         "-serial".into(),
         format!("file:{}", path(node.console())),
         "-drive".into(),
-        format!("file={},if=virtio,format=qcow2", path(node.overlay())),
+        format!("file={},if=none,format=qcow2,id=root", path(node.overlay())),
+        // The boot disk first, whatever order the PCI slots give.
+        "-device".into(),
+        "virtio-blk-pci,drive=root,bootindex=0".into(),
         "-drive".into(),
         format!(
             "file={},if=none,format=raw,id=nodepool-config,readonly=on",

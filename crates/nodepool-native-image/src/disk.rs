@@ -19,7 +19,19 @@ pub const SECTOR: u64 = 512;
 pub const PARTITION_START: u64 = 2048;
 /// GRUB modules built into the core image: enough to read `/boot/grub` on the ext4 root
 /// partition of an MBR disk through the BIOS, then everything else loads from there.
-pub const CORE_MODULES: &[&str] = &["biosdisk", "part_msdos", "ext2", "normal", "linux"];
+pub const CORE_MODULES: &[&str] = &[
+    "biosdisk",
+    "part_msdos",
+    "ext2",
+    "search",
+    "search_label",
+    "normal",
+    "linux",
+];
+
+/// Built into the core image: find the root file system by its label, so the disk boots
+/// whatever BIOS drive number it gets (a VM with a second disk, a cloud's extra volumes).
+pub const EARLY_CONFIG: &str = "search --no-floppy --label --set=root cloudimg-rootfs\nset prefix=($root)/boot/grub\n";
 
 /// Sector 0: `boot.img`'s code (its first 440 bytes; the rest of the sector is the disk
 /// signature and the partition table) and one bootable Linux partition from
@@ -56,10 +68,15 @@ pub async fn make(spec: &NativeSpec, root: &Path, out: &Path, log: &BuildLog) ->
         &format!("making a {} GiB disk (GRUB, ext4 by mke2fs -d)", spec.disk_size_gib),
     );
     let core = with_suffix(out, "core");
+    let early = with_suffix(out, "grub.cfg");
     let result = async {
+        std::fs::write(&early, EARLY_CONFIG)
+            .with_context(|| format!("writing {}", early.display()))?;
         log.run(
             tokio::process::Command::new("grub-mkimage")
-                .args(["-O", "i386-pc", "-p", "(hd0,msdos1)/boot/grub", "-o"])
+                .args(["-O", "i386-pc", "-p", "/boot/grub", "-c"])
+                .arg(&early)
+                .arg("-o")
                 .arg(&core)
                 .args(CORE_MODULES),
         )
@@ -105,6 +122,7 @@ pub async fn make(spec: &NativeSpec, root: &Path, out: &Path, log: &BuildLog) ->
     }
     .await;
     let _ = std::fs::remove_file(&core);
+    let _ = std::fs::remove_file(&early);
     result
 }
 

@@ -35,6 +35,10 @@ pub use log::BuildLog;
 /// `/usr/local/sbin/nodepool-firstboot`).
 pub const FIRSTBOOT_SCRIPT: &str = include_str!("firstboot.sh");
 
+/// Bumped whenever what a build writes changes (disk layout, boot set-up), so caches of
+/// finished images (the tests') know to rebuild.
+pub const LAYOUT_VERSION: u32 = 2;
+
 /// The formats this back-end makes.
 pub const FORMATS: &[&str] = &["qcow2", "raw", "vhd", "tar"];
 

@@ -258,7 +258,10 @@ fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 /// on the serial port too (what `console_log` shows).
 pub fn grub_config(kernel_version: &str) -> String {
     format!(
-        "set timeout=0\n\
+        "serial --unit=0 --speed=115200\n\
+         terminal_input serial console\n\
+         terminal_output serial console\n\
+         set timeout=0\n\
          set default=0\n\
          menuentry 'Debian' {{\n\
          \x20 linux /boot/vmlinuz-{kernel_version} root=LABEL={ROOT_LABEL} ro console=tty0 console=ttyS0,115200n8\n\

@@ -46,7 +46,11 @@ pub fn test_spec() -> NativeSpec {
     };
     spec.output_base = cache
         .join("images")
-        .join(format!("test-{}", rootfs::cache_key(&spec)));
+        .join(format!(
+            "test-{}-v{}",
+            rootfs::cache_key(&spec),
+            nodepool_native_image::LAYOUT_VERSION
+        ));
     spec
 }
 
