@@ -16,6 +16,11 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v ssh-keyscan >/dev/null || need_apt+=(openssh-client)
 command -v ip >/dev/null || need_apt+=(iproute2)
+# The native image builder (debootstrap, GRUB's BIOS images, mke2fs/debugfs) and the qemu
+# driver.
+command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+[ -f /usr/lib/grub/i386-pc/boot.img ] || need_apt+=(grub-pc-bin)
+command -v mke2fs >/dev/null || need_apt+=(e2fsprogs)
 command -v chromium >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
@@ -26,6 +31,20 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+# qemu-system-x86 must come with a qemu-utils of its own version: some machines have a newer
+# backported qemu-utils that it cannot be installed beside, so ask for the release's one.
+if ! command -v qemu-system-x86_64 >/dev/null || ! command -v qemu-img >/dev/null; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: missing qemu-system-x86/qemu-utils (run as root to install them)" >&2
+    exit 1
+  fi
+  echo "setup: installing qemu-system-x86 and qemu-utils"
+  apt-get update -qq
+  codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-x86 qemu-utils >/dev/null 2>&1 ||
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --allow-downgrades \
+      qemu-system-x86 "qemu-utils/$codename" >/dev/null
+fi
 
 # A Python venv with kazoo (the client Nodepool and Zuul use) and Python Nodepool 11's own
 # ZooKeeper code and launcher (with the fake driver) for the interoperability tests.
@@ -35,4 +54,21 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import kazoo, nodepoo
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q 'kazoo==2.9.0' pyyaml paramiko cachetools
   "$venv/bin/pip" install -q 'nodepool==11.0.0' 'kazoo==2.9.0' cachetools
+fi
+# moto's server: a local AWS API (EC2, EBS direct, S3, service quotas) for the aws driver tests.
+if ! "$venv/bin/python" -c 'import moto.server, flask' 2>/dev/null; then
+  echo "setup: installing moto[server] into $venv"
+  "$venv/bin/pip" install -q 'moto[server]'
+fi
+# A real, loopback-only OpenStack (Keystone, Glance, Placement, Nova with the fake virt
+# driver, Neutron; Debian's Zed packages) for the openstack driver tests; the tests start it
+# (scripts/openstack/ensure.sh). Installs only when its packages or configs are missing.
+if ! dpkg -s nova-api neutron-server keystone glance-api placement-api qemu-utils >/dev/null 2>&1 \
+   || [ ! -f /etc/nova/nova-db.conf ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: the local OpenStack is not installed (run as root to install it)" >&2
+    exit 1
+  fi
+  echo "setup: installing the local OpenStack (scripts/openstack/setup.sh)"
+  bash "$(dirname "$0")/openstack/setup.sh"
 fi

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use nodepool_config::{Config, DiskImage};
+use nodepool_config::{BuildBackend, Config, DiskImage, NativeBuild};
 use nodepool_model::{BuildId, BuildState, ImageBuild};
 use nodepool_store::LockWait;
 
@@ -146,6 +146,31 @@ async fn run_command(
 ) -> anyhow::Result<Outcome> {
     let log = std::fs::File::create(log_path)
         .with_context(|| format!("creating {}", log_path.display()))?;
+    let timeout = Duration::from_secs(image.build_timeout);
+    let mut shutdown = ctx.shutdown.clone();
+    if let BuildBackend::Native(native) = &image.backend {
+        drop(log);
+        let spec = native_spec(ctx, image, native, base);
+        tracing::info!(image = %image.name, log = %log_path.display(), "running a native build");
+        let build_log = nodepool_native_image::BuildLog::new(log_path);
+        // Dropping the build (timeout, shutdown) kills its tools and removes partial files.
+        let outcome = tokio::select! {
+            result = nodepool_native_image::build(&spec, &build_log) => match result {
+                Ok(_) => Outcome::Exited(0),
+                Err(e) => {
+                    build_log.line(&format!("native build failed: {e:#}"));
+                    tracing::warn!(image = %image.name, error = %format!("{e:#}"), "native build failed");
+                    Outcome::Exited(1)
+                }
+            },
+            _ = tokio::time::sleep(timeout) => Outcome::TimedOut,
+            _ = shutdown.wait_for(|s| *s) => Outcome::Stopped,
+        };
+        if let Outcome::Exited(rc) = outcome {
+            build_log.line(&format!("Exit code: {rc}"));
+        }
+        return Ok(outcome);
+    }
     let line = dib_command_line(image, base);
     tracing::info!(image = %image.name, command = %line, log = %log_path.display(), "running the build command");
     let mut command = tokio::process::Command::new("/bin/sh");
@@ -164,8 +189,6 @@ async fn run_command(
     }
     command.envs(&image.env_vars);
     let mut child = command.spawn().context("starting the build command")?;
-    let timeout = Duration::from_secs(image.build_timeout);
-    let mut shutdown = ctx.shutdown.clone();
     let outcome = tokio::select! {
         status = child.wait() => Outcome::Exited(status?.code().unwrap_or(1)),
         _ = tokio::time::sleep(timeout) => Outcome::TimedOut,
@@ -180,6 +203,40 @@ async fn run_command(
         writeln!(log, "Exit code: {rc}")?;
     }
     Ok(outcome)
+}
+
+/// The default suite when a native diskimage names no `release`.
+pub const NATIVE_DEFAULT_RELEASE: &str = "bookworm";
+
+/// How long a cached native root file system is used before `apt-get dist-upgrade`: a bit
+/// under a day, so the daily rebuild (`rebuild-age` 24 h) gets the day's updates.
+const NATIVE_REFRESH: Duration = Duration::from_secs(20 * 3600);
+
+fn native_spec(
+    ctx: &Context,
+    image: &DiskImage,
+    native: &NativeBuild,
+    base: &Path,
+) -> nodepool_native_image::NativeSpec {
+    nodepool_native_image::NativeSpec {
+        image_name: image.name.clone(),
+        distribution: native.distribution.clone(),
+        release: if image.release.is_empty() {
+            NATIVE_DEFAULT_RELEASE.to_string()
+        } else {
+            image.release.clone()
+        },
+        mirror: native.mirror.clone(),
+        packages: native.packages.clone(),
+        kernel: native.kernel.clone(),
+        disk_size_gib: native.disk_size,
+        username: image.username.clone(),
+        formats: image.formats.iter().cloned().collect(),
+        // A dot name: never taken for a build's files by the janitor.
+        cache_dir: ctx.images_dir.join(".native-cache"),
+        output_base: base.to_path_buf(),
+        refresh_after: NATIVE_REFRESH,
+    }
 }
 
 async fn build(

@@ -20,12 +20,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::cli::{BuilderArgs, DaemonMode, LauncherArgs, UpArgs};
-use crate::commands::{Context, not_implemented};
+use crate::commands::Context;
 
 /// The drivers built into this binary.
 pub fn drivers() -> DriverRegistry {
     let mut registry = DriverRegistry::new();
     registry.register(Arc::new(nodepool_driver_fake::FakeDriver::new()));
+    registry.register(Arc::new(nodepool_driver_container::ContainerDriver::new()));
+    registry.register(Arc::new(nodepool_driver_qemu::QemuDriver::new()));
     registry
 }
 
@@ -236,9 +238,115 @@ pub fn builder(context: &Context, args: &BuilderArgs) -> anyhow::Result<ExitCode
     })
 }
 
-/// `nodepool up`: launcher, builder and web server in one process.
+/// `nodepool up`: builder, launcher and web server in one process on the configured store
+/// (the embedded SQLite file unless the configuration names ZooKeeper). It prints how to
+/// reach each node as it becomes ready; SIGINT (Ctrl-C) stops everything, leaving nodes,
+/// images and the store for the next `up` to reuse.
 pub fn up(context: &Context, _args: &UpArgs) -> anyhow::Result<ExitCode> {
-    not_implemented(context, "up")
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start a runtime")?;
+    runtime.block_on(async {
+        let store = crate::store::open(&context.config).await?;
+        let listener = Webapp::bind(context).await?;
+        let builder_options = BuilderOptions::new(
+            context.settings.config.clone(),
+            context.settings.secure.clone(),
+        );
+        let builder = Builder::start(store.clone(), drivers(), builder_options).await?;
+        let launcher_options = LauncherOptions::new(
+            context.settings.config.clone(),
+            context.settings.secure.clone(),
+        );
+        let launcher = Launcher::start(store.clone(), drivers(), launcher_options).await?;
+        let webapp = Webapp::start(context, store.clone(), listener, launcher.observer());
+        let address = format!(
+            "http://{}:{}/dashboard",
+            context.config.webapp.listen_address, context.config.webapp.port
+        );
+        println!("nodepool up: builder, launcher and web running; dashboard at {address}");
+        println!("Images are built first (minutes the first time); Ctrl-C stops.");
+        let reporter = tokio::spawn(report_ready_nodes(store.clone(), Arc::new(context.config.clone())));
+        let stop = wait_for_stop_signal();
+        tokio::pin!(stop);
+        let mut check = tokio::time::interval(READY_CHECK);
+        loop {
+            tokio::select! {
+                result = &mut stop => break result?,
+                _ = check.tick(), if !webapp.ready.load(Ordering::SeqCst) => {
+                    if launcher.is_ready() {
+                        webapp.ready.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
+        }
+        println!("nodepool up: stopping (nodes and images stay for the next run)");
+        reporter.abort();
+        webapp.stop().await;
+        launcher.stop().await;
+        builder.stop().await;
+        if let Err(e) = store.backend().close().await {
+            tracing::debug!(error = %e, "closing the store session failed");
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// How often `up` looks for nodes that became ready.
+const REPORT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Prints one line per node the first time it is seen READY: how to log in to it.
+async fn report_ready_nodes(store: Store, config: Arc<nodepool_config::Config>) {
+    let mut reported = std::collections::BTreeSet::new();
+    loop {
+        if let Ok(ids) = store.nodes().ids().await {
+            for id in ids {
+                if reported.contains(&id) {
+                    continue;
+                }
+                let Ok(Some(node)) = store.nodes().get(id).await else {
+                    continue;
+                };
+                if node.value.state != nodepool_model::NodeState::Ready {
+                    continue;
+                }
+                reported.insert(id);
+                println!("{}", how_to_reach(&config, id, &node.value));
+            }
+        }
+        tokio::time::sleep(REPORT_INTERVAL).await;
+    }
+}
+
+/// `node 0000000001 (debian on local-qemu) is ready: ssh -i KEY -p PORT zuul@127.0.0.1`.
+fn how_to_reach(
+    config: &nodepool_config::Config,
+    id: nodepool_model::NodeId,
+    node: &nodepool_model::Node,
+) -> String {
+    let provider = node.provider.clone().unwrap_or_default();
+    let key = config
+        .providers
+        .get(&provider)
+        .and_then(|p| match &p.settings {
+            nodepool_config::ProviderSettings::Qemu(q) => Some(q.ssh_key.clone()),
+            nodepool_config::ProviderSettings::Container(c) => Some(c.ssh_key.clone()),
+            _ => None,
+        });
+    let port = match &node.connection_port {
+        Some(nodepool_model::ConnectionPort::Port(p)) if *p != 22 => format!(" -p {p}"),
+        _ => String::new(),
+    };
+    let user = node.username.clone().unwrap_or_else(|| "root".into());
+    let host = node.interface_ip.clone().unwrap_or_default();
+    let key = key
+        .map(|k| format!(" -i {}", k.display()))
+        .unwrap_or_default();
+    format!(
+        "node {id} ({} on {provider}) is ready: ssh{key}{port} {user}@{host}",
+        node.node_type.join(",")
+    )
 }
 
 /// `--repl` opens a Python shell in Nodepool; scripts may still pass it.

@@ -89,20 +89,6 @@ fn dispatch(settings: Settings, command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The honest answer of a command whose implementation needs the store, which does not
-/// exist yet: say so on stderr and fail.
-fn not_implemented(context: &Context, command: &str) -> anyhow::Result<ExitCode> {
-    let config = &context.config;
-    tracing::debug!(
-        providers = config.providers.len(),
-        labels = config.labels.len(),
-        diskimages = config.diskimages.len(),
-        "configuration {} loaded",
-        context.settings.config.display()
-    );
-    eprintln!("nodepool {command}: not implemented yet (needs the store)");
-    Ok(ExitCode::FAILURE)
-}
 
 /// Wall-clock seconds since the epoch, as Nodepool's `time.time()`: ages and state times
 /// are compared across hosts.

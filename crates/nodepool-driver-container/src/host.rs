@@ -1,0 +1,303 @@
+//! This machine: the tools the driver runs, root, mounts, processes and its size.
+//!
+//! Everything that changes the system goes through a subprocess (`ip`, `mount`, `unshare`,
+//! ...): the workspace forbids `unsafe`, and these commands are what an operator would type
+//! to inspect or repair a node by hand.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use nodepool_driver::DriverError;
+use tokio::process::Command;
+
+/// Directories searched for tools besides `PATH`: a launcher started without the `sbin`
+/// directories in its `PATH` still finds `ip` and `chroot`.
+const EXTRA_TOOL_DIRS: &[&str] = &[
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+];
+
+/// Absolute paths of every program the driver runs, found once per provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tools {
+    pub ip: PathBuf,
+    pub unshare: PathBuf,
+    pub setsid: PathBuf,
+    pub mount: PathBuf,
+    pub umount: PathBuf,
+    pub tar: PathBuf,
+    pub ssh_keygen: PathBuf,
+    pub chroot: PathBuf,
+    pub kill: PathBuf,
+    pub hostname: PathBuf,
+    pub sh: PathBuf,
+}
+
+/// Where `program` is, searching `path` (a `PATH` value) then [`EXTRA_TOOL_DIRS`].
+fn find_program(program: &str, path: Option<&OsStr>) -> Option<PathBuf> {
+    let from_path = path.map(|p| std::env::split_paths(p).collect::<Vec<_>>());
+    from_path
+        .unwrap_or_default()
+        .into_iter()
+        .chain(EXTRA_TOOL_DIRS.iter().map(PathBuf::from))
+        .map(|dir| dir.join(program))
+        .find(|candidate| {
+            fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0)
+        })
+}
+
+impl Tools {
+    /// Checks that this process is root and finds every tool, naming what is missing.
+    pub fn find() -> Result<Tools, DriverError> {
+        if !cfg!(target_os = "linux") {
+            return Err(DriverError::Fatal(
+                "the container driver runs only on Linux".into(),
+            ));
+        }
+        // `/proc/self` belongs to the process's effective user.
+        let uid = fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .map_err(|e| DriverError::Fatal(format!("cannot read /proc/self: {e}")))?;
+        if uid != 0 {
+            return Err(DriverError::Fatal(format!(
+                "the container driver needs root (overlay mounts, network namespaces); running as uid {uid}"
+            )));
+        }
+        let path = std::env::var_os("PATH");
+        let mut missing = Vec::new();
+        let mut find = |program: &str, package: &str| {
+            find_program(program, path.as_deref()).unwrap_or_else(|| {
+                missing.push(format!("{program} (package {package})"));
+                PathBuf::new()
+            })
+        };
+        let tools = Tools {
+            ip: find("ip", "iproute2"),
+            unshare: find("unshare", "util-linux"),
+            setsid: find("setsid", "util-linux"),
+            mount: find("mount", "mount"),
+            umount: find("umount", "mount"),
+            tar: find("tar", "tar"),
+            ssh_keygen: find("ssh-keygen", "openssh-client"),
+            chroot: find("chroot", "coreutils"),
+            kill: find("kill", "procps"),
+            hostname: find("hostname", "hostname"),
+            sh: find("sh", "dash"),
+        };
+        if missing.is_empty() {
+            Ok(tools)
+        } else {
+            Err(DriverError::Fatal(format!(
+                "the container driver needs programs that are not installed: {}",
+                missing.join(", ")
+            )))
+        }
+    }
+}
+
+/// The command line as text, for error messages and logs.
+fn describe(command: &Command) -> String {
+    let std = command.as_std();
+    let mut text = std.get_program().to_string_lossy().into_owned();
+    for arg in std.get_args() {
+        text.push(' ');
+        text.push_str(&arg.to_string_lossy());
+    }
+    text
+}
+
+/// Runs `command` to completion; a failure names the command, its status and its stderr.
+pub async fn run(command: &mut Command) -> Result<String, DriverError> {
+    let text = describe(command);
+    let output = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| DriverError::Fatal(format!("cannot run `{text}`: {e}")))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(DriverError::Fatal(format!(
+            "`{text}` failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )))
+    }
+}
+
+/// Decodes the octal escapes (`\040` for a space) `/proc/self/mountinfo` uses in paths.
+fn unescape_mount_path(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
+            let value = bytes[i + 1..i + 4]
+                .iter()
+                .fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
+            out.push(u8::try_from(value).unwrap_or(b'?'));
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether `mountinfo` (the text of `/proc/self/mountinfo`) has a mount at `path`.
+pub fn mountinfo_has_mount_point(mountinfo: &str, path: &Path) -> bool {
+    let wanted = path.to_string_lossy();
+    mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .any(|field| unescape_mount_path(field) == wanted)
+}
+
+/// Whether something is mounted at `path` in this process's mount namespace.
+pub fn is_mount_point(path: &Path) -> Result<bool, DriverError> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| DriverError::Fatal(format!("cannot read /proc/self/mountinfo: {e}")))?;
+    // mountinfo shows resolved paths: a state dir reached through a symlink must still be
+    // found mounted, or a delete would remove files through the live overlay.
+    let resolved = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    Ok(mountinfo_has_mount_point(&mountinfo, &resolved))
+}
+
+/// `MemTotal` of a `/proc/meminfo` text, in MiB.
+pub fn parse_mem_total_mib(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let mut fields = line.split_whitespace().skip(1);
+    let amount: u64 = fields.next()?.parse().ok()?;
+    match fields.next() {
+        Some("kB") | None => Some(amount / 1024),
+        Some(_) => None,
+    }
+}
+
+/// This machine's RAM in MiB.
+pub fn mem_total_mib() -> Result<u64, DriverError> {
+    let meminfo = fs::read_to_string("/proc/meminfo")
+        .map_err(|e| DriverError::Fatal(format!("cannot read /proc/meminfo: {e}")))?;
+    parse_mem_total_mib(&meminfo)
+        .ok_or_else(|| DriverError::Fatal("/proc/meminfo has no MemTotal line".into()))
+}
+
+/// Whether a `/proc/<pid>/cmdline` (NUL-separated arguments) mentions `needle` in an argument.
+/// Before killing the pid in a pidfile the driver checks that it is still the container's
+/// process and not an unrelated one that got the pid after a reboot.
+pub fn cmdline_mentions(cmdline: &[u8], needle: &str) -> bool {
+    cmdline
+        .split(|b| *b == 0)
+        .any(|arg| String::from_utf8_lossy(arg).contains(needle))
+}
+
+/// Whether process `pid` exists and its command line mentions `needle`. A zombie has an empty
+/// command line, so it counts as gone.
+pub fn process_alive(pid: u32, needle: &str) -> bool {
+    fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| cmdline_mentions(&c, needle))
+}
+
+/// The pids of `pid`'s children (all its threads'), empty if it is gone.
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for task in tasks.filter_map(Result::ok) {
+        if let Ok(text) = fs::read_to_string(task.path().join("children")) {
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+    }
+    out
+}
+
+/// The state letter of a `/proc/<pid>/stat` text (`R`, `S`, `Z`, ...): the field after the
+/// command name, which is in parentheses and may itself hold spaces and parentheses.
+pub fn stat_state(stat: &str) -> Option<char> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().next()?.chars().next()
+}
+
+/// Whether process `pid` exists and is not a zombie (a killed process whose parent has not
+/// reaped it yet is as good as gone).
+pub fn pid_running(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat_state(&stat))
+        .is_some_and(|state| !matches!(state, 'Z' | 'X' | 'x'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_mount_points_are_matched_exactly_and_unescaped() {
+        let mountinfo = "22 27 0:21 / /proc rw,relatime - proc proc rw\n\
+            101 27 0:50 / /var/lib/np/nodes/np1/merged rw,relatime - overlay overlay rw,lowerdir=/x\n\
+            102 27 0:51 / /tmp/with\\040space rw - tmpfs tmpfs rw\n";
+        assert!(mountinfo_has_mount_point(
+            mountinfo,
+            Path::new("/var/lib/np/nodes/np1/merged")
+        ));
+        assert!(!mountinfo_has_mount_point(
+            mountinfo,
+            Path::new("/var/lib/np/nodes/np1")
+        ));
+        assert!(mountinfo_has_mount_point(
+            mountinfo,
+            Path::new("/tmp/with space")
+        ));
+    }
+
+    #[test]
+    fn mem_total_is_read_in_mib() {
+        let meminfo = "MemTotal:       16314884 kB\nMemFree:         1000 kB\n";
+        assert_eq!(parse_mem_total_mib(meminfo), Some(15932));
+        assert_eq!(parse_mem_total_mib("MemFree: 1 kB\n"), None);
+        assert_eq!(parse_mem_total_mib("MemTotal: lots kB\n"), None);
+    }
+
+    #[test]
+    fn cmdline_matches_whole_arguments_by_substring() {
+        let cmdline =
+            b"unshare\0--mount-proc=/state/np1/merged/proc\0/bin/sh\0/state/np1/init.sh\0";
+        assert!(cmdline_mentions(cmdline, "/state/np1/init.sh"));
+        assert!(!cmdline_mentions(cmdline, "/state/np2/"));
+        assert!(!cmdline_mentions(b"", "/state/np1/"));
+    }
+
+    #[test]
+    fn stat_state_skips_odd_command_names() {
+        assert_eq!(stat_state("42 (sshd) S 1 42 42 0"), Some('S'));
+        assert_eq!(stat_state("42 (a) b) Z 1 42"), Some('Z'));
+        assert_eq!(stat_state("garbage"), None);
+        assert!(pid_running(std::process::id()));
+    }
+
+    #[test]
+    fn programs_are_found_outside_path_too() {
+        let sh = find_program("sh", Some(OsStr::new("/nonexistent")));
+        assert!(sh.is_some_and(|p| p.is_absolute()));
+        assert_eq!(find_program("no-such-program-np", None), None);
+    }
+}

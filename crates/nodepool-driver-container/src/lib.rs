@@ -1,0 +1,32 @@
+//! The container driver (`driver: container`): a fast local cloud on this machine.
+//!
+//! A node is a container made from an image the builder uploaded as a `tar` of a Debian root
+//! file system:
+//!
+//! * [`image`]: uploads are unpacked once into `<image-dir>/<name>/rootfs`, the read-only
+//!   lower layer all nodes of the image share.
+//! * `machines`: a node is an overlayfs mount (`<state-dir>/np<id>/merged`) with the
+//!   provider's SSH key injected and fresh host keys, its own network namespace joined to this
+//!   machine by a veth pair with a /30 from `subnet` ([`address`]), and sshd running as PID 1
+//!   of new PID, mount and UTS namespaces, detached from the launcher so it survives a
+//!   restart. The instance reports the host keys, so the launcher needs no key scan.
+//! * [`ContainerProvider`]: listings (every node directory with its `metadata.json`, so the
+//!   launcher finds leaks by node id), quota (the host's CPUs and RAM; labels' `cores` and
+//!   `ram`) and console logs.
+//!
+//! The driver runs only as root on Linux, with `iproute2`, `util-linux`, `openssh-client`
+//! and `tar`; otherwise every operation fails with a `Fatal` error naming what is missing.
+
+pub mod address;
+mod driver;
+pub mod host;
+pub mod image;
+mod machines;
+pub mod node_dir;
+mod provider;
+pub mod rootfs;
+pub mod testing;
+
+pub use driver::ContainerDriver;
+pub use machines::{ContainerCreateMachine, ContainerDeleteMachine};
+pub use provider::ContainerProvider;
