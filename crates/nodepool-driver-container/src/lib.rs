@@ -25,7 +25,6 @@ mod machines;
 pub mod node_dir;
 mod provider;
 pub mod rootfs;
-pub mod testing;
 
 pub use driver::ContainerDriver;
 pub use machines::{ContainerCreateMachine, ContainerDeleteMachine};

@@ -13,10 +13,11 @@ use nodepool_driver::{
     CreateSpec, DriverError, ImageUploadSpec, Instance, Metadata, Provider, metadata_keys,
 };
 use nodepool_driver_container::host::is_mount_point;
-use nodepool_driver_container::testing::{TEST_IMAGE_USER, test_image_tar};
 use nodepool_driver_container::{ContainerDriver, address};
 use nodepool_model::ExternalId;
 
+/// The login user of the native test image (`nodepool_testkit::images`).
+const TEST_IMAGE_USER: &str = "zuul";
 const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
 const IMAGE: &str = "ct-image-0000000001";
 
@@ -55,10 +56,11 @@ fn cloud(subnet: &str) -> Cloud {
 }
 
 async fn upload(cloud: &Cloud) -> String {
-    let tar = tokio::task::spawn_blocking(test_image_tar)
+    // The native builder's own image, as the builder would upload it.
+    let tar = nodepool_testkit::images::native_test_image()
         .await
-        .expect("join")
-        .expect("test image");
+        .expect("native test image")
+        .file("tar");
     let began = Instant::now();
     let id = cloud
         .provider

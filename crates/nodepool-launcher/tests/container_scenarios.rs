@@ -12,13 +12,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{Harness, WAIT, eventually};
 use nodepool_driver::{Driver, ImageUploadSpec, Metadata};
-use nodepool_driver_container::testing::{TEST_IMAGE_USER, test_image_tar};
 use nodepool_driver_container::{ContainerDriver, address, host, rootfs};
 use nodepool_model::{
     BuildId, BuildState, ImageBuild, ImageUpload, NodeState, RequestState, UploadState,
 };
 use nodepool_testkit::RequestOptions;
 
+/// The login user of the native test image (`nodepool_testkit::images`).
+const TEST_IMAGE_USER: &str = "zuul";
 const IMAGE: &str = "ct-image";
 const PROVIDER: &str = "ct-provider";
 /// Distinct from the driver crate's tests' subnets, so both run at once.
@@ -52,10 +53,11 @@ async fn upload_image(h: &Harness, text: &str) {
     let provider = ContainerDriver::new()
         .build(provider_config)
         .expect("provider");
-    let tar = tokio::task::spawn_blocking(test_image_tar)
+    // The native builder's own image, as the builder would upload it.
+    let tar = nodepool_testkit::images::native_test_image()
         .await
-        .expect("join")
-        .expect("test image");
+        .expect("native test image")
+        .file("tar");
     let external_name = format!("{IMAGE}-0000000001");
     let external_id = provider
         .upload_image(&ImageUploadSpec {
