@@ -57,9 +57,8 @@ pub async fn public_key(private: &Path) -> Result<String, DriverError> {
     let public = nodepool_driver_path_pub(private);
     if !private.exists() {
         if let Some(parent) = private.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                DriverError::Fatal(format!("creating {}: {e}", parent.display()))
-            })?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| DriverError::Fatal(format!("creating {}: {e}", parent.display())))?;
         }
         let output = tokio::process::Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-C", "nodepool", "-f"])
@@ -93,7 +92,9 @@ mod tests {
 
     #[test]
     fn virtualization_flags() {
-        assert!(cpu_has_virtualization("processor : 0\nflags : fpu vme vmx sse\n"));
+        assert!(cpu_has_virtualization(
+            "processor : 0\nflags : fpu vme vmx sse\n"
+        ));
         assert!(cpu_has_virtualization("flags\t\t: svm lm\n"));
         assert!(!cpu_has_virtualization("flags : fpu vme sse vmxnet\n"));
         assert!(!cpu_has_virtualization(""));

@@ -21,8 +21,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use nodepool_config::{
-    CloudImageSource, DriverKind, LabelImage, LabelSettings, LocalLabel, Provider as ProviderConfig,
-    ProviderSettings, QemuAccel,
+    CloudImageSource, DriverKind, LabelImage, LabelSettings, LocalLabel,
+    Provider as ProviderConfig, ProviderSettings, QemuAccel,
 };
 use nodepool_driver::{
     CreateMachine, CreateSpec, DeleteMachine, Driver, DriverError, ImageUploadSpec, Instance,
@@ -132,7 +132,10 @@ impl QemuProvider {
             (_, Some(id)) => Ok((self.upload_path(id)?, None)),
             (LabelImage::CloudImage(name), None) => {
                 let cloud = self.config.cloud_images.get(name).ok_or_else(|| {
-                    DriverError::Fatal(format!("provider {} has no cloud-image {name}", self.config.name))
+                    DriverError::Fatal(format!(
+                        "provider {} has no cloud-image {name}",
+                        self.config.name
+                    ))
                 })?;
                 match &cloud.source {
                     CloudImageSource::Path(path) => Ok((path.clone(), cloud.username.clone())),
@@ -214,21 +217,23 @@ impl Provider for QemuProvider {
     }
 
     fn create_machine(&self, spec: CreateSpec) -> Box<dyn CreateMachine> {
-        let prepared = self.label(&spec.pool, &spec.label).and_then(|(image, label)| {
-            let (path, username) = self.image_for(image, spec.image_external_id.as_deref())?;
-            Ok(machines::Launch {
-                settings: self.settings.clone(),
-                hostname: spec.hostname.clone(),
-                pool: spec.pool.clone(),
-                label: spec.label.clone(),
-                image: path,
-                cores: label.cores,
-                ram: label.ram,
-                disk_size: label.disk_size,
-                metadata: spec.metadata.clone(),
-                username,
-            })
-        });
+        let prepared = self
+            .label(&spec.pool, &spec.label)
+            .and_then(|(image, label)| {
+                let (path, username) = self.image_for(image, spec.image_external_id.as_deref())?;
+                Ok(machines::Launch {
+                    settings: self.settings.clone(),
+                    hostname: spec.hostname.clone(),
+                    pool: spec.pool.clone(),
+                    label: spec.label.clone(),
+                    image: path,
+                    cores: label.cores,
+                    ram: label.ram,
+                    disk_size: label.disk_size,
+                    metadata: spec.metadata.clone(),
+                    username,
+                })
+            });
         match prepared {
             Ok(launch) => Box::new(machines::QemuCreate::new(launch)),
             Err(e) => Box::new(FailedCreate(Some(e))),
@@ -240,7 +245,10 @@ impl Provider for QemuProvider {
             ExternalId::Id(id) => id.clone(),
             ExternalId::Fields(_) => String::new(),
         };
-        Box::new(machines::QemuDelete::new(&self.settings.state_dir, &hostname))
+        Box::new(machines::QemuDelete::new(
+            &self.settings.state_dir,
+            &hostname,
+        ))
     }
 
     async fn list_instances(&self) -> Result<Vec<Instance>, DriverError> {

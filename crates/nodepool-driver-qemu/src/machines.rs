@@ -35,12 +35,7 @@ pub struct Launch {
 static PORTS: Mutex<u16> = Mutex::new(0);
 
 /// The qemu command line for one node.
-pub fn qemu_args(
-    launch: &Launch,
-    node: &NodeDir,
-    port: u16,
-    kvm: bool,
-) -> Vec<String> {
+pub fn qemu_args(launch: &Launch, node: &NodeDir, port: u16, kvm: bool) -> Vec<String> {
     let path = |p: PathBuf| p.to_string_lossy().into_owned();
     let mut args = vec![
         // The node's name tags the process, so a pid is only ever taken for this node's VM.
@@ -282,7 +277,9 @@ async fn run(command: &mut tokio::process::Command, what: &str) -> Result<(), Dr
 /// connection even before the guest listens, so only the server's banner counts.
 async fn ssh_banner(port: u16) -> bool {
     let attempt = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
         let mut buf = [0u8; 8];
         let mut got = 0;
         while got < 4 {
@@ -374,7 +371,11 @@ pub fn tail(path: &Path, max: usize) -> String {
 #[derive(Debug)]
 enum DeleteStep {
     Stop,
-    WaitExit { pid: u32, killed: bool, since: Instant },
+    WaitExit {
+        pid: u32,
+        killed: bool,
+        since: Instant,
+    },
     Remove,
 }
 
@@ -416,7 +417,10 @@ impl DeleteMachine for QemuDelete {
                     )));
                 }
                 if !self.node.exists() {
-                    return Err(DriverError::NotFound(format!("qemu node {}", self.hostname)));
+                    return Err(DriverError::NotFound(format!(
+                        "qemu node {}",
+                        self.hostname
+                    )));
                 }
                 match self.node.live_pid(&self.hostname) {
                     Some(pid) => {
@@ -509,7 +513,10 @@ mod tests {
         let l = launch();
         let node = NodeDir::new(Path::new("/s"), &l.hostname);
         let args = qemu_args(&l, &node, 42007, false).join(" ");
-        assert!(args.contains("-name np0000000007,process=qemu-np0000000007"), "{args}");
+        assert!(
+            args.contains("-name np0000000007,process=qemu-np0000000007"),
+            "{args}"
+        );
         assert!(args.contains("-pidfile /s/np0000000007/qemu.pid"));
         assert!(args.contains("-m 768M -smp 2"));
         assert!(args.contains("-accel tcg,tb-size=256"));
@@ -524,9 +531,15 @@ mod tests {
     async fn delete_of_an_unknown_node_is_not_found() {
         let dir = tempfile::tempdir().unwrap();
         let mut delete = QemuDelete::new(dir.path(), "np404");
-        assert!(matches!(delete.advance().await, Err(DriverError::NotFound(_))));
+        assert!(matches!(
+            delete.advance().await,
+            Err(DriverError::NotFound(_))
+        ));
         let mut sneaky = QemuDelete::new(dir.path(), "../etc");
-        assert!(matches!(sneaky.advance().await, Err(DriverError::NotFound(_))));
+        assert!(matches!(
+            sneaky.advance().await,
+            Err(DriverError::NotFound(_))
+        ));
     }
 
     #[tokio::test]

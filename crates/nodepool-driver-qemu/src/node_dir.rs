@@ -143,7 +143,11 @@ pub fn choose_port(range: (u16, u16), used: &BTreeSet<u16>, hint: u16) -> Option
 /// to whole sectors.
 pub fn config_disk(hostname: &str, authorized_keys: &str) -> Vec<u8> {
     let mut text = format!("# nodepool node configuration\nhostname={hostname}\n");
-    for key in authorized_keys.lines().map(str::trim).filter(|l| !l.is_empty()) {
+    for key in authorized_keys
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
         text.push_str("authorized_key=");
         text.push_str(key);
         text.push('\n');

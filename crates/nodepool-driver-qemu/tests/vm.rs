@@ -21,16 +21,31 @@ fn provider(dir: &Path) -> std::sync::Arc<dyn Provider> {
         Ok(loaded) => loaded,
         Err(errors) => panic!("{errors}"),
     };
-    let config = loaded.config.providers.get("local").expect("provider").clone();
+    let config = loaded
+        .config
+        .providers
+        .get("local")
+        .expect("provider")
+        .clone();
     QemuDriver::new().build(&config).expect("provider")
 }
 
 fn ssh(key: &Path, port: u16, user: &str, command: &str) -> std::process::Output {
     Command::new("ssh")
-        .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
         .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-i"])
         .arg(key)
-        .args(["-p", &port.to_string(), &format!("{user}@127.0.0.1"), command])
+        .args([
+            "-p",
+            &port.to_string(),
+            &format!("{user}@127.0.0.1"),
+            command,
+        ])
         .output()
         .expect("ssh")
 }
@@ -70,42 +85,80 @@ async fn a_vm_boots_from_the_native_image_and_answers_ssh_with_the_injected_key(
         if let Some(instance) = create.advance().await.expect("create step") {
             break instance;
         }
-        assert!(started.elapsed() < Duration::from_secs(600), "still {}", create.state());
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "still {}",
+            create.state()
+        );
         tokio::time::sleep(create.poll_after()).await;
     };
-    eprintln!("VM answered SSH after {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "VM answered SSH after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let port = instance.connection_port.expect("port");
     assert_eq!(instance.interface_ip.as_deref(), Some("127.0.0.1"));
 
     // The provider's key (made on first use) logs in as the image's user and as root.
     let key = dir.path().join("nodes/id_ed25519");
     let out = ssh(&key, port, &image.username, "hostname; sudo -n id -u");
-    assert!(out.status.success(), "ssh: {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{hostname}\n0\n"));
+    assert!(
+        out.status.success(),
+        "ssh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{hostname}\n0\n")
+    );
     let out = ssh(&key, port, "root", "cat /etc/ssh/ssh_host_ed25519_key.pub");
-    assert!(out.status.success(), "ssh root: {}", String::from_utf8_lossy(&out.stderr));
-    let host_key = String::from_utf8_lossy(&out.stdout).split_whitespace().nth(1).unwrap_or_default().to_string();
+    assert!(
+        out.status.success(),
+        "ssh root: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let host_key = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
     // What a scan of the forwarded port sees is the node's own host key.
     let scan = Command::new("ssh-keyscan")
         .args(["-t", "ed25519", "-p", &port.to_string(), "127.0.0.1"])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&scan.stdout).contains(&host_key), "scan shows the node's key");
+    assert!(
+        String::from_utf8_lossy(&scan.stdout).contains(&host_key),
+        "scan shows the node's key"
+    );
 
     // Listed by node id for leak cleanup; the console log is kept.
     let resources = provider.list_resources().await.unwrap();
     assert_eq!(resources.len(), 1);
     assert_eq!(resources[0].id, hostname);
     assert_eq!(resources[0].metadata["nodepool_node_id"], "0000000042");
-    let console = provider.console_log(&ExternalId::Id(hostname.into())).await.unwrap_or_default();
-    assert!(console.contains("Linux version"), "console log has the boot");
-
-    nodepool_driver::run_delete_machine(&*provider, &ExternalId::Id(hostname.into()), Duration::from_secs(60))
+    let console = provider
+        .console_log(&ExternalId::Id(hostname.into()))
         .await
-        .expect("delete");
+        .unwrap_or_default();
+    assert!(
+        console.contains("Linux version"),
+        "console log has the boot"
+    );
+
+    nodepool_driver::run_delete_machine(
+        &*provider,
+        &ExternalId::Id(hostname.into()),
+        Duration::from_secs(60),
+    )
+    .await
+    .expect("delete");
     assert!(!dir.path().join("nodes").join(hostname).exists());
     assert!(provider.list_instances().await.unwrap().is_empty());
-    let ps = Command::new("pgrep").args(["-f", &format!("-name {hostname},")]).output().unwrap();
+    let ps = Command::new("pgrep")
+        .args(["-f", &format!("-name {hostname},")])
+        .output()
+        .unwrap();
     assert!(ps.stdout.is_empty(), "no VM process left");
 
     provider.delete_image(&id).await.expect("delete image");

@@ -31,7 +31,8 @@ pub const CORE_MODULES: &[&str] = &[
 
 /// Built into the core image: find the root file system by its label, so the disk boots
 /// whatever BIOS drive number it gets (a VM with a second disk, a cloud's extra volumes).
-pub const EARLY_CONFIG: &str = "search --no-floppy --label --set=root cloudimg-rootfs\nset prefix=($root)/boot/grub\n";
+pub const EARLY_CONFIG: &str =
+    "search --no-floppy --label --set=root cloudimg-rootfs\nset prefix=($root)/boot/grub\n";
 
 /// Sector 0: `boot.img`'s code (its first 440 bytes; the rest of the sector is the disk
 /// signature and the partition table) and one bootable Linux partition from
@@ -61,11 +62,19 @@ pub fn master_boot_record(boot_img: &[u8], disk_bytes: u64) -> anyhow::Result<[u
 }
 
 /// Makes the raw disk at `out` from the root file system at `root`.
-pub async fn make(spec: &NativeSpec, root: &Path, out: &Path, log: &BuildLog) -> anyhow::Result<()> {
+pub async fn make(
+    spec: &NativeSpec,
+    root: &Path,
+    out: &Path,
+    log: &BuildLog,
+) -> anyhow::Result<()> {
     let bytes = spec.disk_size_gib * 1024 * 1024 * 1024;
     log.step(
         &spec.image_name,
-        &format!("making a {} GiB disk (GRUB, ext4 by mke2fs -d)", spec.disk_size_gib),
+        &format!(
+            "making a {} GiB disk (GRUB, ext4 by mke2fs -d)",
+            spec.disk_size_gib
+        ),
     );
     let core = with_suffix(out, "core");
     let early = with_suffix(out, "grub.cfg");
@@ -82,7 +91,8 @@ pub async fn make(spec: &NativeSpec, root: &Path, out: &Path, log: &BuildLog) ->
         )
         .await
         .context("grub-mkimage failed (install Debian's `grub-pc-bin` for native builds)")?;
-        let core_img = std::fs::read(&core).with_context(|| format!("reading {}", core.display()))?;
+        let core_img =
+            std::fs::read(&core).with_context(|| format!("reading {}", core.display()))?;
         if core_img.len() as u64 > (PARTITION_START - 1) * SECTOR {
             bail!(
                 "GRUB's core image is {} bytes, more than the {} before the partition",
@@ -93,8 +103,8 @@ pub async fn make(spec: &NativeSpec, root: &Path, out: &Path, log: &BuildLog) ->
         let boot_img = std::fs::read(Path::new(GRUB_MODULES).join("boot.img"))
             .with_context(|| format!("reading {GRUB_MODULES}/boot.img"))?;
         let mbr = master_boot_record(&boot_img, bytes)?;
-        let mut file = std::fs::File::create(out)
-            .with_context(|| format!("creating {}", out.display()))?;
+        let mut file =
+            std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
         file.set_len(bytes)?;
         file.write_all(&mbr)?;
         file.seek(SeekFrom::Start(SECTOR))?;

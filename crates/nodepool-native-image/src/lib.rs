@@ -174,7 +174,10 @@ pub async fn build(spec: &NativeSpec, log: &BuildLog) -> anyhow::Result<Vec<Path
             ("qcow2", &["-O", "qcow2", "-o", "compat=0.10"][..]),
             // A dynamic VHD as clouds that take VHD (Rackspace, Azure) expect, made by
             // stock qemu-img; `force_size` keeps the exact virtual size.
-            ("vhd", &["-O", "vpc", "-o", "subformat=dynamic,force_size=on"][..]),
+            (
+                "vhd",
+                &["-O", "vpc", "-o", "subformat=dynamic,force_size=on"][..],
+            ),
         ] {
             if !wants(format) {
                 continue;
@@ -269,7 +272,10 @@ mod tests {
     fn outputs_append_the_format() {
         let mut s = spec();
         s.output_base = "/i/ubuntu-22.04-00ff".into();
-        assert_eq!(s.output("qcow2"), PathBuf::from("/i/ubuntu-22.04-00ff.qcow2"));
+        assert_eq!(
+            s.output("qcow2"),
+            PathBuf::from("/i/ubuntu-22.04-00ff.qcow2")
+        );
     }
 
     #[test]

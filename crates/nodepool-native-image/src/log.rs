@@ -63,10 +63,7 @@ impl BuildLog {
             .await
             .with_context(|| format!("starting `{shown}`"))?;
         if !status.success() {
-            bail!(
-                "`{shown}` failed ({status}); see {}",
-                self.path.display()
-            );
+            bail!("`{shown}` failed ({status}); see {}", self.path.display());
         }
         Ok(())
     }

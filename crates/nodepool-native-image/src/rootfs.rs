@@ -90,7 +90,10 @@ pub async fn prepare(spec: &NativeSpec, log: &BuildLog) -> anyhow::Result<Rootfs
     } else if age(&stamp).is_none_or(|age| age >= spec.refresh_after) {
         refresh(spec, &root, log).await?;
     } else {
-        log.step(&spec.image_name, "using the cached root file system as it is");
+        log.step(
+            &spec.image_name,
+            "using the cached root file system as it is",
+        );
     }
     fs::write(&stamp, b"").with_context(|| format!("writing {}", stamp.display()))?;
     log.step(&spec.image_name, "setting up the node's first boot");
@@ -147,7 +150,9 @@ async fn bootstrap(
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
     .await
-    .context("debootstrap failed (is the `debootstrap` package installed and the mirror reachable?)")?;
+    .context(
+        "debootstrap failed (is the `debootstrap` package installed and the mirror reachable?)",
+    )?;
     clean_apt(&fresh)?;
     fs::rename(&fresh, root)
         .with_context(|| format!("renaming {} to {}", fresh.display(), root.display()))
@@ -161,7 +166,8 @@ async fn refresh(spec: &NativeSpec, root: &Path, log: &BuildLog) -> anyhow::Resu
         .with_context(|| format!("writing {}", policy.display()))?;
     fs::set_permissions(&policy, fs::Permissions::from_mode(0o755))?;
     let result = async {
-        log.run(chroot(root).args(["apt-get", "-q", "update"])).await?;
+        log.run(chroot(root).args(["apt-get", "-q", "update"]))
+            .await?;
         log.run(chroot(root).args([
             "apt-get",
             "-q",
@@ -339,12 +345,11 @@ async fn customize(spec: &NativeSpec, root: &Path, log: &BuildLog) -> anyhow::Re
     write(root, "etc/hostname", "localhost\n", 0o644)?;
     // Every node makes its own machine id and host keys.
     write(root, "etc/machine-id", "", 0o444)?;
-    for entry in fs::read_dir(root.join("etc/ssh")).context("reading etc/ssh")?.flatten() {
-        if entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with("ssh_host_")
-        {
+    for entry in fs::read_dir(root.join("etc/ssh"))
+        .context("reading etc/ssh")?
+        .flatten()
+    {
+        if entry.file_name().to_string_lossy().starts_with("ssh_host_") {
             fs::remove_file(entry.path())?;
         }
     }

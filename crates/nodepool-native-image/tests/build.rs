@@ -14,13 +14,22 @@ fn qemu_img_info(path: &Path) -> serde_json::Value {
         .arg(path)
         .output()
         .expect("qemu-img");
-    assert!(out.status.success(), "qemu-img info {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "qemu-img info {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("qemu-img json")
 }
 
 fn stdout(command: &mut Command) -> String {
     let out = command.output().expect("run");
-    assert!(out.status.success(), "{command:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -35,7 +44,8 @@ async fn native_build_makes_bootable_disks_in_every_format() {
         assert_eq!(info["virtual-size"], gib, "{}", path.display());
         // Checksums as `disk-image-create --checksum` writes them.
         for (tool, suffix) in [("md5sum", "md5"), ("sha256sum", "sha256")] {
-            let recorded = std::fs::read_to_string(with_suffix(&path, suffix)).expect("checksum file");
+            let recorded =
+                std::fs::read_to_string(with_suffix(&path, suffix)).expect("checksum file");
             let actual = stdout(Command::new(tool).arg(&path));
             assert_eq!(
                 recorded.split_whitespace().next(),
@@ -52,7 +62,10 @@ async fn native_build_makes_bootable_disks_in_every_format() {
     let mut mbr = [0u8; 512];
     {
         use std::io::Read as _;
-        std::fs::File::open(&raw).unwrap().read_exact(&mut mbr).unwrap();
+        std::fs::File::open(&raw)
+            .unwrap()
+            .read_exact(&mut mbr)
+            .unwrap();
     }
     assert_eq!(&mbr[510..], &[0x55, 0xaa]);
     assert_eq!(mbr[446], 0x80, "bootable partition");
@@ -60,18 +73,30 @@ async fn native_build_makes_bootable_disks_in_every_format() {
     let label = stdout(Command::new("e2label").arg(&fs));
     assert_eq!(label.trim(), "cloudimg-rootfs");
     let fsck = Command::new("e2fsck").args(["-fn", &fs]).output().unwrap();
-    assert!(fsck.status.success(), "e2fsck: {}", String::from_utf8_lossy(&fsck.stdout));
-    let cat = |file: &str| stdout(Command::new("debugfs").args(["-R", &format!("cat {file}"), &fs]));
+    assert!(
+        fsck.status.success(),
+        "e2fsck: {}",
+        String::from_utf8_lossy(&fsck.stdout)
+    );
+    let cat =
+        |file: &str| stdout(Command::new("debugfs").args(["-R", &format!("cat {file}"), &fs]));
     assert_eq!(cat("/etc/nodepool/image-user").trim(), "zuul");
     assert!(cat("/boot/grub/grub.cfg").contains("root=LABEL=cloudimg-rootfs"));
     assert!(cat("/etc/passwd").lines().any(|l| l.starts_with("zuul:")));
     assert!(cat("/usr/local/sbin/nodepool-firstboot").contains("ssh-keygen -A"));
     let ssh_dir = stdout(Command::new("debugfs").args(["-R", "ls /etc/ssh", &fs]));
-    assert!(!ssh_dir.contains("ssh_host_"), "no host keys in the image: {ssh_dir}");
+    assert!(
+        !ssh_dir.contains("ssh_host_"),
+        "no host keys in the image: {ssh_dir}"
+    );
 
     // The container driver's format: the same tree as a tar.
     let listing = stdout(Command::new("tar").arg("-tf").arg(image.file("tar")));
-    for entry in ["./etc/nodepool/image-user", "./usr/sbin/sshd", "./usr/local/sbin/nodepool-firstboot"] {
+    for entry in [
+        "./etc/nodepool/image-user",
+        "./usr/sbin/sshd",
+        "./usr/local/sbin/nodepool-firstboot",
+    ] {
         assert!(listing.lines().any(|l| l == entry), "{entry} in the tar");
     }
 }
@@ -98,7 +123,15 @@ async fn rebuilds_reuse_the_cached_root_file_system() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["build.log", "test-00ff.qcow2", "test-00ff.qcow2.md5", "test-00ff.qcow2.sha256"]);
+    assert_eq!(
+        names,
+        [
+            "build.log",
+            "test-00ff.qcow2",
+            "test-00ff.qcow2.md5",
+            "test-00ff.qcow2.sha256"
+        ]
+    );
 }
 
 #[tokio::test]

@@ -44,13 +44,11 @@ pub fn test_spec() -> NativeSpec {
         // Tests take the tree as it is; a week-old tree is upgraded.
         refresh_after: Duration::from_secs(7 * 24 * 3600),
     };
-    spec.output_base = cache
-        .join("images")
-        .join(format!(
-            "test-{}-v{}",
-            rootfs::cache_key(&spec),
-            nodepool_native_image::LAYOUT_VERSION
-        ));
+    spec.output_base = cache.join("images").join(format!(
+        "test-{}-v{}",
+        rootfs::cache_key(&spec),
+        nodepool_native_image::LAYOUT_VERSION
+    ));
     spec
 }
 

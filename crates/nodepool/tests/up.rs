@@ -109,7 +109,10 @@ fn interrupt_and_wait(mut child: Child) {
             assert!(status.success(), "nodepool up exits 0 on SIGINT: {status}");
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "nodepool up did not stop");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nodepool up did not stop"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -212,6 +212,8 @@ pub fn builder(context: &Context, args: &BuilderArgs) -> anyhow::Result<ExitCode
         .enable_all()
         .build()
         .context("cannot start a runtime")?;
+    // Checked before the store opens, so a bad configuration creates no database file.
+    require_images_dir(context)?;
     runtime.block_on(async {
         let store = crate::store::open(&context.config).await?;
         let mut options = BuilderOptions::new(
@@ -249,6 +251,7 @@ pub fn up(context: &Context, _args: &UpArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start a runtime")?;
+    require_images_dir(context)?;
     runtime.block_on(async {
         let store = crate::store::open(&context.config).await?;
         let listener = Webapp::bind(context).await?;
@@ -269,7 +272,10 @@ pub fn up(context: &Context, _args: &UpArgs) -> anyhow::Result<ExitCode> {
         );
         println!("nodepool up: builder, launcher and web running; dashboard at {address}");
         println!("Images are built first (minutes the first time); Ctrl-C stops.");
-        let reporter = tokio::spawn(report_ready_nodes(store.clone(), Arc::new(context.config.clone())));
+        let reporter = tokio::spawn(report_ready_nodes(
+            store.clone(),
+            Arc::new(context.config.clone()),
+        ));
         let stop = wait_for_stop_signal();
         tokio::pin!(stop);
         let mut check = tokio::time::interval(READY_CHECK);
@@ -349,6 +355,14 @@ fn how_to_reach(
         "node {id} ({} on {provider}) is ready: ssh{key}{port} {user}@{host}",
         node.node_type.join(",")
     )
+}
+
+/// The builder's first check (Nodepool's message).
+fn require_images_dir(context: &Context) -> anyhow::Result<()> {
+    if context.config.images_dir.is_none() {
+        anyhow::bail!("No images-dir specified in config.");
+    }
+    Ok(())
 }
 
 /// `--repl` opens a Python shell in Nodepool; scripts may still pass it.

@@ -89,7 +89,6 @@ fn dispatch(settings: Settings, command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-
 /// Wall-clock seconds since the epoch, as Nodepool's `time.time()`: ages and state times
 /// are compared across hosts.
 fn now() -> f64 {
