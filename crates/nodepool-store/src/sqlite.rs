@@ -151,7 +151,7 @@ fn log_change(
     kind: i64,
     at: i64,
 ) -> rusqlite::Result<i64> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO changes (path, kind, at) VALUES (?1, ?2, ?3)",
         params![path, kind, at],
     )?;
@@ -159,7 +159,7 @@ fn log_change(
 }
 
 fn node_exists(tx: &rusqlite::Transaction<'_>, path: &str) -> rusqlite::Result<Option<(i32, i64)>> {
-    tx.query_row(
+    tx.row(
         "SELECT creates, ephemeral_owner FROM znodes WHERE path = ?1",
         [path],
         |r| Ok((r.get(0)?, r.get(1)?)),
@@ -192,13 +192,13 @@ fn insert_node(
         return Err(StoreError::NodeExists(actual));
     }
     let zxid = log_change(tx, &actual, KIND_CREATED, now).map_err(db_error)?;
-    tx.execute(
+    tx.exec(
         "INSERT INTO znodes (path, parent, data, czxid, mzxid, ctime, mtime, ephemeral_owner) \
          VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?5, ?6)",
         params![actual, parent, data, zxid, now, owner],
     )
     .map_err(db_error)?;
-    tx.execute(
+    tx.exec(
         "UPDATE znodes SET cversion = cversion + 1, creates = creates + 1 WHERE path = ?1",
         [parent],
     )
@@ -208,8 +208,8 @@ fn insert_node(
 
 /// Deletes one znode (which must have no children), bumping the parent's cversion.
 fn remove_node(tx: &rusqlite::Transaction<'_>, path: &str, now: i64) -> rusqlite::Result<()> {
-    tx.execute("DELETE FROM znodes WHERE path = ?1", [path])?;
-    tx.execute(
+    tx.exec("DELETE FROM znodes WHERE path = ?1", [path])?;
+    tx.exec(
         "UPDATE znodes SET cversion = cversion + 1 WHERE path = ?1",
         [parent_of(path)],
     )?;
@@ -220,7 +220,7 @@ fn remove_node(tx: &rusqlite::Transaction<'_>, path: &str, now: i64) -> rusqlite
 /// Deletes every ephemeral of a dead session, deepest first, and the session itself.
 fn reap_session(tx: &rusqlite::Transaction<'_>, session: i64, now: i64) -> rusqlite::Result<usize> {
     let mut paths: Vec<String> = {
-        let mut stmt = tx.prepare("SELECT path FROM znodes WHERE ephemeral_owner = ?1")?;
+        let mut stmt = tx.prepare_cached("SELECT path FROM znodes WHERE ephemeral_owner = ?1")?;
         stmt.query_map([session], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?
     };
@@ -228,7 +228,7 @@ fn reap_session(tx: &rusqlite::Transaction<'_>, session: i64, now: i64) -> rusql
     for path in &paths {
         remove_node(tx, path, now)?;
     }
-    tx.execute("DELETE FROM sessions WHERE id = ?1", [session])?;
+    tx.exec("DELETE FROM sessions WHERE id = ?1", [session])?;
     Ok(paths.len())
 }
 
@@ -264,7 +264,7 @@ fn current_version(
     version: Option<i32>,
 ) -> StoreResult<i32> {
     let current: Option<i32> = tx
-        .query_row("SELECT version FROM znodes WHERE path = ?1", [path], |r| {
+        .row("SELECT version FROM znodes WHERE path = ?1", [path], |r| {
             r.get(0)
         })
         .optional()
@@ -286,13 +286,13 @@ fn set_node(
 ) -> StoreResult<Stat> {
     current_version(tx, path, version)?;
     let zxid = log_change(tx, path, KIND_CHANGED, now).map_err(db_error)?;
-    tx.execute(
+    tx.exec(
         "UPDATE znodes SET data = ?1, version = version + 1, mzxid = ?2, mtime = ?3 WHERE path = ?4",
         params![data, zxid, now, path],
     )
     .map_err(db_error)?;
     let sql = format!("SELECT {STAT_COLUMNS} FROM znodes WHERE path = ?1");
-    tx.query_row(&sql, [path], stat_from_row).map_err(db_error)
+    tx.row(&sql, [path], stat_from_row).map_err(db_error)
 }
 
 /// `delete` inside a write transaction.
@@ -304,7 +304,7 @@ fn delete_node(
 ) -> StoreResult<()> {
     current_version(tx, path, version)?;
     let has_children: bool = tx
-        .query_row(
+        .row(
             "SELECT EXISTS(SELECT 1 FROM znodes WHERE parent = ?1)",
             [path],
             |r| r.get(0),
@@ -327,7 +327,7 @@ impl SqliteBackend {
         let (state_tx, _) = watch::channel(SessionState::Connected);
         let (closed, _) = watch::channel(false);
         let position: i64 = conn
-            .query_row("SELECT COALESCE(MAX(zxid), 0) FROM changes", [], |r| {
+            .row("SELECT COALESCE(MAX(zxid), 0) FROM changes", [], |r| {
                 r.get(0)
             })
             .map_err(db_error)?;
@@ -401,12 +401,14 @@ fn open_connection(path: &Path, timeout: Duration) -> StoreResult<(Connection, i
         .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
     conn.busy_timeout(Duration::from_secs(30))
         .map_err(db_error)?;
+    // Every statement the backend uses stays prepared (rusqlite's default keeps 16).
+    conn.set_prepared_statement_cache_capacity(64);
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(db_error)?;
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(db_error)?;
     conn.execute_batch(SCHEMA).map_err(db_error)?;
-    conn.execute(
+    conn.exec(
         "INSERT INTO sessions (heartbeat, timeout_ms, pid) VALUES (?1, ?2, ?3)",
         params![now_ms(), timeout.as_millis() as i64, std::process::id()],
     )
@@ -461,7 +463,7 @@ fn heartbeat_once(shared: &Shared) -> StoreResult<bool> {
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db_error)?;
     let alive = tx
-        .execute(
+        .exec(
             "UPDATE sessions SET heartbeat = ?1 WHERE id = ?2",
             params![now, session],
         )
@@ -469,7 +471,7 @@ fn heartbeat_once(shared: &Shared) -> StoreResult<bool> {
         == 1;
     let dead: Vec<i64> = {
         let mut stmt = tx
-            .prepare("SELECT id FROM sessions WHERE heartbeat + timeout_ms < ?1")
+            .prepare_cached("SELECT id FROM sessions WHERE heartbeat + timeout_ms < ?1")
             .map_err(db_error)?;
         stmt.query_map([now], |r| r.get(0))
             .map_err(db_error)?
@@ -484,7 +486,7 @@ fn heartbeat_once(shared: &Shared) -> StoreResult<bool> {
             "reaped an expired embedded-store session"
         );
     }
-    tx.execute(
+    tx.exec(
         "DELETE FROM changes WHERE at < ?1 AND zxid < (SELECT MAX(zxid) FROM changes)",
         [now - CHANGE_RETENTION_MS],
     )
@@ -503,7 +505,7 @@ fn heartbeat_once(shared: &Shared) -> StoreResult<bool> {
 
 fn new_session(shared: &Shared) -> StoreResult<()> {
     let conn = shared.conn.lock().unwrap_or_else(|e| e.into_inner());
-    conn.execute(
+    conn.exec(
         "INSERT INTO sessions (heartbeat, timeout_ms, pid) VALUES (?1, ?2, ?3)",
         params![
             now_ms(),
@@ -554,10 +556,9 @@ fn deliver_changes(shared: &Shared) {
         .position;
     let rows: rusqlite::Result<(i64, Vec<ChangeRow>)> = (|| {
         let conn = shared.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let oldest: i64 =
-            conn.query_row("SELECT COALESCE(MIN(zxid), 0) FROM changes", [], |r| {
-                r.get(0)
-            })?;
+        let oldest: i64 = conn.row("SELECT COALESCE(MIN(zxid), 0) FROM changes", [], |r| {
+            r.get(0)
+        })?;
         let mut stmt = conn.prepare_cached(
             "SELECT zxid, path, kind FROM changes WHERE zxid > ?1 ORDER BY zxid LIMIT 10000",
         )?;
@@ -718,7 +719,7 @@ impl Backend for SqliteBackend {
         let path = path.to_string();
         self.with_conn(move |conn, _| {
             let exists: bool = conn
-                .query_row(
+                .row(
                     "SELECT EXISTS(SELECT 1 FROM znodes WHERE path = ?1)",
                     [&path],
                     |r| r.get(0),
@@ -750,7 +751,7 @@ impl Backend for SqliteBackend {
         // The watch starts now: changes already committed are not replayed.
         let since: i64 = self
             .with_conn(|conn, _| {
-                conn.query_row("SELECT COALESCE(MAX(zxid), 0) FROM changes", [], |r| {
+                conn.row("SELECT COALESCE(MAX(zxid), 0) FROM changes", [], |r| {
                     r.get(0)
                 })
                 .map_err(db_error)
@@ -814,5 +815,29 @@ impl Backend for SqliteBackend {
 impl Drop for SqliteBackend {
     fn drop(&mut self) {
         self.shared.closed.send_replace(true);
+    }
+}
+
+/// Statements through the connection's prepared-statement cache: parsing SQL was a third of
+/// the embedded store's instructions under load when every call prepared afresh.
+trait Cached {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    fn row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    {
+        self.prepare_cached(sql)?.query_row(params, f)
     }
 }
