@@ -64,7 +64,7 @@ async fn consider(ctx: &Context, config: &Config, image: &DiskImage) -> anyhow::
     };
     // Another builder may have finished a build between our look and the lock.
     let result = match due(ctx, image).await {
-        Ok(Some(reason)) => build(ctx, config, image, reason).await,
+        Ok(Some(reason)) => build(ctx, config, image, reason, &lock).await,
         Ok(None) => Ok(()),
         Err(e) => Err(e),
     };
@@ -244,6 +244,7 @@ async fn build(
     config: &Config,
     image: &DiskImage,
     reason: BuildReason,
+    lock: &nodepool_store::Lock,
 ) -> anyhow::Result<()> {
     let images = ctx.store.images();
     let build_id = BuildId::new_random();
@@ -270,7 +271,20 @@ async fn build(
         .join(format!("{}-{build_id}.log", image.name));
     let started = SystemTime::now();
     let outcome = run_command(ctx, config, image, &base, &log_path).await;
-    let ready = matches!(outcome, Ok(Outcome::Exited(0)));
+    // Spec 3.3 step 7: a build during which the session was lost is FAILED. The lock's
+    // contender is ephemeral, so a lost session (or anyone removing it) shows as a lock no
+    // longer held; another builder may have built the image meanwhile.
+    let lock_held = match lock.is_held().await {
+        Ok(held) => held,
+        Err(e) => {
+            tracing::warn!(image = %image.name, build_id = %build_id, error = %e, "cannot check the image build lock");
+            false
+        }
+    };
+    if !lock_held {
+        tracing::warn!(image = %image.name, build_id = %build_id, "the image build lock was lost during the build");
+    }
+    let ready = lock_held && matches!(outcome, Ok(Outcome::Exited(0)));
     match &outcome {
         Ok(Outcome::Exited(0)) => {}
         Ok(Outcome::Exited(rc)) => {

@@ -349,6 +349,9 @@ pub fn recent_uploads(builds: &Builds, uploads: &Uploads) -> BTreeSet<UploadRef>
 ///   retired: its uploads to image-managing providers that are not in
 ///   [`recent_uploads`] are deleted, and it goes once its uploads are gone.
 ///
+/// * A BUILDING build is retired without touching its uploads: it can only have some when
+///   it became READY while the records were read, and those are the newest uploads.
+///
 /// Uploads to providers that left the configuration (or do not manage images) are never
 /// touched, so they keep their build alive until `nodepool erase` (as in Nodepool).
 pub fn retention(config: &Config, image: &str, builds: &Builds, uploads: &Uploads) -> Retention {
@@ -379,6 +382,15 @@ pub fn retention(config: &Config, image: &str, builds: &Builds, uploads: &Upload
     };
     for (build_id, build) in builds {
         let kept = plan.keep_builds.contains(build_id);
+        if build.state == BuildState::Building {
+            // Only READY builds get uploads, so uploads of a build seen BUILDING mean it
+            // finished while the records were being read (builds first, uploads after):
+            // they are the newest build's and must not go on this stale view. The build
+            // itself is retired; the loop skips it while the build lock is held or its
+            // state changed.
+            plan.retire_builds.insert(build_id.clone());
+            continue;
+        }
         for provider in &managing {
             let name = provider.name.as_str();
             if !provider.diskimages.contains_key(image) {

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use nodepool_config::Config;
 use nodepool_driver::DriverError;
 use nodepool_model::{BuildId, BuildState, UploadState};
-use nodepool_store::LockWait;
+use nodepool_store::{LockWait, StoreError, StoreResult};
 
 use crate::context::{Context, now};
 use crate::decide::{self, BuildRemoval, LocalBuildAction, UploadRef};
@@ -64,9 +64,11 @@ async fn clean_image(ctx: &Context, config: &Config, image: &str) -> anyhow::Res
         if current.is_some_and(|u| u.value.state == UploadState::Uploading) {
             tracing::info!(image, build_id = %stale.build_id, provider = %stale.provider,
                 upload_id = %stale.upload_id, "deleting the record of an abandoned upload");
-            images
-                .delete_upload(image, &stale.build_id, &stale.provider, stale.upload_id)
-                .await?;
+            unless_contended(
+                images
+                    .delete_upload(image, &stale.build_id, &stale.provider, stale.upload_id)
+                    .await,
+            )?;
         }
     }
 
@@ -80,7 +82,10 @@ async fn clean_image(ctx: &Context, config: &Config, image: &str) -> anyhow::Res
     }
 
     for build_id in &plan.retire_builds {
-        retire_build(ctx, image, build_id).await?;
+        let Some(planned) = builds.get(build_id) else {
+            continue;
+        };
+        retire_build(ctx, image, build_id, &planned.state).await?;
     }
     match first_error {
         Some(e) => Err(e),
@@ -164,24 +169,43 @@ async fn delete_upload(
         return Ok(());
     };
     // The lock lives under the upload's znode, so deleting the record removes it too.
-    images
-        .delete_upload(image, &upload.build_id, &upload.provider, upload.upload_id)
-        .await?;
+    let deleted = unless_contended(
+        images
+            .delete_upload(image, &upload.build_id, &upload.provider, upload.upload_id)
+            .await,
+    );
     lock.release().await?;
-    tracing::info!(image, build_id = %upload.build_id, provider = %upload.provider,
-        upload_id = %upload.upload_id, "deleted upload record");
+    if deleted? {
+        tracing::info!(image, build_id = %upload.build_id, provider = %upload.provider,
+            upload_id = %upload.upload_id, "deleted upload record");
+    }
     Ok(())
 }
 
-async fn retire_build(ctx: &Context, image: &str, build_id: &BuildId) -> anyhow::Result<()> {
+/// Applies [`decide::build_removal`] to a build the plan retired while it was in `planned`
+/// state.
+async fn retire_build(
+    ctx: &Context,
+    image: &str,
+    build_id: &BuildId,
+    planned: &BuildState,
+) -> anyhow::Result<()> {
     let images = ctx.store.images();
+    // The lock first, the record second: a build ends by storing its result and only then
+    // releasing the image build lock, so a free lock followed by a BUILDING record means
+    // nobody is building it any more.
+    if *planned == BuildState::Building
+        && !images.image_build_lock_contenders(image).await?.is_empty()
+    {
+        return Ok(());
+    }
     let Some(build) = images.build(image, build_id).await? else {
         return Ok(());
     };
     let mut build = build.value;
-    if build.state == BuildState::Building
-        && !images.image_build_lock_contenders(image).await?.is_empty()
-    {
+    // The plan saw an older state (a build that was BUILDING may be READY now and among the
+    // builds to keep); the next pass decides with fresh records.
+    if build.state != *planned {
         return Ok(());
     }
     let uploads = records::uploads(&ctx.store, image, [build_id]).await?;
@@ -200,23 +224,46 @@ async fn retire_build(ctx: &Context, image: &str, build_id: &BuildId) -> anyhow:
         if removal == BuildRemoval::Delete {
             // The lock is under the build's znode; deleting the build removes it.
             let deleted = match stored {
-                Ok(()) => images.delete_build(image, build_id).await,
+                Ok(()) => unless_contended(images.delete_build(image, build_id).await),
                 Err(e) => Err(e),
             };
             let released = lock.release().await;
-            deleted?;
+            let deleted = deleted?;
             released?;
-            tracing::info!(image, build_id = %build_id, "deleted build");
+            if deleted {
+                tracing::info!(image, build_id = %build_id, "deleted build");
+            }
             return Ok(());
         }
         lock.release().await?;
         stored?;
         tracing::info!(image, build_id = %build_id, "build marked deleting");
-    } else if removal == BuildRemoval::Delete {
-        images.delete_build(image, build_id).await?;
+    } else if removal == BuildRemoval::Delete
+        && unless_contended(images.delete_build(image, build_id).await)?
+    {
         tracing::info!(image, build_id = %build_id, "deleted build");
     }
     Ok(())
+}
+
+/// The result of deleting a record with everything under it: whether it is gone.
+///
+/// Several janitors (one per builder) delete the same records. One that tries a lock on a
+/// record another is deleting puts a contender under it for a moment (a non-blocking
+/// attempt, withdrawn at once), and the deletion then fails as not empty. Nothing is
+/// wrong: the record is still there, and the next pass deletes it.
+fn unless_contended(result: StoreResult<()>) -> StoreResult<bool> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(StoreError::NotEmpty(path)) => {
+            tracing::debug!(
+                path,
+                "another builder is at this record; deleting it next pass"
+            );
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 async fn clean_local_files(ctx: &Context, config: &Config) -> anyhow::Result<()> {

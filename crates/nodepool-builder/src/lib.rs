@@ -32,7 +32,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use nodepool_driver::DriverRegistry;
-use nodepool_store::Store;
+use nodepool_model::component::{Component, ComponentRole};
+use nodepool_store::{Registration, Store};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -107,6 +108,9 @@ pub struct Builder {
     context: Arc<context::Context>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Our `builder` component (spec 1.9), removed at stop. Nothing reads it but the
+    /// CLI and other tools listing components; it vanishes with the session as well.
+    registration: Registration,
 }
 
 impl Builder {
@@ -121,10 +125,22 @@ impl Builder {
             .ensure_path(nodepool_store::paths::IMAGES)
             .await
             .context("creating the images directory in the store")?;
+        // Nodepool registers the builder as `stopped` and never updates it (spec 1.9).
+        let component = Component::new(
+            &options.hostname,
+            Some(env!("CARGO_PKG_VERSION")),
+            ComponentRole::Builder,
+        );
         let context = Arc::new(
             context::Context::start(store, drivers, options, shutdown_rx)
                 .context("starting the builder")?,
         );
+        let registration = context
+            .store
+            .components()
+            .register(&component)
+            .await
+            .context("registering the builder component")?;
         let mut tasks = Vec::new();
         for n in 0..context.options.build_workers.max(1) {
             tasks.push(tokio::spawn(build::run(
@@ -151,6 +167,7 @@ impl Builder {
             context,
             shutdown,
             tasks,
+            registration,
         })
     }
 
@@ -173,6 +190,15 @@ impl Builder {
             if let Err(e) = task.await {
                 tracing::warn!(error = %e, "builder worker ended abnormally");
             }
+        }
+        if let Err(e) = self
+            .context
+            .store
+            .components()
+            .unregister(&self.registration)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot unregister the builder component");
         }
     }
 }

@@ -15,9 +15,20 @@ use crate::decide::{self, UploadDue};
 use crate::records;
 
 pub async fn run(ctx: Arc<Context>, name: String) {
+    let mut shutdown = ctx.shutdown.clone();
     while !ctx.is_stopping() {
         ctx.workers.busy(&name);
-        if let Err(e) = pass(&ctx).await {
+        // Stopping does not wait for an upload in flight (spec 3.1): it is dropped with its
+        // UPLOADING record, whose upload lock goes with our session, so the janitor of any
+        // builder removes the record and the next upload worker starts again.
+        let result = tokio::select! {
+            result = pass(&ctx) => result,
+            _ = shutdown.wait_for(|s| *s) => {
+                tracing::info!(worker = %name, "upload abandoned by shutdown");
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
             tracing::error!(worker = %name, error = %format!("{e:#}"), "upload pass failed");
             ctx.workers.error(&name, &e);
         }
@@ -55,9 +66,11 @@ async fn pass(ctx: &Context) -> anyhow::Result<()> {
                 continue;
             };
             if let Err(e) = upload_locked(ctx, &config, image, provider, &upload).await {
-                tracing::error!(
+                // Handled: the upload is recorded FAILED and the next pass uploads again
+                // with a new upload id (spec 3.4 step 7); the janitor removes the record.
+                tracing::warn!(
                     image = %image.name, build_id = %upload.build_id, provider = %upload.provider,
-                    error = %format!("{e:#}"), "upload failed"
+                    error = %format!("{e:#}"), "upload failed; retrying next pass"
                 );
             }
         }
@@ -174,13 +187,43 @@ async fn upload_one(
         image = %image.name, build_id = %due.build_id, provider = %provider.name,
         upload_id = %upload_id, external_name = %name, "uploading image"
     );
-    let result = match ctx.provider(provider) {
-        Ok(cloud) => cloud
-            .upload_image(&spec)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}")),
-        Err(e) => Err(e),
+    let cloud = match ctx.provider(provider) {
+        Ok(cloud) => cloud,
+        Err(e) => {
+            record.set_state(UploadState::Failed, now());
+            images
+                .store_upload(
+                    &image.name,
+                    &due.build_id,
+                    &due.provider,
+                    upload_id,
+                    &record,
+                )
+                .await?;
+            return Err(e.context(format!("uploading to {}", provider.name)));
+        }
     };
+    let mut result = cloud
+        .upload_image(&spec)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"));
+    if let (Ok(external_id), Some(hook)) = (result.as_ref().cloned(), post_upload_hook(provider))
+        && let Err(e) = run_post_upload_hook(hook, &provider.name, &external_id, &spec.path).await
+    {
+        // Nodepool means to delete the image here (its call is broken, spec 8.3 item 12).
+        // When the delete fails, the FAILED record keeps the id so the janitor retries it.
+        match cloud.delete_image(&external_id).await {
+            Ok(()) | Err(nodepool_driver::DriverError::NotFound(_)) => {}
+            Err(delete_error) => {
+                tracing::warn!(
+                    image = %image.name, provider = %provider.name, external_id,
+                    error = %delete_error, "cannot delete the image the hook rejected; the janitor will"
+                );
+                record.external_id = Some(external_id);
+            }
+        }
+        result = Err(e);
+    }
     match result {
         Ok(external_id) => {
             record.set_state(UploadState::Ready, now());
@@ -216,4 +259,47 @@ async fn upload_one(
             Err(e.context(format!("uploading to {}", provider.name)))
         }
     }
+}
+
+/// The provider's `post-upload-hook`, if it has one (OpenStack and fake, AWS).
+fn post_upload_hook(provider: &ProviderConfig) -> Option<&std::path::Path> {
+    match &provider.settings {
+        ProviderSettings::OpenStack(settings) => settings.post_upload_hook.as_deref(),
+        ProviderSettings::Aws(settings) => settings.post_upload_hook.as_deref(),
+        _ => None,
+    }
+}
+
+/// Runs `<hook> <provider name> <external id> <local file>` (spec 3.4 step 8); a non-zero
+/// exit rejects the upload.
+async fn run_post_upload_hook(
+    hook: &std::path::Path,
+    provider: &str,
+    external_id: &str,
+    file: &std::path::Path,
+) -> anyhow::Result<()> {
+    let output = tokio::process::Command::new(hook)
+        .arg(provider)
+        .arg(external_id)
+        .arg(file)
+        .stdin(std::process::Stdio::null())
+        // An upload abandoned at shutdown takes its hook with it.
+        .kill_on_drop(true)
+        .output()
+        .await
+        .with_context(|| format!("running the post-upload hook {}", hook.display()))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let said: Vec<String> = [&output.stdout, &output.stderr]
+        .into_iter()
+        .map(|text| String::from_utf8_lossy(text).trim().to_string())
+        .filter(|text| !text.is_empty())
+        .collect();
+    anyhow::bail!(
+        "the post-upload hook {} failed ({}): {}",
+        hook.display(),
+        output.status,
+        said.join("; ")
+    )
 }

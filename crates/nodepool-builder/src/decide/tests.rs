@@ -386,6 +386,29 @@ fn two_newest_ready_builds_are_kept_older_and_failed_ones_retired() {
 }
 
 #[test]
+fn uploads_of_a_build_seen_building_are_left_for_a_fresh_look() {
+    // The janitor read the builds while 3 was BUILDING and its uploads after it became
+    // READY and got uploaded: deleting them would remove the newest image.
+    let mut config = config();
+    if let Some(p) = config.providers.get_mut("cloud-b") {
+        p.diskimages.clear();
+    }
+    let b = builds(&[
+        (1, ready(10.0)),
+        (2, ready(20.0)),
+        (3, build(BuildState::Building, 30.0, &["qcow2", "raw"])),
+    ]);
+    let mut u = Uploads::new();
+    add(&mut u, 3, "cloud-a", 1, upload(UploadState::Ready, 41.0));
+    add(&mut u, 3, "cloud-b", 1, upload(UploadState::Ready, 41.0));
+    let plan = retention(&config, "img", &b, &u);
+    assert_eq!(plan.keep_builds, ids(&[1, 2]));
+    assert_eq!(plan.retire_builds, ids(&[3]));
+    assert!(plan.delete_uploads.is_empty());
+    assert!(plan.drop_stale_upload_records.is_empty());
+}
+
+#[test]
 fn recency_keeps_an_older_builds_upload_when_newer_ones_failed() {
     let config = config();
     let b = builds(&[(1, ready(10.0)), (2, ready(20.0)), (3, ready(30.0))]);
