@@ -437,12 +437,12 @@ impl FakeCloud {
         let mut state = self.lock();
         let mut changed = state.settle(now);
         let result = (|| {
-            if let Some(az) = &request.az {
-                if !AVAILABILITY_ZONES.contains(&az.as_str()) {
-                    return Err(DriverError::Fatal(format!(
-                        "The requested availability zone {az} is not available"
-                    )));
-                }
+            if let Some(az) = &request.az
+                && !AVAILABILITY_ZONES.contains(&az.as_str())
+            {
+                return Err(DriverError::Fatal(format!(
+                    "The requested availability zone {az} is not available"
+                )));
             }
             if !flavors().iter().any(|f| f.name == request.flavor) {
                 return Err(DriverError::Fatal(format!(
@@ -681,10 +681,10 @@ impl FakeCloud {
     /// Writes the state file, if any. A failure is logged, not returned: the cloud in memory
     /// is the truth and the operation did happen.
     fn save(&self, state: &CloudState) {
-        if let Some(path) = &self.state_file {
-            if let Err(error) = state_file::save(path, &state.document()) {
-                tracing::error!(%error, "cannot save the fake cloud's state");
-            }
+        if let Some(path) = &self.state_file
+            && let Err(error) = state_file::save(path, &state.document())
+        {
+            tracing::error!(%error, "cannot save the fake cloud's state");
         }
     }
 }

@@ -2,6 +2,8 @@
 //! injected key as the image's user and root, carries its node name, and is gone after a
 //! delete. Needs root, qemu-system-x86 and the native build's tools (see nodepool-testkit).
 
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a test failure
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};

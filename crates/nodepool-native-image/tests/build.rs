@@ -2,6 +2,8 @@
 //! and our local drivers take. Needs root, network access to the Debian mirror (the first
 //! time on a machine) and Debian's debootstrap, grub-pc-bin, e2fsprogs and qemu-utils.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a test failure
+
 use std::path::Path;
 use std::process::Command;
 

@@ -164,14 +164,14 @@ impl SshdHost {
         let deadline = Instant::now() + within;
         let address = (self.address, SSH_PORT);
         loop {
-            if let Some(child) = self.sshd.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.sshd = None;
-                    return Err(SshdError::Exited {
-                        status: status.to_string(),
-                        log: self.log(),
-                    });
-                }
+            if let Some(child) = self.sshd.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.sshd = None;
+                return Err(SshdError::Exited {
+                    status: status.to_string(),
+                    log: self.log(),
+                });
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {

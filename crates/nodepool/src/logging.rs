@@ -91,10 +91,10 @@ where
             for span in scope.from_root() {
                 write!(writer, "{}", span.name())?;
                 let extensions = span.extensions();
-                if let Some(fields) = extensions.get::<FormattedFields<N>>() {
-                    if !fields.is_empty() {
-                        write!(writer, "{{{fields}}}")?;
-                    }
+                if let Some(fields) = extensions.get::<FormattedFields<N>>()
+                    && !fields.is_empty()
+                {
+                    write!(writer, "{{{fields}}}")?;
                 }
                 write!(writer, ": ")?;
             }

@@ -2,6 +2,8 @@
 //! it (fake cloud), brings up the label's `min-ready` node, prints how to reach it, serves the
 //! webapp, stops on SIGINT with exit 0, and a rerun reuses the build and the node.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a test failure
+
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

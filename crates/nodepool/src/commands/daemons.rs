@@ -26,6 +26,8 @@ use crate::commands::Context;
 pub fn drivers() -> DriverRegistry {
     let mut registry = DriverRegistry::new();
     registry.register(Arc::new(nodepool_driver_fake::FakeDriver::new()));
+    #[cfg(feature = "openstack")]
+    registry.register(Arc::new(nodepool_driver_openstack::OpenStackDriver::new()));
     #[cfg(feature = "aws")]
     registry.register(Arc::new(nodepool_driver_aws::AwsDriver::new()));
     registry.register(Arc::new(nodepool_driver_container::ContainerDriver::new()));

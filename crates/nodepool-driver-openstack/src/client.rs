@@ -1,0 +1,666 @@
+//! `OpenStackClient`: Keystone v3 tokens (renewed before they expire and once on a 401), the
+//! service catalog, the `rate` limit between calls, and HTTP errors typed as `DriverError`.
+
+use std::time::{Duration, Instant};
+
+use nodepool_driver::DriverError;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio::sync::{Mutex, OnceCell};
+
+use crate::clouds::{CloudConfig, Credentials};
+use crate::decide;
+
+/// How long one API call may take (uploads have their own timeout).
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The compute microversion we ask for: 2.47 embeds the flavor's size in servers (quota of
+/// unmanaged servers without a flavor lookup) and lets a server have no network (`none`).
+const COMPUTE_MICROVERSION: (u32, u32) = (2, 47);
+
+/// The services the driver talks to, with the catalog types each goes by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Compute,
+    Image,
+    Network,
+    Volume,
+    Identity,
+}
+
+impl Service {
+    fn catalog_types(self) -> &'static [&'static str] {
+        match self {
+            Service::Compute => &["compute"],
+            Service::Image => &["image"],
+            Service::Network => &["network"],
+            Service::Volume => &["block-storage", "volumev3", "volume"],
+            Service::Identity => &["identity"],
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Service::Compute => "compute",
+            Service::Image => "image",
+            Service::Network => "network",
+            Service::Volume => "volume",
+            Service::Identity => "identity",
+        }
+    }
+
+    /// The API version path the driver speaks, added when the catalog's URL has none.
+    fn version_suffix(self) -> Option<&'static str> {
+        match self {
+            Service::Image => Some("/v2"),
+            Service::Network => Some("/v2.0"),
+            _ => None,
+        }
+    }
+}
+
+/// A token and what came with it.
+#[derive(Debug, Clone)]
+struct Token {
+    value: String,
+    /// When we stop using it (see `decide::token_lifetime`).
+    renew_at: Instant,
+    catalog: Value,
+    project_id: Option<String>,
+    user_id: Option<String>,
+}
+
+/// The endpoint URL for `types` in a Keystone v3 catalog, for `interface` and (if given)
+/// `region`.
+pub fn catalog_endpoint(
+    catalog: &Value,
+    types: &[&str],
+    interface: &str,
+    region: Option<&str>,
+) -> Option<String> {
+    let services = catalog.as_array()?;
+    for wanted in types {
+        for service in services {
+            if service.get("type").and_then(Value::as_str) != Some(*wanted) {
+                continue;
+            }
+            let Some(endpoints) = service.get("endpoints").and_then(Value::as_array) else {
+                continue;
+            };
+            let found = endpoints.iter().find(|e| {
+                e.get("interface").and_then(Value::as_str) == Some(interface)
+                    && region.is_none_or(|r| {
+                        e.get("region_id").and_then(Value::as_str) == Some(r)
+                            || e.get("region").and_then(Value::as_str) == Some(r)
+                    })
+            });
+            if let Some(url) = found.and_then(|e| e.get("url")).and_then(Value::as_str) {
+                return Some(url.trim_end_matches('/').to_string());
+            }
+        }
+    }
+    None
+}
+
+/// Adds the API version to an unversioned endpoint (`http://glance:9292` -> `.../v2`).
+fn versioned(url: &str, service: Service) -> String {
+    match service.version_suffix() {
+        Some(suffix) if !url.contains(suffix) => format!("{url}{suffix}"),
+        _ => url.to_string(),
+    }
+}
+
+/// Waits so that calls are at least `interval` apart (the provider's `rate`).
+#[derive(Debug)]
+struct RateLimiter {
+    interval: Duration,
+    /// The earliest time the next call may start. A tokio mutex: callers queue on it while
+    /// they sleep, which is the point.
+    next: Mutex<Instant>,
+}
+
+impl RateLimiter {
+    async fn wait(&self) {
+        if self.interval.is_zero() {
+            return;
+        }
+        let mut next = self.next.lock().await;
+        let now = Instant::now();
+        if *next > now {
+            tokio::time::sleep(*next - now).await;
+        }
+        *next = Instant::now().max(*next) + self.interval;
+    }
+}
+
+/// A response body and the headers the driver reads.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+/// One cloud's API client, shared by a provider's machines and listings.
+#[derive(Debug)]
+pub struct OpenStackClient {
+    cloud: CloudConfig,
+    http: reqwest::Client,
+    rate: RateLimiter,
+    /// The current token; a tokio mutex because getting a new one awaits Keystone, and
+    /// concurrent callers should wait for that one request rather than make their own.
+    token: Mutex<Option<Token>>,
+    /// The compute microversion header value, found once from the compute endpoint.
+    compute_version: OnceCell<Option<String>>,
+}
+
+impl OpenStackClient {
+    /// A client for `cloud` with `rate` seconds between calls. Makes no request yet.
+    pub fn new(cloud: CloudConfig, rate: f64) -> Result<OpenStackClient, DriverError> {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("nodepool-rs/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(20))
+            // Keystone under uwsgi closes connections; idle ones are not worth keeping long.
+            .pool_idle_timeout(Duration::from_secs(10));
+        if !cloud.verify {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        if let Some(path) = &cloud.cacert {
+            let pem = std::fs::read(path).map_err(|e| {
+                DriverError::Fatal(format!(
+                    "cloud {}: cacert {}: {e}",
+                    cloud.name,
+                    path.display()
+                ))
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                DriverError::Fatal(format!(
+                    "cloud {}: cacert {}: {e}",
+                    cloud.name,
+                    path.display()
+                ))
+            })?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
+            .build()
+            .map_err(|e| DriverError::Fatal(format!("cloud {}: HTTP client: {e}", cloud.name)))?;
+        let interval = Duration::try_from_secs_f64(rate.max(0.0)).unwrap_or(Duration::ZERO);
+        Ok(OpenStackClient {
+            cloud,
+            http,
+            rate: RateLimiter {
+                interval,
+                next: Mutex::new(Instant::now()),
+            },
+            token: Mutex::new(None),
+            compute_version: OnceCell::new(),
+        })
+    }
+
+    pub fn cloud(&self) -> &CloudConfig {
+        &self.cloud
+    }
+
+    fn transport_error(&self, what: &str, e: &reqwest::Error) -> DriverError {
+        // Connection failures and timeouts are worth retrying; a request we could not even
+        // build is not.
+        let text = format!("cloud {}: {what}: {e}", self.cloud.name);
+        if e.is_builder() {
+            DriverError::Fatal(text)
+        } else {
+            DriverError::Transient(text)
+        }
+    }
+
+    /// Gets a new token from Keystone.
+    async fn authenticate(&self) -> Result<Token, DriverError> {
+        let identity = match &self.cloud.credentials {
+            Credentials::Password {
+                user,
+                password,
+                project,
+            } => {
+                let mut user = user.clone();
+                if let Some(obj) = user.as_object_mut() {
+                    obj.insert("password".into(), Value::String(password.clone()));
+                }
+                let mut auth = serde_json::json!({
+                    "identity": {"methods": ["password"], "password": {"user": user}}
+                });
+                if let (Some(project), Some(obj)) = (project, auth.as_object_mut()) {
+                    obj.insert("scope".into(), serde_json::json!({ "project": project }));
+                }
+                auth
+            }
+            Credentials::ApplicationCredential { credential } => serde_json::json!({
+                "identity": {
+                    "methods": ["application_credential"],
+                    "application_credential": credential,
+                }
+            }),
+        };
+        let url = format!("{}/auth/tokens", self.cloud.auth_url);
+        let what = "POST identity /auth/tokens";
+        self.rate.wait().await;
+        let started = Instant::now();
+        let response = self
+            .http
+            .post(&url)
+            .timeout(CALL_TIMEOUT)
+            .json(&serde_json::json!({ "auth": identity }))
+            .send()
+            .await
+            .map_err(|e| self.transport_error(what, &e))?;
+        let status = response.status();
+        let subject = response
+            .headers()
+            .get("X-Subject-Token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let text = response
+            .text()
+            .await
+            .map_err(|e| self.transport_error(what, &e))?;
+        if !status.is_success() {
+            // A refused login is not worth retrying quickly; Keystone being down is.
+            return Err(match status.as_u16() {
+                401 | 403 => DriverError::Fatal(format!(
+                    "cloud {}: {what}: HTTP {status}: {}",
+                    self.cloud.name,
+                    decide::error_message(&text)
+                )),
+                code => decide::classify(&self.cloud.name, what, code, &text),
+            });
+        }
+        let Some(value) = subject else {
+            return Err(DriverError::Fatal(format!(
+                "cloud {}: {what}: no X-Subject-Token in the answer",
+                self.cloud.name
+            )));
+        };
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let token = body.get("token").cloned().unwrap_or(Value::Null);
+        let field = |k: &str| {
+            token
+                .get(k)
+                .and_then(Value::as_str)
+                .and_then(decide::parse_timestamp)
+        };
+        let lifetime = decide::token_lifetime(field("issued_at"), field("expires_at"));
+        tracing::debug!(cloud = %self.cloud.name, seconds = lifetime.as_secs(), "got a keystone token");
+        Ok(Token {
+            value,
+            renew_at: started + lifetime,
+            catalog: token.get("catalog").cloned().unwrap_or(Value::Null),
+            project_id: token
+                .pointer("/project/id")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            user_id: token
+                .pointer("/user/id")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        })
+    }
+
+    /// The current token, renewed when it is due.
+    async fn token(&self) -> Result<Token, DriverError> {
+        let mut slot = self.token.lock().await;
+        if let Some(token) = slot.as_ref()
+            && Instant::now() < token.renew_at
+        {
+            return Ok(token.clone());
+        }
+        let token = self.authenticate().await?;
+        *slot = Some(token.clone());
+        Ok(token)
+    }
+
+    /// Drops a token the cloud refused, unless another caller already replaced it.
+    async fn forget_token(&self, value: &str) {
+        let mut slot = self.token.lock().await;
+        if slot.as_ref().is_some_and(|t| t.value == value) {
+            *slot = None;
+        }
+    }
+
+    /// The project the token is scoped to.
+    pub async fn project_id(&self) -> Result<Option<String>, DriverError> {
+        Ok(self.token().await?.project_id)
+    }
+
+    /// The user the token belongs to.
+    pub async fn user_id(&self) -> Result<Option<String>, DriverError> {
+        Ok(self.token().await?.user_id)
+    }
+
+    /// The base URL of `service`, or `None` when the catalog has none (no Cinder, no Neutron).
+    pub async fn endpoint(&self, service: Service) -> Result<Option<String>, DriverError> {
+        if service == Service::Identity {
+            return Ok(Some(self.cloud.auth_url.clone()));
+        }
+        let token = self.token().await?;
+        Ok(catalog_endpoint(
+            &token.catalog,
+            service.catalog_types(),
+            &self.cloud.interface,
+            self.cloud.region.as_deref(),
+        )
+        .map(|url| versioned(&url, service)))
+    }
+
+    async fn require_endpoint(&self, service: Service) -> Result<String, DriverError> {
+        self.endpoint(service).await?.ok_or_else(|| {
+            DriverError::Fatal(format!(
+                "cloud {}: no {} endpoint ({} interface, region {}) in the catalog",
+                self.cloud.name,
+                service.name(),
+                self.cloud.interface,
+                self.cloud.region.as_deref().unwrap_or("any")
+            ))
+        })
+    }
+
+    /// The microversion header for compute: 2.47 when the cloud has it, else none.
+    pub async fn compute_version(&self) -> Result<Option<String>, DriverError> {
+        let base = self.require_endpoint(Service::Compute).await?;
+        let version = self
+            .compute_version
+            .get_or_init(|| async {
+                let what = "GET compute (version)".to_string();
+                let max = match self.send(&base, &what, Method::GET, None, None).await {
+                    Ok(reply) => reply
+                        .body
+                        .pointer("/version/version")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    Err(e) => {
+                        tracing::warn!(cloud = %self.cloud.name, error = %e, "cannot read the compute API version; using no microversion");
+                        None
+                    }
+                };
+                let parse = |v: &str| {
+                    let (a, b) = v.split_once('.')?;
+                    Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?))
+                };
+                match max.as_deref().and_then(parse) {
+                    Some(max) if max >= COMPUTE_MICROVERSION => Some(format!(
+                        "{}.{}",
+                        COMPUTE_MICROVERSION.0, COMPUTE_MICROVERSION.1
+                    )),
+                    _ => None,
+                }
+            })
+            .await;
+        Ok(version.clone())
+    }
+
+    /// One API call; `path` is relative to the service's endpoint, or a full URL (next
+    /// links).
+    pub async fn request(
+        &self,
+        service: Service,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, DriverError> {
+        let base = self.require_endpoint(service).await?;
+        let url = if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_string()
+        } else {
+            format!("{base}{path}")
+        };
+        let short_path = url.strip_prefix(&base).unwrap_or(&url);
+        let what = format!("{method} {} {short_path}", service.name());
+        let version = if service == Service::Compute {
+            self.compute_version().await?
+        } else {
+            None
+        };
+        self.send(&url, &what, method, body, version.as_deref())
+            .await
+    }
+
+    /// Sends one request. Retries once with a new token on 401, and once on a connection
+    /// failure for reads (Keystone and friends may close a pooled connection under us).
+    async fn send(
+        &self,
+        url: &str,
+        what: &str,
+        method: Method,
+        body: Option<&Value>,
+        microversion: Option<&str>,
+    ) -> Result<Reply, DriverError> {
+        let idempotent = matches!(method, Method::GET | Method::HEAD | Method::DELETE);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let token = self.token().await?;
+            let mut request = self
+                .http
+                .request(method.clone(), url)
+                .timeout(CALL_TIMEOUT)
+                .header("X-Auth-Token", &token.value)
+                .header("Accept", "application/json");
+            if let Some(v) = microversion {
+                request = request
+                    .header("X-OpenStack-Nova-API-Version", v)
+                    .header("OpenStack-API-Version", format!("compute {v}"));
+            }
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            self.rate.wait().await;
+            let response = match request.send().await {
+                Ok(r) => r,
+                Err(e) if idempotent && tries < 2 && (e.is_connect() || e.is_request()) => {
+                    tracing::debug!(cloud = %self.cloud.name, what, error = %e, "retrying after a connection error");
+                    continue;
+                }
+                Err(e) => return Err(self.transport_error(what, &e)),
+            };
+            let status = response.status();
+            let text = response
+                .text()
+                .await
+                .map_err(|e| self.transport_error(what, &e))?;
+            if status == StatusCode::UNAUTHORIZED && tries < 2 {
+                self.forget_token(&token.value).await;
+                continue;
+            }
+            if !status.is_success() {
+                return Err(decide::classify(
+                    &self.cloud.name,
+                    what,
+                    status.as_u16(),
+                    &text,
+                ));
+            }
+            let body = if text.trim().is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&text).map_err(|e| {
+                    DriverError::Transient(format!(
+                        "cloud {}: {what}: unreadable answer: {e}",
+                        self.cloud.name
+                    ))
+                })?
+            };
+            return Ok(Reply {
+                status: status.as_u16(),
+                body,
+            });
+        }
+    }
+
+    pub async fn get(&self, service: Service, path: &str) -> Result<Value, DriverError> {
+        Ok(self.request(service, Method::GET, path, None).await?.body)
+    }
+
+    pub async fn post(
+        &self,
+        service: Service,
+        path: &str,
+        body: &Value,
+    ) -> Result<Value, DriverError> {
+        Ok(self
+            .request(service, Method::POST, path, Some(body))
+            .await?
+            .body)
+    }
+
+    pub async fn put(
+        &self,
+        service: Service,
+        path: &str,
+        body: &Value,
+    ) -> Result<Value, DriverError> {
+        Ok(self
+            .request(service, Method::PUT, path, Some(body))
+            .await?
+            .body)
+    }
+
+    pub async fn delete(&self, service: Service, path: &str) -> Result<(), DriverError> {
+        self.request(service, Method::DELETE, path, None)
+            .await
+            .map(|_| ())
+    }
+
+    /// Every item under `key` of a paginated listing, following the `next` links.
+    pub async fn list_all(
+        &self,
+        service: Service,
+        first: &str,
+        key: &str,
+    ) -> Result<Vec<Value>, DriverError> {
+        let mut items = Vec::new();
+        let mut next = Some(first.to_string());
+        let mut seen = std::collections::HashSet::new();
+        while let Some(path) = next.take() {
+            if !seen.insert(path.clone()) {
+                return Err(DriverError::Transient(format!(
+                    "cloud {}: endless pagination at {path}",
+                    self.cloud.name
+                )));
+            }
+            let body = self.get(service, &path).await?;
+            let page = match body.get(key) {
+                Some(Value::Array(page)) => page.clone(),
+                _ => Vec::new(),
+            };
+            let empty = page.is_empty();
+            items.extend(page);
+            if empty {
+                break;
+            }
+            next = decide::next_link(&body, key).map(|link| self.relative(service, &link));
+        }
+        Ok(items)
+    }
+
+    /// Glance gives next links as `/v2/images?...`: make them relative to the endpoint.
+    fn relative(&self, service: Service, link: &str) -> String {
+        if link.starts_with("http://") || link.starts_with("https://") {
+            return link.to_string();
+        }
+        match service.version_suffix() {
+            Some(suffix) => link.strip_prefix(suffix).unwrap_or(link).to_string(),
+            None => link.to_string(),
+        }
+    }
+
+    /// Streams a file as the body of a PUT (Glance image data).
+    pub async fn put_file(
+        &self,
+        service: Service,
+        path: &str,
+        file: &std::path::Path,
+        timeout: Duration,
+    ) -> Result<(), DriverError> {
+        let base = self.require_endpoint(service).await?;
+        let what = format!("PUT {} {path}", service.name());
+        let token = self.token().await?;
+        let handle = tokio::fs::File::open(file).await.map_err(|e| {
+            DriverError::Fatal(format!("{what}: cannot open {}: {e}", file.display()))
+        })?;
+        let length = handle
+            .metadata()
+            .await
+            .map_err(|e| DriverError::Fatal(format!("{what}: {}: {e}", file.display())))?
+            .len();
+        self.rate.wait().await;
+        let response = self
+            .http
+            .put(format!("{base}{path}"))
+            .timeout(timeout)
+            .header("X-Auth-Token", &token.value)
+            .header("Content-Type", "application/octet-stream")
+            .header("Content-Length", length)
+            .body(reqwest::Body::from(handle))
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&what, &e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            return Err(decide::classify(
+                &self.cloud.name,
+                &what,
+                status.as_u16(),
+                &text,
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_lookup_by_type_interface_and_region() {
+        let catalog = serde_json::json!([
+            {"type": "compute", "endpoints": [
+                {"interface": "internal", "region_id": "R1", "url": "http://int/v2.1"},
+                {"interface": "public", "region_id": "R2", "url": "http://r2/v2.1/"},
+                {"interface": "public", "region_id": "R1", "url": "http://r1/v2.1"}]},
+            {"type": "volumev3", "endpoints": [
+                {"interface": "public", "region": "R1", "url": "http://cinder/v3/p"}]}
+        ]);
+        assert_eq!(
+            catalog_endpoint(&catalog, &["compute"], "public", Some("R1")).as_deref(),
+            Some("http://r1/v2.1")
+        );
+        assert_eq!(
+            catalog_endpoint(&catalog, &["compute"], "public", Some("R2")).as_deref(),
+            Some("http://r2/v2.1")
+        );
+        assert_eq!(
+            catalog_endpoint(
+                &catalog,
+                &["block-storage", "volumev3"],
+                "public",
+                Some("R1")
+            )
+            .as_deref(),
+            Some("http://cinder/v3/p")
+        );
+        assert_eq!(catalog_endpoint(&catalog, &["image"], "public", None), None);
+        assert_eq!(
+            versioned("http://g:9292", Service::Image),
+            "http://g:9292/v2"
+        );
+        assert_eq!(
+            versioned("http://g:9292/v2", Service::Image),
+            "http://g:9292/v2"
+        );
+        assert_eq!(
+            versioned("http://n:9696", Service::Network),
+            "http://n:9696/v2.0"
+        );
+    }
+}

@@ -1,0 +1,436 @@
+//! `clouds.yaml` lookup as openstacksdk does it: the first existing file of
+//! `OS_CLIENT_CONFIG_FILE`, `./clouds.yaml`, `~/.config/openstack/clouds.yaml` and
+//! `/etc/openstack/clouds.yaml` (`.yml` too), with `secure.yaml` from the same places merged
+//! over it, then one cloud by name and its region.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+/// How the driver logs in to Keystone v3.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credentials {
+    Password {
+        /// `{"id": ..}` or `{"name": .., "domain": {..}}` as Keystone takes it.
+        user: Value,
+        password: String,
+        /// The project scope, as Keystone takes it; `None` asks for an unscoped token.
+        project: Option<Value>,
+    },
+    ApplicationCredential {
+        /// `{"id": .., "secret": ..}` or `{"name": .., "user": {..}, "secret": ..}`.
+        credential: Value,
+    },
+}
+
+/// Secrets stay out of logs and panics.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Password { user, project, .. } => f
+                .debug_struct("Password")
+                .field("user", user)
+                .field("project", project)
+                .finish_non_exhaustive(),
+            Credentials::ApplicationCredential { .. } => {
+                f.write_str("ApplicationCredential { .. }")
+            }
+        }
+    }
+}
+
+/// One cloud of `clouds.yaml`, resolved to what the driver needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloudConfig {
+    /// The name under `clouds:` (reported as the nodes' `cloud`).
+    pub name: String,
+    /// The Keystone v3 base URL, always ending in `/v3`.
+    pub auth_url: String,
+    pub credentials: Credentials,
+    pub region: Option<String>,
+    /// The catalog interface: `public` unless `interface`/`endpoint_type` says otherwise.
+    pub interface: String,
+    /// `image_format`: what the builder uploads (`qcow2` by default, as openstacksdk).
+    pub image_format: String,
+    /// `private: true`: servers are reached on their private address.
+    pub private: bool,
+    /// `force_ipv4: true`: never use an IPv6 interface address.
+    pub force_ipv4: bool,
+    /// `verify: false` turns TLS verification off.
+    pub verify: bool,
+    /// `cacert`: extra CA bundle (PEM).
+    pub cacert: Option<PathBuf>,
+}
+
+/// Where openstacksdk looks for `name` (`clouds`/`secure`), in order.
+pub fn candidate_files(
+    stem: &str,
+    env_file: Option<PathBuf>,
+    cwd: Option<PathBuf>,
+    home: Option<PathBuf>,
+    xdg_config: Option<PathBuf>,
+) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    out.extend(env_file);
+    let user_dir = xdg_config
+        .or_else(|| home.map(|h| h.join(".config")))
+        .map(|c| c.join("openstack"));
+    let dirs = [cwd, user_dir, Some(PathBuf::from("/etc/openstack"))];
+    for dir in dirs.into_iter().flatten() {
+        for ext in ["yaml", "yml"] {
+            out.push(dir.join(format!("{stem}.{ext}")));
+        }
+    }
+    out
+}
+
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// Reads the cloud `cloud` from the default places (or `clouds_file` when given, as tests
+/// do), with `region` (the provider's `region-name`) overriding the file's.
+pub fn load_cloud(
+    cloud: &str,
+    region: Option<&str>,
+    clouds_file: Option<&Path>,
+) -> Result<CloudConfig, String> {
+    let cwd = std::env::current_dir().ok();
+    let home = env_path("HOME");
+    let xdg = env_path("XDG_CONFIG_HOME");
+    let clouds_candidates = match clouds_file {
+        Some(path) => vec![path.to_path_buf()],
+        None => candidate_files(
+            "clouds",
+            env_path("OS_CLIENT_CONFIG_FILE"),
+            cwd.clone(),
+            home.clone(),
+            xdg.clone(),
+        ),
+    };
+    let Some(clouds_path) = clouds_candidates.iter().find(|p| p.is_file()) else {
+        return Err(format!(
+            "no clouds.yaml found (looked at {})",
+            clouds_candidates
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    };
+    let clouds = read_yaml(clouds_path)?;
+    let secure_candidates = match clouds_file {
+        Some(path) => vec![path.with_file_name("secure.yaml")],
+        None => candidate_files("secure", env_path("OS_CLIENT_SECURE_FILE"), cwd, home, xdg),
+    };
+    let secure = match secure_candidates.iter().find(|p| p.is_file()) {
+        Some(path) => Some(read_yaml(path)?),
+        None => None,
+    };
+    cloud_from_documents(cloud, region, &clouds, secure.as_ref())
+        .map_err(|e| format!("{}: {e}", clouds_path.display()))
+}
+
+fn read_yaml(path: &Path) -> Result<Value, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    yaml_to_json(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Parses YAML text into JSON values (mappings with non-string keys use their text).
+pub fn yaml_to_json(text: &str) -> Result<Value, String> {
+    let docs = yaml_rust2::YamlLoader::load_from_str(text).map_err(|e| e.to_string())?;
+    Ok(docs.first().map(convert).unwrap_or(Value::Null))
+}
+
+fn convert(yaml: &yaml_rust2::Yaml) -> Value {
+    use yaml_rust2::Yaml;
+    match yaml {
+        Yaml::Real(text) => text
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number)
+            .unwrap_or_else(|| Value::String(text.clone())),
+        Yaml::Integer(i) => Value::from(*i),
+        Yaml::String(s) => Value::String(s.clone()),
+        Yaml::Boolean(b) => Value::Bool(*b),
+        Yaml::Array(items) => Value::Array(items.iter().map(convert).collect()),
+        Yaml::Hash(hash) => {
+            let mut map = Map::new();
+            for (k, v) in hash {
+                let key = match convert(k) {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                map.insert(key, convert(v));
+            }
+            Value::Object(map)
+        }
+        Yaml::Alias(_) | Yaml::Null | Yaml::BadValue => Value::Null,
+    }
+}
+
+/// `over` merged into `base`, mappings recursively (how secure.yaml completes clouds.yaml).
+fn merge(base: &mut Value, over: &Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
+fn text(map: &Map<String, Value>, keys: &[&str]) -> Option<String> {
+    keys.iter().find_map(|k| match map.get(*k) {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+fn boolean(map: &Map<String, Value>, key: &str, default: bool) -> bool {
+    match map.get(key) {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => matches!(s.to_ascii_lowercase().as_str(), "true" | "yes" | "1"),
+        _ => default,
+    }
+}
+
+/// An id-or-name reference with a domain, as Keystone's JSON wants it.
+fn named(id: Option<String>, name: Option<String>, domain: Option<Value>) -> Option<Value> {
+    match (id, name) {
+        (Some(id), _) => Some(serde_json::json!({ "id": id })),
+        (None, Some(name)) => {
+            let mut v = serde_json::json!({ "name": name });
+            if let (Some(domain), Some(obj)) = (domain, v.as_object_mut()) {
+                obj.insert("domain".into(), domain);
+            }
+            Some(v)
+        }
+        (None, None) => None,
+    }
+}
+
+fn domain(auth: &Map<String, Value>, id_key: &str, name_key: &str) -> Option<Value> {
+    // openstacksdk lets `domain_id`/`domain_name` stand in for the user and project domains.
+    if let Some(id) = text(auth, &[id_key, "domain_id"]) {
+        return Some(serde_json::json!({ "id": id }));
+    }
+    text(auth, &[name_key, "domain_name"]).map(|name| serde_json::json!({ "name": name }))
+}
+
+/// Resolves one cloud from parsed `clouds.yaml` (and `secure.yaml`) documents.
+pub fn cloud_from_documents(
+    cloud: &str,
+    region: Option<&str>,
+    clouds: &Value,
+    secure: Option<&Value>,
+) -> Result<CloudConfig, String> {
+    let mut entry = clouds
+        .get("clouds")
+        .and_then(|c| c.get(cloud))
+        .cloned()
+        .ok_or_else(|| format!("cloud {cloud} is not defined"))?;
+    if let Some(extra) = secure
+        .and_then(|s| s.get("clouds"))
+        .and_then(|c| c.get(cloud))
+    {
+        merge(&mut entry, extra);
+    }
+    let Value::Object(entry) = entry else {
+        return Err(format!("cloud {cloud} is not a mapping"));
+    };
+    // Auth keys may sit in `auth:` or (older files) at the cloud's top level.
+    let mut auth = entry.clone();
+    if let Some(Value::Object(inner)) = entry.get("auth") {
+        for (k, v) in inner {
+            auth.insert(k.clone(), v.clone());
+        }
+    }
+    let auth_url =
+        text(&auth, &["auth_url"]).ok_or_else(|| format!("cloud {cloud} has no auth_url"))?;
+    let auth_type = text(&entry, &["auth_type"]).unwrap_or_else(|| "password".into());
+    let user_domain = domain(&auth, "user_domain_id", "user_domain_name")
+        .or_else(|| Some(serde_json::json!({ "id": "default" })));
+    let user = named(
+        text(&auth, &["user_id"]),
+        text(&auth, &["username", "user_name"]),
+        user_domain,
+    );
+    let credentials = match auth_type.as_str() {
+        "password" | "v3password" => {
+            let user = user.ok_or_else(|| format!("cloud {cloud} has no username"))?;
+            let password = text(&auth, &["password"])
+                .ok_or_else(|| format!("cloud {cloud} has no password"))?;
+            let project_domain = domain(&auth, "project_domain_id", "project_domain_name")
+                .or_else(|| Some(serde_json::json!({ "id": "default" })));
+            let project = named(
+                text(&auth, &["project_id", "tenant_id"]),
+                text(&auth, &["project_name", "tenant_name"]),
+                project_domain,
+            );
+            Credentials::Password {
+                user,
+                password,
+                project,
+            }
+        }
+        "v3applicationcredential" | "applicationcredential" | "application_credential" => {
+            let secret = text(&auth, &["application_credential_secret"])
+                .ok_or_else(|| format!("cloud {cloud} has no application_credential_secret"))?;
+            let mut credential = match (
+                text(&auth, &["application_credential_id"]),
+                text(&auth, &["application_credential_name"]),
+            ) {
+                (Some(id), _) => serde_json::json!({ "id": id }),
+                (None, Some(name)) => {
+                    let user = user.ok_or_else(|| {
+                        format!("cloud {cloud}: an application credential name needs a user")
+                    })?;
+                    serde_json::json!({ "name": name, "user": user })
+                }
+                (None, None) => {
+                    return Err(format!(
+                        "cloud {cloud} has no application_credential_id or _name"
+                    ));
+                }
+            };
+            if let Some(obj) = credential.as_object_mut() {
+                obj.insert("secret".into(), Value::String(secret));
+            }
+            Credentials::ApplicationCredential { credential }
+        }
+        other => return Err(format!("cloud {cloud}: auth_type {other} is not supported")),
+    };
+    let region = region
+        .map(str::to_string)
+        .or_else(|| text(&entry, &["region_name"]))
+        .or_else(|| match entry.get("regions") {
+            Some(Value::Array(regions)) => regions.first().and_then(|r| match r {
+                Value::String(s) => Some(s.clone()),
+                Value::Object(o) => text(o, &["name"]),
+                _ => None,
+            }),
+            _ => None,
+        });
+    let interface = text(&entry, &["interface", "endpoint_type"])
+        .map(|i| i.trim_end_matches("URL").to_ascii_lowercase())
+        .unwrap_or_else(|| "public".into());
+    Ok(CloudConfig {
+        name: cloud.to_string(),
+        auth_url: keystone_v3(&auth_url),
+        credentials,
+        region,
+        interface,
+        image_format: text(&entry, &["image_format"]).unwrap_or_else(|| "qcow2".into()),
+        private: boolean(&entry, "private", false),
+        force_ipv4: boolean(&entry, "force_ipv4", false),
+        verify: boolean(&entry, "verify", true),
+        cacert: text(&entry, &["cacert"]).map(PathBuf::from),
+    })
+}
+
+/// The v3 base of an `auth_url` given with or without the version.
+pub fn keystone_v3(auth_url: &str) -> String {
+    let base = auth_url.trim_end_matches('/');
+    if base.ends_with("/v3") {
+        base.to_string()
+    } else {
+        format!("{base}/v3")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn docs(text: &str) -> Value {
+        yaml_to_json(text).expect("yaml")
+    }
+
+    #[test]
+    fn password_cloud_with_secure_file_and_first_region() {
+        let clouds = docs(
+            "clouds:\n  mycloud:\n    auth:\n      auth_url: https://ks.example/\n      username: np\n      project_name: ci\n      user_domain_name: Users\n    regions:\n      - name: R1\n      - R2\n    interface: internalURL\n    image_format: raw\n",
+        );
+        let secure = docs("clouds:\n  mycloud:\n    auth:\n      password: s3cret\n");
+        let c = cloud_from_documents("mycloud", None, &clouds, Some(&secure)).expect("cloud");
+        assert_eq!(c.auth_url, "https://ks.example/v3");
+        assert_eq!(c.region.as_deref(), Some("R1"));
+        assert_eq!(c.interface, "internal");
+        assert_eq!(c.image_format, "raw");
+        assert_eq!(
+            c.credentials,
+            Credentials::Password {
+                user: serde_json::json!({"name": "np", "domain": {"name": "Users"}}),
+                password: "s3cret".into(),
+                project: Some(serde_json::json!({"name": "ci", "domain": {"id": "default"}})),
+            }
+        );
+        let c = cloud_from_documents("mycloud", Some("R2"), &clouds, Some(&secure)).expect("cloud");
+        assert_eq!(c.region.as_deref(), Some("R2"));
+        assert!(!format!("{:?}", c.credentials).contains("s3cret"));
+    }
+
+    #[test]
+    fn application_credential_by_id() {
+        let clouds = docs(
+            "clouds:\n  ac:\n    auth_type: v3applicationcredential\n    region_name: RegionOne\n    auth:\n      auth_url: http://127.0.0.1:5000/v3\n      application_credential_id: abc\n      application_credential_secret: xyz\n",
+        );
+        let c = cloud_from_documents("ac", None, &clouds, None).expect("cloud");
+        assert_eq!(
+            c.credentials,
+            Credentials::ApplicationCredential {
+                credential: serde_json::json!({"id": "abc", "secret": "xyz"})
+            }
+        );
+        assert_eq!(c.region.as_deref(), Some("RegionOne"));
+        assert_eq!(c.interface, "public");
+    }
+
+    #[test]
+    fn missing_cloud_and_missing_password_are_errors() {
+        let clouds =
+            docs("clouds:\n  a:\n    auth:\n      auth_url: http://x\n      username: u\n");
+        assert!(cloud_from_documents("b", None, &clouds, None).is_err());
+        assert!(
+            cloud_from_documents("a", None, &clouds, None)
+                .expect_err("no password")
+                .contains("password")
+        );
+    }
+
+    #[test]
+    fn lookup_order_follows_openstacksdk() {
+        let files = candidate_files(
+            "clouds",
+            Some("/env/c.yaml".into()),
+            Some("/cwd".into()),
+            Some("/home/u".into()),
+            None,
+        );
+        let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "/env/c.yaml",
+                "/cwd/clouds.yaml",
+                "/cwd/clouds.yml",
+                "/home/u/.config/openstack/clouds.yaml",
+                "/home/u/.config/openstack/clouds.yml",
+                "/etc/openstack/clouds.yaml",
+                "/etc/openstack/clouds.yml",
+            ]
+        );
+    }
+}
