@@ -9,9 +9,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "common/errors.rs"]
-mod errors;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -27,7 +24,7 @@ use nodepool_model::{
 use nodepool_store::{Backend, SqliteBackend, SqliteOptions, Store, paths};
 use nodepool_store_zk::{ZooKeeperBackend, ZooKeeperOptions};
 use nodepool_testkit::wait::{wait_for, wait_for_store_change};
-use nodepool_testkit::{ServerOptions, ZooKeeperServer};
+use nodepool_testkit::{ServerOptions, ZooKeeperServer, log_errors};
 
 const WAIT: Duration = Duration::from_secs(30);
 const IMAGE: &str = "fake-image";
@@ -261,7 +258,7 @@ impl Running {
     async fn stop(self) {
         self.builder.stop().await;
         self.store.backend().close().await.unwrap();
-        errors::assert_none();
+        log_errors::assert_none();
     }
 
     fn builder_id(&self) -> &str {
@@ -296,7 +293,7 @@ impl Running {
 
 impl Harness {
     async fn new(kind: Kind, setup: Setup) -> Harness {
-        errors::install();
+        log_errors::install();
         let dir = tempfile::tempdir().unwrap();
         for (name, text) in [
             ("fake-image-create", FAKE_DIB),
@@ -617,7 +614,7 @@ async fn scheduled_build_is_uploaded_with_its_metadata(kind: Kind) {
     let registered = components.list(ComponentKind::Builder).await.unwrap();
     assert!(registered.is_empty(), "{registered:?}");
     builder.store.backend().close().await.unwrap();
-    errors::assert_none();
+    log_errors::assert_none();
 }
 
 /// A READY build younger than `rebuild-age` is left alone however many passes run; once it

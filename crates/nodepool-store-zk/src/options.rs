@@ -98,6 +98,10 @@ impl ZooKeeperTls {
                 source,
             })
         };
+        // The ZooKeeper client asks rustls for the process's default crypto provider, which
+        // rustls cannot choose once a binary links two (ring here, aws-lc-rs for the AWS SDK):
+        // name ring, unless something already installed a default.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let (cert, key, ca) = (
             read("cert", &self.cert)?,
             read("key", &self.key)?,

@@ -32,6 +32,7 @@ mod certificates;
 pub mod fixture;
 pub mod http;
 pub mod images;
+pub mod log_errors;
 mod proxy;
 mod sshd;
 pub mod wait;

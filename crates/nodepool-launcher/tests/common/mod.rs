@@ -3,7 +3,6 @@
 
 #![allow(dead_code)]
 
-pub mod errors;
 pub mod stories;
 
 use std::future::Future;
@@ -18,7 +17,7 @@ use nodepool_model::{Node, NodeId, NodeState};
 use nodepool_store::{Backend, SqliteBackend, SqliteOptions, Store, TreeCache, paths};
 use nodepool_store_zk::{ZooKeeperBackend, ZooKeeperOptions};
 use nodepool_testkit::wait::wait_for_cache_change;
-use nodepool_testkit::{ZooKeeperServer, ZuulClient};
+use nodepool_testkit::{ZooKeeperServer, ZuulClient, log_errors};
 
 pub const WAIT: Duration = Duration::from_secs(30);
 
@@ -70,7 +69,7 @@ impl Harness {
     }
 
     async fn with_backing(dir: tempfile::TempDir, backing: Backing, config: &str) -> Harness {
-        errors::install();
+        log_errors::install();
         let config_path = dir.path().join("nodepool.yaml");
         std::fs::write(&config_path, config).expect("write config");
         let store = open(&backing).await;
@@ -282,7 +281,7 @@ impl Harness {
             self.stop_launcher(0).await;
         }
         let _ = self.store.backend().close().await;
-        errors::assert_none();
+        log_errors::assert_none();
     }
 }
 

@@ -1,7 +1,7 @@
 //! Scenario tests fail on unexpected ERROR logs (STYLE habit 12): a tracing layer installed
-//! once per test binary keeps every ERROR event, and `Harness::shutdown` asserts there were
+//! once per test binary keeps every ERROR event, and a harness asserts at shutdown there were
 //! none. Tests of one binary share the process, so an ERROR from one test fails whichever
-//! harness shuts down next; none of these scenarios should ever log one.
+//! harness shuts down next; scenarios should never log one.
 
 use std::fmt::Write as _;
 use std::sync::{Mutex, OnceLock};
