@@ -328,7 +328,7 @@ fn debug_flag_enables_debug_lines() {
 }
 
 #[test]
-fn unimplemented_commands_say_so_and_fail() {
+fn up_without_an_images_dir_fails_like_the_builder() {
     let dir = temp_dir();
     let config = write(&dir, "nodepool.yaml", GOOD_CONFIG);
     let result = run(&["-c", config.as_str(), "up"]);
@@ -336,7 +336,7 @@ fn unimplemented_commands_say_so_and_fail() {
     assert!(
         result
             .stderr
-            .contains("nodepool up: not implemented yet (needs the store)"),
+            .contains("nodepool up: No images-dir specified in config."),
         "{}",
         result.stderr
     );
