@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Installs what building and testing need on a fresh Debian 12 machine. Idempotent: every
 # step checks first, so repeated runs cost a few milliseconds.
+#
+#   setup.sh            everything (what scripts/test.sh and CI need)
+#   setup.sh --run      only what running nodepool needs (scripts/quickstart): no test
+#                       services (ZooKeeper, the local OpenStack, moto, Python Nodepool)
 set -euo pipefail
+tests=yes
+[ "${1:-}" = --run ] && tests=no
 
 command -v cargo >/dev/null || { echo "setup: cargo is required (rustup)" >&2; exit 1; }
 
@@ -10,9 +16,12 @@ command -v cargo >/dev/null || { echo "setup: cargo is required (rustup)" >&2; e
 # static driver (tests run their own sshd in a network namespace, never the system one);
 # chromium to load the webapp's dashboard headless.
 need_apt=()
-[ -f /usr/share/java/zookeeper.jar ] || need_apt+=(zookeeper)
-command -v java >/dev/null || need_apt+=(default-jre-headless)
-command -v openssl >/dev/null || need_apt+=(openssl)
+if [ "$tests" = yes ]; then
+  [ -f /usr/share/java/zookeeper.jar ] || need_apt+=(zookeeper)
+  command -v java >/dev/null || need_apt+=(default-jre-headless)
+  command -v openssl >/dev/null || need_apt+=(openssl)
+  command -v chromium >/dev/null || need_apt+=(chromium)
+fi
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v ssh-keyscan >/dev/null || need_apt+=(openssh-client)
 command -v ip >/dev/null || need_apt+=(iproute2)
@@ -21,7 +30,6 @@ command -v ip >/dev/null || need_apt+=(iproute2)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 [ -f /usr/lib/grub/i386-pc/boot.img ] || need_apt+=(grub-pc-bin)
 command -v mke2fs >/dev/null || need_apt+=(e2fsprogs)
-command -v chromium >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: missing packages: ${need_apt[*]} (run as root to install them)" >&2
@@ -45,6 +53,8 @@ if ! command -v qemu-system-x86_64 >/dev/null || ! command -v qemu-img >/dev/nul
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --allow-downgrades \
       qemu-system-x86 "qemu-utils/$codename" >/dev/null
 fi
+
+[ "$tests" = yes ] || exit 0
 
 # A Python venv with kazoo (the client Nodepool and Zuul use) and Python Nodepool 11's own
 # ZooKeeper code and launcher (with the fake driver) for the interoperability tests.

@@ -54,7 +54,7 @@ pub fn mem_total_mib(meminfo: &str) -> Option<u64> {
 
 /// The public half of the node key, making an ed25519 pair when the private key is missing.
 pub async fn public_key(private: &Path) -> Result<String, DriverError> {
-    let public = nodepool_driver_path_pub(private);
+    let public = public_key_path(private);
     if !private.exists() {
         if let Some(parent) = private.parent() {
             std::fs::create_dir_all(parent)
@@ -80,7 +80,7 @@ pub async fn public_key(private: &Path) -> Result<String, DriverError> {
         .map_err(|e| DriverError::Fatal(format!("reading {}: {e}", public.display())))
 }
 
-fn nodepool_driver_path_pub(private: &Path) -> std::path::PathBuf {
+fn public_key_path(private: &Path) -> std::path::PathBuf {
     let mut text = private.as_os_str().to_owned();
     text.push(".pub");
     text.into()
