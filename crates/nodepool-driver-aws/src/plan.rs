@@ -7,7 +7,7 @@ use nodepool_config::{
     AwsIamProfile, AwsInstance, AwsLabel, AwsPool, CloudImageSource, LabelImage, LabelSettings,
     PoolSettings, Provider as ProviderConfig,
 };
-use nodepool_driver::{CreateSpec, DriverError};
+use nodepool_driver::{CreateSpec, DriverError, format_dynamic_entries};
 
 use crate::quota::Market;
 use crate::tags::instance_tags;
@@ -129,9 +129,8 @@ pub fn launch_plan(config: &ProviderConfig, spec: &CreateSpec) -> Result<LaunchP
             )));
         }
     };
-    // The request's dynamic tags need the request, which the contract does not pass; the
-    // static ones and the nodepool metadata are what leak cleanup relies on.
-    let tags = instance_tags(&label.tags, &spec.metadata, &spec.hostname);
+    let dynamic_tags = format_dynamic_entries(&label.dynamic_tags, spec, "dynamic-tags");
+    let tags = instance_tags(&label.tags, &dynamic_tags, &spec.metadata, &spec.hostname);
     Ok(LaunchPlan {
         hostname: spec.hostname.clone(),
         image,
@@ -224,6 +223,10 @@ providers:
               name: ci
             tags:
               team: ci
+            dynamic-tags:
+              tenant: "t-{request.tenant_name}"
+              requestor: "{request.requestor}"
+              broken: "{request.no_such_attribute}"
           - name: fleety
             cloud-image: by-filter
             key-name: zuul
@@ -255,6 +258,7 @@ providers:
             image_external_id: image.map(str::to_string),
             metadata: [(metadata_keys::NODE_ID.to_string(), "0000000042".to_string())].into(),
             az: None,
+            request: None,
         }
     }
 
@@ -275,6 +279,36 @@ providers:
         assert_eq!(plan.tags["team"], "ci");
         assert_eq!(plan.tags[metadata_keys::NODE_ID], "0000000042");
         assert!(!plan.uses_fleet());
+    }
+
+    #[test]
+    fn dynamic_tags_are_filled_from_the_request_and_unfillable_ones_left_out() {
+        let request = nodepool_driver::RequestAttributes {
+            id: "100-0000000007".into(),
+            labels: vec!["small".into()],
+            requestor: Some("zuul-scheduler".into()),
+            requestor_data: serde_json::Value::Null,
+            relative_priority: 0,
+            event_id: Some("e1".into()),
+            created_time: None,
+            tenant_name: Some("openstack".into()),
+        };
+        let plan = launch_plan(
+            &provider(),
+            &CreateSpec {
+                request: Some(request),
+                ..spec("small", None)
+            },
+        )
+        .expect("plan");
+        assert_eq!(plan.tags["tenant"], "t-openstack");
+        assert_eq!(plan.tags["requestor"], "zuul-scheduler");
+        assert!(!plan.tags.contains_key("broken"));
+        assert_eq!(plan.tags["team"], "ci");
+        // Without a request only the templates that do not name it could be filled.
+        let plan = launch_plan(&provider(), &spec("small", None)).expect("plan");
+        assert!(!plan.tags.contains_key("tenant"));
+        assert_eq!(plan.tags["Name"], "np0000000042");
     }
 
     #[test]

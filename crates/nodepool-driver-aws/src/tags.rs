@@ -5,11 +5,13 @@ use std::collections::BTreeMap;
 use nodepool_driver::Metadata;
 use serde_json::{Map, Value};
 
-/// The tags of an instance (and its volumes): the label's `tags`, then the nodepool
-/// metadata (which wins over a label tag of the same key, so leak detection cannot be
-/// defeated by configuration), then `Name=<hostname>` as the console shows it.
+/// The tags of an instance (and its volumes): the label's `tags`, then its filled
+/// `dynamic-tags`, then the nodepool metadata (which wins over a label tag of the same key,
+/// so leak detection cannot be defeated by configuration), then `Name=<hostname>` as the
+/// console shows it.
 pub fn instance_tags(
     label_tags: &Map<String, Value>,
+    dynamic_tags: &BTreeMap<String, String>,
     metadata: &Metadata,
     hostname: &str,
 ) -> BTreeMap<String, String> {
@@ -17,6 +19,7 @@ pub fn instance_tags(
         .iter()
         .map(|(k, v)| (k.clone(), tag_value(v)))
         .collect();
+    tags.extend(dynamic_tags.iter().map(|(k, v)| (k.clone(), v.clone())));
     tags.extend(metadata.iter().map(|(k, v)| (k.clone(), v.clone())));
     tags.insert("Name".into(), hostname.into());
     tags
@@ -82,8 +85,9 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn instance_tags_put_metadata_over_label_tags_and_name_last() {
-        let label_tags = json!({"team": "ci", "nodepool_node_id": "evil", "count": 3, "on": true});
+    fn instance_tags_put_dynamic_over_label_tags_metadata_over_both_and_name_last() {
+        let label_tags =
+            json!({"team": "ci", "nodepool_node_id": "evil", "count": 3, "on": true, "Name": "x"});
         let Value::Object(label_tags) = label_tags else {
             panic!("object")
         };
@@ -93,13 +97,21 @@ mod tests {
             ("nodepool_provider_name".to_string(), "ec2".to_string()),
         ]
         .into();
-        let tags = instance_tags(&label_tags, &metadata, "np0000000042");
+        let dynamic: BTreeMap<String, String> = [
+            ("team".to_string(), "tenant-a".to_string()),
+            ("event".to_string(), "e1".to_string()),
+            ("nodepool_pool_name".to_string(), "spoof".to_string()),
+        ]
+        .into();
+        let tags = instance_tags(&label_tags, &dynamic, &metadata, "np0000000042");
         assert_eq!(tags["nodepool_node_id"], "0000000042");
+        assert_eq!(tags["nodepool_pool_name"], "main");
         assert_eq!(tags["Name"], "np0000000042");
-        assert_eq!(tags["team"], "ci");
+        assert_eq!(tags["team"], "tenant-a");
+        assert_eq!(tags["event"], "e1");
         assert_eq!(tags["count"], "3");
         assert_eq!(tags["on"], "True");
-        assert_eq!(tags.len(), 7);
+        assert_eq!(tags.len(), 8);
     }
 
     #[test]

@@ -9,7 +9,8 @@ use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, Filter, ResourceType, Tag, TagSpecification,
 };
 use nodepool_driver::{
-    CreateSpec, DriverError, ImageUploadSpec, Instance, Metadata, Provider, metadata_keys,
+    CreateSpec, DriverError, ImageUploadSpec, Instance, Metadata, Provider, RequestAttributes,
+    metadata_keys,
 };
 use nodepool_driver_aws::testing::{ACCESS_KEY, MotoServer, REGION, SECRET_KEY};
 use nodepool_driver_aws::{AwsDriver, AwsProvider, parse_external_id, resource_kinds};
@@ -73,6 +74,13 @@ providers:
             userdata: "#!/bin/sh\necho hi\n"
             tags:
               team: ci
+              tenant: fixed
+            dynamic-tags:
+              tenant: "{{request.tenant_name}}"
+              zuul-event: "event-{{request.event_id}}"
+              zuul-labels: "{{request.labels}}"
+              zuul-requestor-data: "{{request.requestor_data}}"
+              broken: "{{request.no_such_attribute}}"
           - name: spotty
             cloud-image: by-filter
             instance-type: t3.large
@@ -164,6 +172,7 @@ fn spec(node_id: &str, label: &str, image: Option<&str>) -> CreateSpec {
         image_external_id: image.map(str::to_string),
         metadata: metadata(node_id),
         az: None,
+        request: None,
     }
 }
 
@@ -223,9 +232,21 @@ fn tags_of(tags: &[Tag]) -> BTreeMap<String, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_list_and_delete_an_instance_with_tags() {
     let c = cloud("").await;
-    let instance = create(&c.provider, spec("0000000001", "small", None))
-        .await
-        .expect("create");
+    let request = RequestAttributes {
+        id: "200-0000000005".into(),
+        labels: vec!["small".into(), "spotty".into()],
+        requestor: Some("zuul-scheduler".into()),
+        requestor_data: serde_json::json!({"job": "tox"}),
+        relative_priority: 0,
+        event_id: Some("c0ffee".into()),
+        created_time: Some(1_732_550_000.5),
+        tenant_name: Some("example-tenant".into()),
+    };
+    let for_request = CreateSpec {
+        request: Some(request),
+        ..spec("0000000001", "small", None)
+    };
+    let instance = create(&c.provider, for_request).await.expect("create");
     let id = instance_id(&instance);
     assert_eq!(instance.cloud.as_deref(), Some("AWS"));
     assert_eq!(instance.region.as_deref(), Some(REGION));
@@ -258,6 +279,13 @@ async fn create_list_and_delete_an_instance_with_tags() {
     assert_eq!(tags[metadata_keys::NODE_ID], "0000000001");
     assert_eq!(tags[metadata_keys::POOL_NAME], "main");
     assert_eq!(tags[metadata_keys::PROVIDER_NAME], "ec2");
+    // Dynamic tags are filled from the request and win over a label tag; one that cannot
+    // be filled is left out.
+    assert_eq!(tags["tenant"], "example-tenant");
+    assert_eq!(tags["zuul-event"], "event-c0ffee");
+    assert_eq!(tags["zuul-labels"], "['small', 'spotty']");
+    assert_eq!(tags["zuul-requestor-data"], "{'job': 'tox'}");
+    assert!(!tags.contains_key("broken"), "{tags:?}");
     // The root volume: the label's type and size, tagged like the instance.
     let volumes = c
         .ec2
@@ -275,6 +303,7 @@ async fn create_list_and_delete_an_instance_with_tags() {
     assert_eq!(volume.volume_type().map(|t| t.as_str()), Some("gp3"));
     assert_eq!(volume.size(), Some(20));
     assert_eq!(tags_of(volume.tags())["Name"], "np0000000001");
+    assert_eq!(tags_of(volume.tags())["tenant"], "example-tenant");
 
     let listed = c.provider.list_instances().await.expect("list");
     let mine = listed

@@ -92,6 +92,7 @@ fn spec(node_id: &str, image: &str) -> CreateSpec {
         image_external_id: Some(image.into()),
         metadata,
         az: None,
+        request: None,
     }
 }
 

@@ -92,6 +92,7 @@ fn spec(node_id: &str, pool: &str, label: &str) -> CreateSpec {
             ),
         ]),
         az: None,
+        request: None,
     }
 }
 

@@ -277,12 +277,14 @@ pub fn token_lifetime(issued_at: Option<f64>, expires_at: Option<f64>) -> std::t
 }
 
 /// A server's metadata from the label: ansible-style `groups`, then the instance properties
-/// (JSON values other than strings as their JSON text), then the nodepool tags.
+/// (JSON values other than strings as their JSON text), then the filled dynamic instance
+/// properties, then the nodepool tags; a later source wins a key, as in Nodepool.
 pub fn server_metadata(
     provider: &str,
     image_name: &str,
     label: &str,
     instance_properties: &serde_json::Map<String, Value>,
+    dynamic_properties: &BTreeMap<String, String>,
     nodepool: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
     let mut meta = BTreeMap::new();
@@ -297,6 +299,7 @@ pub fn server_metadata(
         };
         meta.insert(key.clone(), text);
     }
+    meta.extend(dynamic_properties.clone());
     meta.extend(nodepool.clone());
     meta
 }
@@ -493,13 +496,32 @@ mod tests {
     }
 
     #[test]
-    fn metadata_puts_nodepool_tags_last() {
-        let props = serde_json::json!({"team": "ci", "nodepool_node_id": "spoof", "n": 3});
-        let tags = BTreeMap::from([("nodepool_node_id".to_string(), "0000000001".to_string())]);
-        let meta = server_metadata("p", "img", "small", props.as_object().expect("map"), &tags);
+    fn metadata_puts_dynamic_properties_after_static_and_nodepool_tags_last() {
+        let props =
+            serde_json::json!({"team": "ci", "nodepool_node_id": "spoof", "n": 3, "zone": "a"});
+        let dynamic = BTreeMap::from([
+            ("zone".to_string(), "from-request".to_string()),
+            ("tenant".to_string(), "t1".to_string()),
+            ("nodepool_pool_name".to_string(), "spoof".to_string()),
+        ]);
+        let tags = BTreeMap::from([
+            ("nodepool_node_id".to_string(), "0000000001".to_string()),
+            ("nodepool_pool_name".to_string(), "main".to_string()),
+        ]);
+        let meta = server_metadata(
+            "p",
+            "img",
+            "small",
+            props.as_object().expect("map"),
+            &dynamic,
+            &tags,
+        );
         assert_eq!(meta["groups"], "p,img,small");
         assert_eq!(meta["team"], "ci");
         assert_eq!(meta["n"], "3");
+        assert_eq!(meta["zone"], "from-request");
+        assert_eq!(meta["tenant"], "t1");
         assert_eq!(meta["nodepool_node_id"], "0000000001");
+        assert_eq!(meta["nodepool_pool_name"], "main");
     }
 }

@@ -11,7 +11,7 @@ use nodepool_config::{
 };
 use nodepool_driver::{
     CreateMachine, CreateSpec, DeleteMachine, DriverError, ImageUploadSpec, Instance, Provider,
-    Quota, Resource,
+    Quota, Resource, format_dynamic_entries,
 };
 use nodepool_model::ExternalId;
 
@@ -156,15 +156,17 @@ impl OpenStackProvider {
                 )));
             }
         };
-        if !settings.dynamic_instance_properties.is_empty() {
-            // The request is not part of the create spec, so the formats cannot be filled.
-            tracing::debug!(label = %label.name, "dynamic-instance-properties are not applied");
-        }
+        let dynamic_properties = format_dynamic_entries(
+            &settings.dynamic_instance_properties,
+            spec,
+            "dynamic-instance-properties",
+        );
         let metadata = decide::server_metadata(
             &self.config.name,
             &image_name,
             &label.name,
             &settings.instance_properties,
+            &dynamic_properties,
             &spec.metadata,
         );
         let networks = if settings.networks.is_empty() {

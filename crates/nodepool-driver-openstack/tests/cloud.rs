@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use nodepool_config::{Env, Provider as ProviderConfig, parse_config};
 use nodepool_driver::{
-    CreateSpec, DriverError, ImageUploadSpec, Instance, Provider, metadata_keys, run_delete_machine,
+    CreateSpec, DriverError, ImageUploadSpec, Instance, Provider, RequestAttributes, metadata_keys,
+    run_delete_machine,
 };
 use nodepool_driver_openstack::testing::{self, TestProject};
 use nodepool_driver_openstack::{
@@ -41,7 +42,7 @@ fn default_config() -> ProviderConfig {
     provider_config(
         "",
         "        networks: [public]\n        auto-floating-ip: false\n",
-        "          - name: tiny\n            cloud-image: test-image\n            flavor-name: m1.tiny\n            instance-properties:\n              team: np\n              count: 3\n          - name: by-ram\n            cloud-image: test-image\n            min-ram: 1024\n",
+        "          - name: tiny\n            cloud-image: test-image\n            flavor-name: m1.tiny\n            instance-properties:\n              team: np\n              count: 3\n            dynamic-instance-properties:\n              count: \"{request.relative_priority}\"\n              zuul-tenant: \"{request.tenant_name}\"\n              zuul-event: \"event-{request.event_id}\"\n              broken: \"{request.no_such_attribute}\"\n          - name: by-ram\n            cloud-image: test-image\n            min-ram: 1024\n",
     )
 }
 
@@ -69,6 +70,7 @@ fn spec(id: &str, label: &str) -> CreateSpec {
             (metadata_keys::PROVIDER_NAME.to_string(), "os".to_string()),
         ]),
         az: None,
+        request: None,
     }
 }
 
@@ -188,8 +190,22 @@ async fn servers_are_created_listed_in_pages_and_deleted() {
     assert!(p.label_ready("main", "tiny").await);
     assert_eq!(p.availability_zones(), vec!["nova".to_string()]);
 
+    let request = RequestAttributes {
+        id: "100-0000000009".into(),
+        labels: vec!["tiny".into()],
+        requestor: Some("zuul-scheduler".into()),
+        requestor_data: Value::Null,
+        relative_priority: -2,
+        event_id: Some("abc123".into()),
+        created_time: Some(1_732_550_000.25),
+        tenant_name: Some("example-tenant".into()),
+    };
+    let tiny_for_request = CreateSpec {
+        request: Some(request),
+        ..spec("0000000001", "tiny")
+    };
     let (a, b) = tokio::join!(
-        create(&p, spec("0000000001", "tiny")),
+        create(&p, tiny_for_request),
         create(&p, spec("0000000002", "by-ram"))
     );
     let (a, b) = (a.expect("tiny server"), b.expect("by-ram server"));
@@ -207,7 +223,12 @@ async fn servers_are_created_listed_in_pages_and_deleted() {
     }
     assert_eq!(a.metadata["groups"], "os,test-image,tiny");
     assert_eq!(a.metadata["team"], "np");
-    assert_eq!(a.metadata["count"], "3");
+    // Dynamic properties are filled from the request and win over the static ones; one
+    // that cannot be filled is left out.
+    assert_eq!(a.metadata["count"], "-2");
+    assert_eq!(a.metadata["zuul-tenant"], "example-tenant");
+    assert_eq!(a.metadata["zuul-event"], "event-abc123");
+    assert!(!a.metadata.contains_key("broken"), "{:?}", a.metadata);
     assert_eq!(a.resources.as_ref().map(|q| q.get("ram")), Some(512.0));
     assert_eq!(b.resources.as_ref().map(|q| q.get("ram")), Some(2048.0));
 
@@ -218,6 +239,14 @@ async fn servers_are_created_listed_in_pages_and_deleted() {
         .await
         .expect("server");
     assert_eq!(server["server"]["name"], "np0000000001");
+    assert_eq!(
+        server["server"]["metadata"]["zuul-tenant"],
+        "example-tenant"
+    );
+    assert_eq!(
+        server["server"]["metadata"][metadata_keys::NODE_ID],
+        "0000000001"
+    );
 
     // Listing in pages of one finds both, with their quota from the embedded flavor.
     let listed = p.list_instances().await.expect("list");

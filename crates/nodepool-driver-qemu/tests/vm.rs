@@ -80,6 +80,7 @@ async fn a_vm_boots_from_the_native_image_and_answers_ssh_with_the_injected_key(
         image_external_id: Some(id.clone()),
         metadata: [("nodepool_node_id".to_string(), "0000000042".to_string())].into(),
         az: None,
+        request: None,
     });
     assert_eq!(create.external_id(), Some(ExternalId::Id(hostname.into())));
     let started = Instant::now();

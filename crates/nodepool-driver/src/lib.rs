@@ -13,6 +13,7 @@ mod instance;
 pub mod nodescan;
 mod provider;
 mod quota;
+mod request_format;
 
 pub use error::DriverError;
 pub use instance::{Instance, Metadata, Resource, metadata_keys};
@@ -21,3 +22,6 @@ pub use provider::{
     run_delete_machine,
 };
 pub use quota::Quota;
+pub use request_format::{
+    FormatError, RequestAttributes, format_dynamic_entries, format_request_template,
+};

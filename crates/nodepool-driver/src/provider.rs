@@ -12,6 +12,7 @@ use nodepool_model::ExternalId;
 use crate::error::DriverError;
 use crate::instance::{Instance, Metadata, Resource};
 use crate::quota::Quota;
+use crate::request_format::RequestAttributes;
 
 /// What the launcher asks a provider to create for one node.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +27,11 @@ pub struct CreateSpec {
     /// The `nodepool_*` tags (and driver extras) to store on every resource made.
     pub metadata: Metadata,
     pub az: Option<String>,
+    /// The node request the node is launched for, which `{request.<attr>}` templates of
+    /// `dynamic-instance-properties` and `dynamic-tags` are filled from
+    /// ([`crate::format_dynamic_entries`]). `None` when a node is made outside a request
+    /// (tools, tests): templates that name the request are then left out.
+    pub request: Option<RequestAttributes>,
 }
 
 /// A create in progress. `advance` does one short step and returns `Ok(Some(instance))` once

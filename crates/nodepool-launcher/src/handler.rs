@@ -433,8 +433,11 @@ impl Handler {
             id,
             node,
             lock,
-            label.to_string(),
-            self.chosen_az.clone(),
+            launch::Target {
+                label: label.to_string(),
+                az: self.chosen_az.clone(),
+                request: nodepool_driver::RequestAttributes::new(&self.id, &self.request),
+            },
             prepared,
         )))
     }

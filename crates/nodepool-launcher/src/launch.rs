@@ -3,7 +3,9 @@
 use std::time::{Duration, Instant};
 
 use nodepool_driver::nodescan::{self, ScanTarget};
-use nodepool_driver::{CreateSpec, DriverError, Instance, Metadata, metadata_keys};
+use nodepool_driver::{
+    CreateSpec, DriverError, Instance, Metadata, RequestAttributes, metadata_keys,
+};
 use nodepool_model::{ConnectionPort, ExternalId, Node, NodeId, NodeState};
 use nodepool_store::Lock;
 
@@ -192,14 +194,22 @@ impl AttemptError {
     }
 }
 
+/// What a node is launched as, and for which request.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub label: String,
+    pub az: Option<String>,
+    /// What the label's dynamic properties and tags are filled from.
+    pub request: RequestAttributes,
+}
+
 /// Runs the launch to READY, ABORTED or failure; owns the node and its lock meanwhile.
 pub async fn run(
     env: Env,
     id: NodeId,
     mut node: Node,
     lock: Lock,
-    label: String,
-    az: Option<String>,
+    target: Target,
     prepared: Prepared,
 ) -> LaunchDone {
     // Counted as started by the handler before spawning, so max-concurrency sees it at once.
@@ -213,7 +223,7 @@ pub async fn run(
             Outcome::Failed(reason)
         }
         Prepared::Image { external_id } => {
-            attempts(&env, id, &mut node, &label, az, external_id, started).await
+            attempts(&env, id, &mut node, &target, external_id, started).await
         }
     };
     env.rt.launch_ended();
@@ -229,11 +239,11 @@ async fn attempts(
     env: &Env,
     id: NodeId,
     node: &mut Node,
-    label: &str,
-    az: Option<String>,
+    target: &Target,
     image_external_id: Option<String>,
     started: Instant,
 ) -> Outcome {
+    let label = target.label.as_str();
     let settings = env.rt.launch_settings();
     let Some(cloud) = env.rt.cloud.clone() else {
         return Outcome::Failed("static providers launch nothing".into());
@@ -252,7 +262,8 @@ async fn attempts(
             label: label.to_string(),
             image_external_id: image_external_id.clone(),
             metadata: metadata.clone(),
-            az: az.clone(),
+            az: target.az.clone(),
+            request: Some(target.request.clone()),
         };
         let error = match attempt_once(env, id, node, label, spec, settings).await {
             Ok(()) => {

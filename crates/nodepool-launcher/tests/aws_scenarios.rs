@@ -1,10 +1,11 @@
-//! The launcher with an aws provider on a real local moto server (SQLite store): Zuul gets
-//! nodes with the right tags, addresses and instance type; used nodes are terminated; a
-//! leaked tagged instance is removed; a launch stopped mid-way leaves nothing behind.
+//! The launcher with an aws provider on a real local moto server, each scenario on SQLite and
+//! on a real ZooKeeper: Zuul gets nodes with the right tags (dynamic ones filled from the
+//! request), addresses and instance type; used nodes are terminated; a leaked tagged instance
+//! is removed; a launch stopped mid-way leaves nothing behind.
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use common::{Harness, WAIT, eventually};
 use nodepool_driver::metadata_keys;
@@ -14,7 +15,7 @@ use nodepool_driver_aws::testing::{
     run_tagged_instance,
 };
 use nodepool_model::{ExternalId, NodeState, RequestState};
-use nodepool_testkit::RequestOptions;
+use nodepool_testkit::{RequestOptions, ServerOptions, ZooKeeperServer};
 
 /// An aws provider on moto. `scan` turns host-key checking on for the `scanned` label:
 /// moto's addresses never answer, so such a launch stays BUILDING in its nodescan.
@@ -53,6 +54,11 @@ providers:
             key-name: zuul
             tags:
               team: ci
+            dynamic-tags:
+              zuul-tenant: "{{request.tenant_name}}"
+              zuul-event: "{{request.event_id}}"
+              zuul-requestor: "{{request.requestor}}"
+              zuul-request: "request-{{request.id}}"
       - name: scan
         max-servers: 5
         host-key-checking: {scan}
@@ -87,12 +93,47 @@ async fn aws() -> Aws {
     }
 }
 
-async fn harness(aws: &Aws, scan: bool) -> Harness {
-    let mut h = Harness::sqlite(&config(&aws.moto.endpoint(), &aws.image_id, scan)).await;
+/// Which store a scenario runs on.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Sqlite,
+    ZooKeeper,
+}
+
+/// One ZooKeeper for the whole binary; the testkit's wrapper process kills it when the
+/// binary exits.
+fn zookeeper_server() -> Arc<ZooKeeperServer> {
+    static SERVER: OnceLock<Arc<ZooKeeperServer>> = OnceLock::new();
+    SERVER
+        .get_or_init(|| {
+            Arc::new(
+                ZooKeeperServer::start(ServerOptions::default())
+                    .unwrap_or_else(|e| panic!("a ZooKeeper server starts: {e}")),
+            )
+        })
+        .clone()
+}
+
+/// A launcher harness on `kind`'s store with the aws driver and `config`.
+async fn harness_with(kind: Kind, config: &str) -> Harness {
+    let mut h = match kind {
+        Kind::Sqlite => Harness::sqlite(config).await,
+        Kind::ZooKeeper => {
+            // Starting the JVM blocks; keep it off the runtime's workers.
+            let server = tokio::task::spawn_blocking(zookeeper_server)
+                .await
+                .expect("the server start task");
+            Harness::zookeeper(server, config).await
+        }
+    };
     h.drivers.push(Arc::new(AwsDriver::with_static_credentials(
         ACCESS_KEY, SECRET_KEY,
     )));
     h
+}
+
+async fn harness(kind: Kind, aws: &Aws, scan: bool) -> Harness {
+    harness_with(kind, &config(&aws.moto.endpoint(), &aws.image_id, scan)).await
 }
 
 fn instance_of(external_id: &Option<ExternalId>) -> String {
@@ -119,14 +160,17 @@ async fn terminated(aws: &Aws, id: &str) -> bool {
     state(aws, id).await.is_none_or(|s| s == "terminated")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn zuul_gets_tagged_aws_nodes_and_used_nodes_are_terminated() {
+async fn zuul_gets_tagged_aws_nodes_and_used_nodes_are_terminated(kind: Kind) {
     let aws = aws().await;
-    let mut h = harness(&aws, false).await;
+    let mut h = harness(kind, &aws, false).await;
     h.start_launcher().await;
+    let options = RequestOptions {
+        tenant_name: Some("example-tenant".into()),
+        ..RequestOptions::default()
+    };
     let id = h
         .zuul
-        .submit(&["small", "small"], RequestOptions::default())
+        .submit(&["small", "small"], options)
         .await
         .expect("submit");
     let request = h.zuul.wait(&id, WAIT).await.expect("wait");
@@ -165,6 +209,15 @@ async fn zuul_gets_tagged_aws_nodes_and_used_nodes_are_terminated() {
         assert_eq!(tags[metadata_keys::POOL_NAME], "main");
         assert_eq!(tags[metadata_keys::PROVIDER_NAME], "ec2");
         assert_eq!(tags["team"], "ci");
+        // The label's dynamic tags, filled from Zuul's request.
+        assert_eq!(tags["zuul-tenant"], "example-tenant");
+        assert_eq!(
+            Some(&tags["zuul-event"]),
+            request.event_id.as_ref(),
+            "{tags:?}"
+        );
+        assert_eq!(tags["zuul-requestor"], "zuul-system-id");
+        assert_eq!(tags["zuul-request"], format!("request-{id}"));
         let ec2_instance = aws
             .ec2
             .describe_instances()
@@ -200,10 +253,9 @@ async fn zuul_gets_tagged_aws_nodes_and_used_nodes_are_terminated() {
     h.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_leaked_tagged_instance_is_terminated() {
+async fn a_leaked_tagged_instance_is_terminated(kind: Kind) {
     let aws = aws().await;
-    let mut h = harness(&aws, false).await;
+    let mut h = harness(kind, &aws, false).await;
     let leaked = run_tagged_instance(
         &aws.ec2,
         &aws.image_id,
@@ -233,11 +285,10 @@ async fn a_leaked_tagged_instance_is_terminated() {
     h.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_launch_stopped_mid_way_leaves_nothing_after_a_restart() {
+async fn a_launch_stopped_mid_way_leaves_nothing_after_a_restart(kind: Kind) {
     let aws = aws().await;
     // The pool scans host keys: the launch stays BUILDING after the instance exists.
-    let mut h = harness(&aws, true).await;
+    let mut h = harness(kind, &aws, true).await;
     let launcher = h.start_launcher().await;
     let id = h
         .zuul
@@ -288,20 +339,19 @@ async fn a_launch_stopped_mid_way_leaves_nothing_after_a_restart() {
     h.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_pool_vcpu_limit_holds_a_request_until_a_node_is_returned() {
+async fn the_pool_vcpu_limit_holds_a_request_until_a_node_is_returned(kind: Kind) {
     let aws = aws().await;
     // One t3.medium has 2 vCPUs of the on-demand standard-family quota code.
-    let mut h = Harness::sqlite(&config_with(
-        &aws.moto.endpoint(),
-        &aws.image_id,
-        false,
-        "        max-resources:\n          L-1216C47A: 2",
-    ))
+    let mut h = harness_with(
+        kind,
+        &config_with(
+            &aws.moto.endpoint(),
+            &aws.image_id,
+            false,
+            "        max-resources:\n          L-1216C47A: 2",
+        ),
+    )
     .await;
-    h.drivers.push(Arc::new(AwsDriver::with_static_credentials(
-        ACCESS_KEY, SECRET_KEY,
-    )));
     h.start_launcher().await;
     let first = h.running_job(&["small"], RequestOptions::default()).await;
     let second = h
@@ -324,3 +374,32 @@ async fn the_pool_vcpu_limit_holds_a_request_until_a_node_is_returned() {
     assert_eq!(request.state, RequestState::Fulfilled);
     h.shutdown().await;
 }
+
+/// Makes a `sqlite::<name>` and a `zookeeper::<name>` test of each scenario function.
+macro_rules! scenarios {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Kind::Sqlite).await;
+                }
+            )*
+        }
+        mod zookeeper {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Kind::ZooKeeper).await;
+                }
+            )*
+        }
+    };
+}
+
+scenarios!(
+    zuul_gets_tagged_aws_nodes_and_used_nodes_are_terminated,
+    a_leaked_tagged_instance_is_terminated,
+    a_launch_stopped_mid_way_leaves_nothing_after_a_restart,
+    the_pool_vcpu_limit_holds_a_request_until_a_node_is_returned,
+);

@@ -87,6 +87,11 @@ providers:
             flavor-name: {flavor}
             instance-properties:
               purpose: nodepool-test
+            dynamic-instance-properties:
+              zuul-tenant: \"{{request.tenant_name}}\"
+              zuul-event: \"{{request.event_id}}\"
+              zuul-requestor: \"{{request.requestor}}\"
+              zuul-labels: \"{{request.labels}}\"
 ",
         image = testing::TEST_IMAGE,
         flavor = testing::TINY,
@@ -142,11 +147,11 @@ async fn openstack_nodes_are_fulfilled_used_deleted_and_leaks_removed() {
     let mut h = harness(&project, &config(10)).await;
     h.start_launcher().await;
 
-    let id = h
-        .zuul
-        .submit(&["small"], RequestOptions::default())
-        .await
-        .expect("submit");
+    let options = RequestOptions {
+        tenant_name: Some("example-tenant".into()),
+        ..RequestOptions::default()
+    };
+    let id = h.zuul.submit(&["small"], options).await.expect("submit");
     let request = h.zuul.wait(&id, CLOUD_WAIT).await.expect("wait");
     assert_eq!(request.state, RequestState::Fulfilled, "{request:?}");
     let node_id = request.nodes[0];
@@ -191,6 +196,15 @@ async fn openstack_nodes_are_fulfilled_used_deleted_and_leaks_removed() {
     assert_eq!(meta[metadata_keys::POOL_NAME], "main");
     assert_eq!(meta["groups"], "os,test-image,small");
     assert_eq!(meta["purpose"], "nodepool-test");
+    // The label's dynamic properties, filled from Zuul's request.
+    assert_eq!(meta["zuul-tenant"], "example-tenant");
+    assert_eq!(
+        meta["zuul-event"].as_str(),
+        request.event_id.as_deref(),
+        "{meta}"
+    );
+    assert_eq!(meta["zuul-requestor"], "zuul-system-id");
+    assert_eq!(meta["zuul-labels"], "['small']");
     assert_eq!(server["flavor"]["original_name"], testing::TINY);
 
     // Zuul uses and returns the node: the launcher deletes it from ZooKeeper and Nova.
