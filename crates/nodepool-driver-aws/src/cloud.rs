@@ -106,6 +106,12 @@ type InstancesById = HashMap<String, Ec2Instance>;
 /// How old the shared instance listing may be before a state machine refreshes it.
 const INSTANCE_LISTING_TTL: Duration = Duration::from_secs(2);
 
+/// EC2 calls are small: one whose answer has not started within this long is given up
+/// (and retried by the SDK), as boto3's read timeout does, so a lost answer cannot hold a
+/// launch or delete step forever. Not for S3 and EBS, whose uploads take what they take.
+const EC2_READ_TIMEOUT: Duration = Duration::from_secs(60);
+const EC2_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -150,8 +156,16 @@ impl AwsCloud {
                 let s3_config = aws_sdk_s3::config::Builder::from(&sdk)
                     .force_path_style(c.endpoint_url.is_some())
                     .build();
+                let ec2_config = aws_sdk_ec2::config::Builder::from(&sdk)
+                    .timeout_config(
+                        aws_sdk_ec2::config::timeout::TimeoutConfig::builder()
+                            .connect_timeout(EC2_CONNECT_TIMEOUT)
+                            .read_timeout(EC2_READ_TIMEOUT)
+                            .build(),
+                    )
+                    .build();
                 Clients {
-                    ec2: aws_sdk_ec2::Client::new(&sdk),
+                    ec2: aws_sdk_ec2::Client::from_conf(ec2_config),
                     ebs: aws_sdk_ebs::Client::new(&sdk),
                     s3: aws_sdk_s3::Client::from_conf(s3_config),
                     quotas: aws_sdk_servicequotas::Client::new(&sdk),

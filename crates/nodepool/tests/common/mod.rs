@@ -1,7 +1,10 @@
 //! What the admin command tests share, whatever store they run on: running the binary,
-//! reading Nodepool's goldens and comparing output with them.
+//! reading Nodepool's goldens and comparing output with them. `launcher` holds what the
+//! launcher process tests share.
 
 #![allow(dead_code)] // each test binary uses its own part of this module
+
+pub mod launcher;
 
 use std::io::Write as _;
 use std::path::Path;
