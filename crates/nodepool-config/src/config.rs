@@ -359,6 +359,9 @@ pub struct FakeFaults {
     pub delete_failures: u64,
     pub api_errors: u64,
     pub upload_failures: u64,
+    /// Server creates (deletes) that never answer: the call hangs and changes nothing.
+    pub hung_creates: u64,
+    pub hung_deletes: u64,
     /// Seconds.
     pub create_delay: f64,
     pub delete_delay: f64,

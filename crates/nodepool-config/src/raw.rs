@@ -242,6 +242,8 @@ raw_struct!(
     delete_failures: i64 = "delete-failures",
     api_errors: i64 = "api-errors",
     upload_failures: i64 = "upload-failures",
+    hung_creates: i64 = "hung-creates",
+    hung_deletes: i64 = "hung-deletes",
     create_delay: f64 = "create-delay",
     delete_delay: f64 = "delete-delay",
 });

@@ -1012,6 +1012,8 @@ fn validate_openstack(
                     delete_failures: non_negative(cx, &f.delete_failures, 0),
                     api_errors: non_negative(cx, &f.api_errors, 0),
                     upload_failures: non_negative(cx, &f.upload_failures, 0),
+                    hung_creates: non_negative(cx, &f.hung_creates, 0),
+                    hung_deletes: non_negative(cx, &f.hung_deletes, 0),
                     create_delay: f
                         .create_delay
                         .as_ref()

@@ -777,6 +777,8 @@ fn fake_quota_faults() {
             delete_failures: 3,
             api_errors: 0,
             upload_failures: 1,
+            hung_creates: 1,
+            hung_deletes: 0,
             create_delay: 0.5,
             delete_delay: 2.0
         }

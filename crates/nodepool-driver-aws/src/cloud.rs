@@ -188,13 +188,15 @@ impl AwsCloud {
 
     // ---- instances ----
 
-    /// `RunInstances` for `plan` with `image_id`; returns the new instance's id.
+    /// `RunInstances` for `plan` with `image_id`; returns the new instance's id. The same
+    /// `client_token` makes EC2 answer a repeated call with the instance it already made.
     pub async fn run_instance(
         &self,
         plan: &LaunchPlan,
         image_id: &str,
         instance_type: &str,
         host_id: Option<&str>,
+        client_token: &str,
     ) -> Result<String, DriverError> {
         let image = self.image(image_id).await?;
         let ec2 = self.ec2().await;
@@ -213,6 +215,7 @@ impl AwsCloud {
         let tags = ec2_tags(&plan.tags);
         let mut request = ec2
             .run_instances()
+            .client_token(client_token)
             .image_id(image_id)
             .min_count(1)
             .max_count(1)
@@ -337,6 +340,55 @@ impl AwsCloud {
             *listing = Some((started, Arc::new(all)));
         }
         Ok(listing.as_ref().and_then(|(_, all)| all.get(id).cloned()))
+    }
+
+    /// The instances not terminated (or terminating) that carry `provider`'s and `node_id`'s
+    /// tags, read fresh from EC2 (not the shared listing).
+    pub async fn live_instances_of_node(
+        &self,
+        provider: &str,
+        node_id: &str,
+    ) -> Result<Vec<String>, DriverError> {
+        let filter = |name: &str, values: &[&str]| {
+            Filter::builder()
+                .name(name)
+                .set_values(Some(values.iter().map(|v| v.to_string()).collect()))
+                .build()
+        };
+        let ec2 = self.ec2().await;
+        let mut pages = ec2
+            .describe_instances()
+            .filters(filter(
+                &format!("tag:{}", nodepool_driver::metadata_keys::NODE_ID),
+                &[node_id],
+            ))
+            .filters(filter(
+                &format!("tag:{}", nodepool_driver::metadata_keys::PROVIDER_NAME),
+                &[provider],
+            ))
+            .filters(filter(
+                "instance-state-name",
+                &["pending", "running", "stopping", "stopped"],
+            ))
+            .into_paginator()
+            .send();
+        let mut ids = Vec::new();
+        loop {
+            self.reading().await;
+            match pages.next().await {
+                None => break,
+                Some(page) => {
+                    let page = page.map_err(|e| sdk_error("DescribeInstances", e))?;
+                    ids.extend(
+                        page.reservations()
+                            .iter()
+                            .flat_map(|r| r.instances())
+                            .filter_map(|i| i.instance_id().map(str::to_string)),
+                    );
+                }
+            }
+        }
+        Ok(ids)
     }
 
     pub async fn terminate_instance(&self, id: &str) -> Result<(), DriverError> {
@@ -466,7 +518,8 @@ impl AwsCloud {
         }
     }
 
-    /// `CreateFleet` (type `instant`) for one instance; returns its id.
+    /// `CreateFleet` (type `instant`) for one instance; returns its id. `client_token` as
+    /// for [`AwsCloud::run_instance`].
     pub async fn create_fleet_instance(
         &self,
         plan: &LaunchPlan,
@@ -474,6 +527,7 @@ impl AwsCloud {
         template: &str,
         instance_types: &[String],
         allocation_strategy: &str,
+        client_token: &str,
     ) -> Result<String, DriverError> {
         use aws_sdk_ec2::types::{
             DefaultTargetCapacityType, FleetLaunchTemplateConfigRequest,
@@ -495,6 +549,7 @@ impl AwsCloud {
         let tags = ec2_tags(&plan.tags);
         let mut request = ec2
             .create_fleet()
+            .client_token(client_token)
             .r#type(FleetType::Instant)
             .launch_template_configs(
                 FleetLaunchTemplateConfigRequest::builder()

@@ -5,6 +5,13 @@
 //!
 //! Create: `start` -> (dedicated host: `allocating host` -> `waiting for host`) ->
 //! `creating instance` (submit) -> `waiting for instance` (until `running`) -> `complete`.
+//!
+//! No retry multiplies instances. Each create machine sends one client token with every
+//! `RunInstances`/`CreateFleet` (the SDK's own retries resend the same request), so EC2
+//! answers a repeated call with the instance it made. An earlier attempt for the same node
+//! whose answer was lost (or given up at launch-timeout) left an instance tagged with the
+//! node that the launcher never learnt about: `start` terminates such instances before
+//! this attempt creates its own.
 //! Delete: `start` -> `terminating instance` -> `waiting for termination` -> (host:
 //! `releasing host` -> `waiting for host release`) -> `complete`.
 
@@ -13,7 +20,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use nodepool_config::AwsInstance;
-use nodepool_driver::{CreateMachine, DeleteMachine, DriverError, Instance};
+use nodepool_driver::{CreateMachine, DeleteMachine, DriverError, Instance, metadata_keys};
 use nodepool_model::ExternalId;
 
 use crate::cloud::AwsCloud;
@@ -46,6 +53,9 @@ pub struct AwsCreateMachine {
     state: &'static str,
     host_id: Option<String>,
     instance_id: Option<String>,
+    /// Sent with every create call of this machine (and only this one): at most 64 ASCII
+    /// characters, unique per attempt.
+    client_token: String,
     /// The finished instance, handed out again if `advance` is called after completion.
     done: Option<Instance>,
 }
@@ -63,8 +73,29 @@ impl AwsCreateMachine {
             state: START,
             host_id: None,
             instance_id: None,
+            client_token: nodepool_model::ids::random_uuid_hex(),
             done: None,
         }
+    }
+
+    /// Terminates the live instances tagged with this machine's node: what an earlier
+    /// launch attempt made without learning its id.
+    async fn terminate_earlier_attempts(&self, plan: &LaunchPlan) -> Result<(), DriverError> {
+        let Some(node_id) = plan.tags.get(metadata_keys::NODE_ID) else {
+            return Ok(());
+        };
+        let earlier = self
+            .cloud
+            .live_instances_of_node(&self.provider_name, node_id)
+            .await?;
+        for id in earlier {
+            tracing::warn!(hostname = %plan.hostname, instance_id = %id, "terminating an instance an earlier launch attempt of this node made");
+            match self.cloud.terminate_instance(&id).await {
+                Ok(()) | Err(DriverError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     async fn submit(&mut self, plan: &LaunchPlan) -> Result<String, DriverError> {
@@ -72,7 +103,13 @@ impl AwsCreateMachine {
         match &plan.instance {
             AwsInstance::Type(instance_type) => {
                 self.cloud
-                    .run_instance(plan, &image_id, instance_type, self.host_id.as_deref())
+                    .run_instance(
+                        plan,
+                        &image_id,
+                        instance_type,
+                        self.host_id.as_deref(),
+                        &self.client_token,
+                    )
                     .await
             }
             AwsInstance::Fleet {
@@ -90,6 +127,7 @@ impl AwsCreateMachine {
                         &template,
                         instance_types,
                         allocation_strategy,
+                        &self.client_token,
                     )
                     .await
             }
@@ -103,6 +141,7 @@ impl CreateMachine for AwsCreateMachine {
         let plan = self.plan.clone()?;
         match self.state {
             START => {
+                self.terminate_earlier_attempts(&plan).await?;
                 self.state = if plan.dedicated_host {
                     ALLOCATING_HOST
                 } else {

@@ -325,6 +325,50 @@ async fn create_list_and_delete_an_instance_with_tags() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_attempt_terminates_what_an_earlier_attempt_of_its_node_made() {
+    let c = cloud("").await;
+    let other_node = create(&c.provider, spec("0000000020", "small", None))
+        .await
+        .expect("another node's instance");
+    // An attempt whose RunInstances answer never reached the launcher: the instance exists,
+    // tagged with the node, but no node record names it.
+    let mut lost = c.provider.create_machine(spec("0000000021", "small", None));
+    let began = Instant::now();
+    let lost_id = loop {
+        lost.advance().await.expect("advance");
+        if let Some(external) = lost.external_id() {
+            break parse_external_id(&external).0.expect("instance id");
+        }
+        assert!(began.elapsed() < TIMEOUT, "stuck in {}", lost.state());
+    };
+    drop(lost);
+    let retried = create(&c.provider, spec("0000000021", "small", None))
+        .await
+        .expect("the next attempt");
+    assert_ne!(instance_id(&retried), lost_id);
+    let state = |i: aws_sdk_ec2::types::Instance| {
+        i.state()
+            .and_then(|s| s.name())
+            .map(|n| n.as_str().to_string())
+            .unwrap_or_default()
+    };
+    let lost_state = state(describe(&c.ec2, &lost_id).await);
+    assert!(
+        lost_state == "terminated" || lost_state == "shutting-down",
+        "the earlier attempt's instance is {lost_state}"
+    );
+    assert_eq!(
+        state(describe(&c.ec2, &instance_id(&retried)).await),
+        "running"
+    );
+    assert_eq!(
+        state(describe(&c.ec2, &instance_id(&other_node)).await),
+        "running",
+        "other nodes' instances are left alone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spot_with_image_filters_and_fleet() {
     let c = cloud("").await;
     let spot = create(&c.provider, spec("0000000002", "spotty", None))

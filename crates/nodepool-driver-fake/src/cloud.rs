@@ -126,6 +126,8 @@ pub struct FaultCounts {
     pub delete_failures: u64,
     pub api_errors: u64,
     pub upload_failures: u64,
+    pub hung_creates: u64,
+    pub hung_deletes: u64,
 }
 
 impl FaultCounts {
@@ -136,6 +138,8 @@ impl FaultCounts {
             delete_failures: faults.delete_failures,
             api_errors: faults.api_errors,
             upload_failures: faults.upload_failures,
+            hung_creates: faults.hung_creates,
+            hung_deletes: faults.hung_deletes,
         }
     }
 }
@@ -661,6 +665,18 @@ impl FakeCloud {
     }
 
     /// The injected faults still to come.
+    /// True when this server create is to hang (`hung-creates`): the caller then never
+    /// answers and creates nothing.
+    pub fn create_hangs(&self) -> bool {
+        take(&mut self.lock().faults_left.hung_creates)
+    }
+
+    /// True when this server delete is to hang (`hung-deletes`): the caller then never
+    /// answers and deletes nothing.
+    pub fn delete_hangs(&self) -> bool {
+        take(&mut self.lock().faults_left.hung_deletes)
+    }
+
     pub fn faults_left(&self) -> FaultCounts {
         self.lock().faults_left
     }

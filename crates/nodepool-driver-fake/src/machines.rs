@@ -4,6 +4,7 @@
 //! metadata and the external id is known; wait for `ACTIVE`) -> `complete`.
 //! Delete: `start` (submit the delete) -> `deleting server` (wait until it is gone) ->
 //! `complete`.
+//! `hung-creates` and `hung-deletes` make a `start` step that never returns.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,6 +74,9 @@ impl CreateMachine for FakeCreateMachine {
         match self.state {
             START => {
                 let (request, _) = self.plan.as_ref().map_err(Clone::clone)?;
+                if self.cloud.create_hangs() {
+                    return std::future::pending().await;
+                }
                 let delay = self.cloud.create_delay();
                 let server = self.cloud.create_server(request)?;
                 self.server_id = Some(server.id);
@@ -152,6 +156,9 @@ impl DeleteMachine for FakeDeleteMachine {
             ));
         };
         if self.state == START {
+            if self.cloud.delete_hangs() {
+                return std::future::pending().await;
+            }
             let delay = self.cloud.delete_delay();
             self.cloud.delete_server(&id)?;
             self.gone_at = Some(Instant::now() + delay);

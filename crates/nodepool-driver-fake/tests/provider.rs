@@ -349,6 +349,38 @@ async fn injected_faults_count_down() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn hung_creates_and_deletes_never_answer_and_change_nothing() {
+    let driver = FakeDriver::new();
+    let provider = build(
+        &driver,
+        &config("    fake-faults:\n      hung-creates: 1\n      hung-deletes: 1"),
+    );
+    let cloud = driver.cloud("fake-provider").expect("cloud");
+    let hour = std::time::Duration::from_secs(3600);
+
+    let mut hung = provider.create_machine(spec("1", "main", "small"));
+    assert!(
+        tokio::time::timeout(hour, hung.advance()).await.is_err(),
+        "the first create never answers"
+    );
+    assert_eq!((hung.external_id(), cloud.creates()), (None, 0));
+    let mut machine = provider.create_machine(spec("2", "main", "small"));
+    let instance = create(&mut machine).await.expect("the next create answers");
+
+    let mut hung = provider.delete_machine(&id(&instance));
+    assert!(
+        tokio::time::timeout(hour, hung.advance()).await.is_err(),
+        "the first delete never answers"
+    );
+    assert_eq!(cloud.servers().len(), 1, "the hung delete deleted nothing");
+    let mut deleter = provider.delete_machine(&id(&instance));
+    delete(&mut deleter).await.expect("the next delete answers");
+    assert!(cloud.servers().is_empty());
+    let left = cloud.faults_left();
+    assert_eq!((left.hung_creates, left.hung_deletes), (0, 0));
+}
+
 #[tokio::test]
 async fn flavors_follow_the_label() {
     let driver = FakeDriver::new();

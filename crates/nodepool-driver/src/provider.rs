@@ -175,27 +175,111 @@ impl DriverRegistry {
 }
 
 /// Drives a delete machine until the instance is gone (`NotFound` counts as gone), it fails,
-/// or `timeout` passes. Shared by the launcher's deleter, the CLI's `delete --now` and retries
-/// that clean up a partial instance.
+/// or `timeout` passes, including while a step is still waiting for the cloud (a step that
+/// never answers fails the delete rather than holding it). Shared by the launcher's deleter,
+/// the CLI's `delete --now` and retries that clean up a partial instance.
 pub async fn run_delete_machine(
     provider: &dyn Provider,
     external_id: &ExternalId,
     timeout: std::time::Duration,
 ) -> Result<(), DriverError> {
     let mut machine = provider.delete_machine(external_id);
-    let began = std::time::Instant::now();
+    let began = tokio::time::Instant::now();
+    let deadline = began + timeout;
+    let timed_out = |step: &str| {
+        DriverError::Transient(format!(
+            "still deleting after {} s (step: {step})",
+            timeout.as_secs()
+        ))
+    };
     loop {
-        match machine.advance().await {
+        let step = match tokio::time::timeout_at(deadline, machine.advance()).await {
+            Ok(step) => step,
+            Err(_) => return Err(timed_out(machine.state())),
+        };
+        match step {
             Ok(true) | Err(DriverError::NotFound(_)) => return Ok(()),
             Ok(false) => {}
             Err(e) => return Err(e),
         }
         if began.elapsed() >= timeout {
-            return Err(DriverError::Transient(format!(
-                "still deleting after {} s",
-                timeout.as_secs()
-            )));
+            return Err(timed_out(machine.state()));
         }
         tokio::time::sleep(machine.poll_after()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A provider whose delete steps never answer, or answer "done" at once.
+    #[derive(Debug)]
+    struct DeleteOnly {
+        hang: bool,
+    }
+
+    #[derive(Debug)]
+    struct Deleting {
+        hang: bool,
+    }
+
+    #[async_trait]
+    impl DeleteMachine for Deleting {
+        async fn advance(&mut self) -> Result<bool, DriverError> {
+            if self.hang {
+                std::future::pending::<()>().await;
+            }
+            Ok(true)
+        }
+
+        fn state(&self) -> &str {
+            "terminating"
+        }
+    }
+
+    #[async_trait]
+    impl Provider for DeleteOnly {
+        fn name(&self) -> &str {
+            "delete-only"
+        }
+
+        fn create_machine(&self, _spec: CreateSpec) -> Box<dyn CreateMachine> {
+            unimplemented!("this test provider only deletes")
+        }
+
+        fn delete_machine(&self, _external_id: &ExternalId) -> Box<dyn DeleteMachine> {
+            Box::new(Deleting { hang: self.hang })
+        }
+
+        async fn list_instances(&self) -> Result<Vec<Instance>, DriverError> {
+            Ok(Vec::new())
+        }
+
+        async fn list_resources(&self) -> Result<Vec<Resource>, DriverError> {
+            Ok(Vec::new())
+        }
+
+        async fn delete_resource(&self, _resource: &Resource) -> Result<(), DriverError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delete_step_that_never_answers_fails_at_the_timeout() {
+        let external = ExternalId::Id("i-1".into());
+        let timeout = std::time::Duration::from_secs(30);
+        let began = tokio::time::Instant::now();
+        let result = run_delete_machine(&DeleteOnly { hang: true }, &external, timeout).await;
+        match result {
+            Err(DriverError::Transient(message)) => {
+                assert!(message.contains("terminating"), "{message}")
+            }
+            other => panic!("expected a transient error, got {other:?}"),
+        }
+        assert_eq!(began.elapsed(), timeout);
+        run_delete_machine(&DeleteOnly { hang: false }, &external, timeout)
+            .await
+            .expect("an answering delete finishes");
     }
 }

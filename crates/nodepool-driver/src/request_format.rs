@@ -4,8 +4,13 @@
 //! Nodepool formats each template with `request=request.getSafeAttributes()` and, when that
 //! raises, logs the error and leaves the entry out; the node is still launched. We do the
 //! same. Supported: literal text, `{{`/`}}` escapes and `{request.<attr>}` for the eight
-//! attributes below. Conversions (`!r`), format specs (`:>8`) and indexing (`[0]`) are
-//! rejected, so such an entry is skipped where Python would have filled it.
+//! attributes below, followed by any number of `[index]` lookups (a list or string by
+//! position, a dict such as `requestor_data` by string key), a `!s` or `!r` conversion and
+//! a format spec of fill, align (`<`, `>`, `^`, `=`), `0`, width, a string precision and the
+//! `s`/`d` types (e.g. `{request.id:>20}`, `{request.labels[0]!r:_^12}`). Anything else
+//! Python would accept (attributes of attributes, `!a`, signs, `#`, grouping, number
+//! precision and other types, nested fields in the spec) is an error, so such an entry is
+//! skipped where Python would have filled it.
 
 use std::collections::BTreeMap;
 
@@ -47,22 +52,20 @@ impl RequestAttributes {
         }
     }
 
-    /// Python's `str()` of one attribute, `None` for an unknown name.
-    fn attribute(&self, name: &str) -> Option<String> {
-        let optional = |value: &Option<String>| value.clone().unwrap_or_else(|| "None".into());
+    /// One attribute as the JSON-shaped value Python holds, `None` for an unknown name.
+    fn attribute(&self, name: &str) -> Option<Value> {
+        let optional = |value: &Option<String>| value.clone().map_or(Value::Null, Value::String);
         Some(match name {
-            "id" => self.id.clone(),
-            "labels" => python_repr(&Value::from(self.labels.clone())),
+            "id" => Value::String(self.id.clone()),
+            "labels" => Value::from(self.labels.clone()),
             "requestor" => optional(&self.requestor),
-            "requestor_data" => match &self.requestor_data {
-                Value::String(text) => text.clone(),
-                other => python_repr(other),
-            },
-            "relative_priority" => self.relative_priority.to_string(),
+            "requestor_data" => self.requestor_data.clone(),
+            "relative_priority" => Value::from(self.relative_priority),
             "event_id" => optional(&self.event_id),
             "created_time" => self
                 .created_time
-                .map_or_else(|| "None".into(), python_float_repr),
+                .and_then(serde_json::Number::from_f64)
+                .map_or(Value::Null, Value::Number),
             "tenant_name" => optional(&self.tenant_name),
             _ => return None,
         })
@@ -82,6 +85,18 @@ pub enum FormatError {
     UnknownAttribute(String),
     #[error("there is no node request to format {{request.{0}}} with")]
     NoRequest(String),
+    /// An `[index]` that finds nothing (Python's IndexError, KeyError or TypeError).
+    #[error("{{{field}}}: {reason}")]
+    Lookup { field: String, reason: String },
+    #[error("{{{field}}}: unsupported conversion {conversion:?}: only !s and !r are supported")]
+    UnsupportedConversion { field: String, conversion: String },
+    #[error("{{{field}}}: cannot format a {kind} with the format spec {spec:?}: {reason}")]
+    UnsupportedSpec {
+        field: String,
+        spec: String,
+        kind: &'static str,
+        reason: String,
+    },
 }
 
 /// Fills `template` as Python's `template.format(request=...)` would.
@@ -132,14 +147,295 @@ pub fn format_request_template(
 
 /// The text for one replacement field (the part between the braces).
 fn replacement(field: &str, request: Option<&RequestAttributes>) -> Result<String, FormatError> {
-    let attribute = field
-        .strip_prefix("request.")
-        .filter(|name| !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_'))
-        .ok_or_else(|| FormatError::UnsupportedField(field.to_string()))?;
+    let unsupported = || FormatError::UnsupportedField(field.to_string());
+    if field.contains('{') {
+        // Nested fields (Python fills them inside the format spec).
+        return Err(unsupported());
+    }
+    let (name, conversion, spec) = split_field(field).ok_or_else(unsupported)?;
+    let (attribute, lookups) = parse_field_name(name).ok_or_else(unsupported)?;
     let request = request.ok_or_else(|| FormatError::NoRequest(attribute.to_string()))?;
-    request
+    let mut value = request
         .attribute(attribute)
-        .ok_or_else(|| FormatError::UnknownAttribute(attribute.to_string()))
+        .ok_or_else(|| FormatError::UnknownAttribute(attribute.to_string()))?;
+    for key in lookups {
+        value = look_up(&value, key).map_err(|reason| FormatError::Lookup {
+            field: field.to_string(),
+            reason,
+        })?;
+    }
+    let value = match conversion {
+        None => value,
+        Some("s") => Value::String(python_str(&value)),
+        Some("r") => Value::String(python_repr(&value)),
+        Some(other) => {
+            return Err(FormatError::UnsupportedConversion {
+                field: field.to_string(),
+                conversion: other.to_string(),
+            });
+        }
+    };
+    format_value(&value, spec).map_err(|reason| FormatError::UnsupportedSpec {
+        field: field.to_string(),
+        spec: spec.to_string(),
+        kind: python_type(&value),
+        reason,
+    })
+}
+
+/// Splits a field into its name, conversion and format spec as Python does: the name ends
+/// at the first `!` or `:` outside square brackets; a conversion is one character followed
+/// by `:` or the end. `None` for a malformed field.
+fn split_field(field: &str) -> Option<(&str, Option<&str>, &str)> {
+    let mut in_brackets = false;
+    let mut end = field.len();
+    for (at, ch) in field.char_indices() {
+        match ch {
+            '[' => in_brackets = true,
+            ']' => in_brackets = false,
+            '!' | ':' if !in_brackets => {
+                end = at;
+                break;
+            }
+            _ => {}
+        }
+    }
+    let (name, rest) = field.split_at(end);
+    if let Some(rest) = rest.strip_prefix('!') {
+        let mut chars = rest.chars();
+        let conversion = chars.next()?;
+        let after = chars.as_str();
+        let spec = match after.strip_prefix(':') {
+            Some(spec) => spec,
+            None if after.is_empty() => "",
+            None => return None,
+        };
+        let conversion = &rest[..conversion.len_utf8()];
+        return Some((name, Some(conversion), spec));
+    }
+    Some((name, None, rest.strip_prefix(':').unwrap_or(rest)))
+}
+
+/// `request.<attr>` and the `[key]` lookups after it; `None` for any other shape (another
+/// name, `request` itself, an attribute of an attribute, an empty or unclosed `[]`).
+fn parse_field_name(name: &str) -> Option<(&str, Vec<&str>)> {
+    let rest = name.strip_prefix("request.")?;
+    let attribute_end = rest.find(['.', '[']).unwrap_or(rest.len());
+    let (attribute, mut rest) = rest.split_at(attribute_end);
+    if attribute.is_empty() {
+        return None;
+    }
+    let mut lookups = Vec::new();
+    while !rest.is_empty() {
+        // `.name` after the attribute reaches Python methods and internals: not supported.
+        let inner = rest.strip_prefix('[')?;
+        let close = inner.find(']')?;
+        let key = &inner[..close];
+        if key.is_empty() {
+            return None;
+        }
+        lookups.push(key);
+        rest = &inner[close + 1..];
+    }
+    Some((attribute, lookups))
+}
+
+/// Python's `value[key]` for a format-string key: all digits is an integer index, anything
+/// else a string key. The error is Python's message.
+fn look_up(value: &Value, key: &str) -> Result<Value, String> {
+    let index = (key.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| key.parse::<usize>().unwrap_or(usize::MAX));
+    match (value, index) {
+        (Value::Array(items), Some(i)) => items
+            .get(i)
+            .cloned()
+            .ok_or_else(|| "list index out of range".to_string()),
+        (Value::String(text), Some(i)) => text
+            .chars()
+            .nth(i)
+            .map(|c| Value::String(c.to_string()))
+            .ok_or_else(|| "string index out of range".to_string()),
+        (Value::Object(map), None) => map
+            .get(key)
+            .cloned()
+            .ok_or_else(|| format!("KeyError: {}", python_repr(&Value::from(key)))),
+        // JSON keys are strings; Python looks the integer up and finds nothing.
+        (Value::Object(_), Some(_)) => Err(format!("KeyError: {key}")),
+        (Value::Array(_), None) => Err("list indices must be integers or slices, not str".into()),
+        (Value::String(_), None) => Err("string indices must be integers, not 'str'".into()),
+        (other, _) => Err(format!(
+            "'{}' object is not subscriptable",
+            python_type(other)
+        )),
+    }
+}
+
+/// The Python type name of a JSON value.
+fn python_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "NoneType",
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_f64() => "float",
+        Value::Number(_) => "int",
+        Value::String(_) => "str",
+        Value::Array(_) => "list",
+        Value::Object(_) => "dict",
+    }
+}
+
+/// Python's `str()`: strings bare, everything else as `repr()`.
+fn python_str(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => python_repr(other),
+    }
+}
+
+/// A parsed format spec: `[[fill]align][0][width][.precision][type]`.
+#[derive(Debug, Default, PartialEq)]
+struct Spec {
+    fill: Option<char>,
+    align: Option<char>,
+    zero: bool,
+    width: usize,
+    precision: Option<usize>,
+    kind: Option<char>,
+}
+
+/// Parses the supported part of Python's format-spec mini-language; the error names what
+/// is not supported.
+fn parse_spec(spec: &str) -> Result<Spec, String> {
+    let chars: Vec<char> = spec.chars().collect();
+    let mut parsed = Spec::default();
+    let mut at = 0;
+    let is_align = |c: char| matches!(c, '<' | '>' | '^' | '=');
+    if chars.len() >= 2 && is_align(chars[1]) {
+        parsed.fill = Some(chars[0]);
+        parsed.align = Some(chars[1]);
+        at = 2;
+    } else if chars.first().copied().is_some_and(is_align) {
+        parsed.align = Some(chars[0]);
+        at = 1;
+    }
+    if let Some(&c) = chars.get(at)
+        && matches!(c, '+' | '-' | ' ' | 'z' | '#')
+    {
+        return Err(format!("{c:?} is not supported"));
+    }
+    if chars.get(at) == Some(&'0') {
+        parsed.zero = true;
+        at += 1;
+    }
+    let digits = |at: &mut usize| {
+        let start = *at;
+        while chars.get(*at).is_some_and(char::is_ascii_digit) {
+            *at += 1;
+        }
+        let text: String = chars[start..*at].iter().collect();
+        (!text.is_empty()).then(|| text.parse::<usize>().map_err(|_| "too large".to_string()))
+    };
+    if let Some(width) = digits(&mut at) {
+        parsed.width = width?;
+    }
+    if let Some(&c) = chars.get(at)
+        && matches!(c, ',' | '_')
+    {
+        return Err(format!("grouping with {c:?} is not supported"));
+    }
+    if chars.get(at) == Some(&'.') {
+        at += 1;
+        parsed.precision = Some(digits(&mut at).ok_or("missing precision")??);
+    }
+    match &chars[at..] {
+        [] => {}
+        [kind] => parsed.kind = Some(*kind),
+        _ => return Err("invalid format specifier".into()),
+    }
+    Ok(parsed)
+}
+
+/// Python's `format(value, spec)` for the supported specs.
+fn format_value(value: &Value, spec: &str) -> Result<String, String> {
+    if spec.is_empty() {
+        return Ok(python_str(value));
+    }
+    let spec = parse_spec(spec)?;
+    match value {
+        Value::String(text) => {
+            if !matches!(spec.kind, None | Some('s')) {
+                return Err(format!(
+                    "unknown format code {:?}",
+                    spec.kind.unwrap_or(' ')
+                ));
+            }
+            if spec.align == Some('=') {
+                return Err("'=' alignment is not allowed for strings".into());
+            }
+            if spec.zero {
+                return Err("'0' padding is not supported for strings".into());
+            }
+            let text: String = match spec.precision {
+                Some(precision) => text.chars().take(precision).collect(),
+                None => text.clone(),
+            };
+            Ok(pad(&text, &spec, '<'))
+        }
+        // As in Python, a bool formats as the integer it is once there is a spec.
+        Value::Bool(b) => format_number(&i64::from(*b).to_string(), &spec, true),
+        Value::Number(n) if n.is_f64() => {
+            if spec.kind.is_some() || spec.precision.is_some() {
+                return Err("only fill, align and width are supported for floats".into());
+            }
+            format_number(&python_repr(value), &spec, false)
+        }
+        Value::Number(n) => format_number(&n.to_string(), &spec, true),
+        _ => Err("only an empty spec is supported (Python raises TypeError)".into()),
+    }
+}
+
+fn format_number(digits: &str, spec: &Spec, integer: bool) -> Result<String, String> {
+    if integer && !matches!(spec.kind, None | Some('d')) {
+        return Err(format!(
+            "unknown format code {:?}",
+            spec.kind.unwrap_or(' ')
+        ));
+    }
+    if spec.precision.is_some() {
+        return Err("precision is not allowed for integers".into());
+    }
+    let spec = Spec {
+        fill: spec.fill.or(spec.zero.then_some('0')),
+        align: spec.align.or(spec.zero.then_some('=')),
+        ..*spec
+    };
+    if spec.align == Some('=')
+        && let Some(unsigned) = digits.strip_prefix('-')
+    {
+        let inner = Spec {
+            width: spec.width.saturating_sub(1),
+            ..spec
+        };
+        return Ok(format!("-{}", pad(unsigned, &inner, '>')));
+    }
+    Ok(pad(digits, &spec, '>'))
+}
+
+/// Pads `text` to the spec's width with its fill (space by default) and alignment.
+fn pad(text: &str, spec: &Spec, default_align: char) -> String {
+    let len = text.chars().count();
+    let missing = spec.width.saturating_sub(len);
+    let fill = spec.fill.unwrap_or(' ');
+    let (before, after) = match spec.align.unwrap_or(default_align) {
+        '<' => (0, missing),
+        '^' => (missing / 2, missing - missing / 2),
+        // '>' and '=' (the sign, if any, was put before by the caller).
+        _ => (missing, 0),
+    };
+    let mut out = String::with_capacity(text.len() + missing * fill.len_utf8());
+    out.extend(std::iter::repeat_n(fill, before));
+    out.push_str(text);
+    out.extend(std::iter::repeat_n(fill, after));
+    out
 }
 
 /// A label's dynamic entries filled for the node of `spec`. An entry whose template cannot be
@@ -344,17 +640,147 @@ mod tests {
             "request.",
             "tenant",
             " request.id",
-            "request.id!r",
-            "request.id:>20",
-            "request.labels[0]",
             "request.id.upper",
+            "request.labels[0].upper",
             "request.{x}",
+            "request.id:{x}",
+            "request[id]",
+            "request.labels[]",
+            "request.labels[0",
+            "request.labels[0]x",
+            "request.id!",
+            "request.id!rr",
         ] {
             assert_eq!(
                 fill(&format!("{{{field}}}")),
                 Err(FormatError::UnsupportedField(field.into())),
                 "{field:?}"
             );
+        }
+    }
+
+    #[test]
+    fn lists_strings_and_dicts_are_indexed() {
+        assert_eq!(fill("{request.labels[0]}").as_deref(), Ok("small"));
+        assert_eq!(fill("{request.labels[1]}").as_deref(), Ok("it's"));
+        assert_eq!(fill("{request.id[4]}").as_deref(), Ok("0"));
+        assert_eq!(
+            fill("{request.requestor_data[job_name]}").as_deref(),
+            Ok("tox")
+        );
+        assert_eq!(
+            fill("{request.requestor_data[build_set]}").as_deref(),
+            Ok("[1, 2.5, None, True]")
+        );
+        assert_eq!(
+            fill("{request.requestor_data[build_set][1]}-{request.requestor_data[build_set][3]}")
+                .as_deref(),
+            Ok("2.5-True")
+        );
+        let lookup = |field: &str, reason: &str| {
+            assert_eq!(
+                fill(&format!("{{{field}}}")),
+                Err(FormatError::Lookup {
+                    field: field.into(),
+                    reason: reason.into()
+                }),
+                "{field}"
+            )
+        };
+        lookup("request.labels[2]", "list index out of range");
+        lookup(
+            "request.labels[first]",
+            "list indices must be integers or slices, not str",
+        );
+        lookup("request.id[99]", "string index out of range");
+        lookup("request.requestor_data[nope]", "KeyError: 'nope'");
+        lookup("request.requestor_data[0]", "KeyError: 0");
+        lookup(
+            "request.relative_priority[0]",
+            "'int' object is not subscriptable",
+        );
+        lookup(
+            "request.tenant_name[0]",
+            "'NoneType' object is not subscriptable",
+        );
+    }
+
+    #[test]
+    fn conversions_give_str_or_repr() {
+        assert_eq!(fill("{request.id!s}").as_deref(), Ok("100-0000000042"));
+        assert_eq!(fill("{request.id!r}").as_deref(), Ok("'100-0000000042'"));
+        assert_eq!(fill("{request.labels[1]!r}").as_deref(), Ok(r#""it's""#));
+        assert_eq!(fill("{request.tenant_name!r}").as_deref(), Ok("None"));
+        assert_eq!(fill("{request.relative_priority!r}").as_deref(), Ok("-3"));
+        assert_eq!(
+            fill("{request.id!a}"),
+            Err(FormatError::UnsupportedConversion {
+                field: "request.id!a".into(),
+                conversion: "a".into()
+            })
+        );
+        assert_eq!(
+            fill("{request.id!x}"),
+            Err(FormatError::UnsupportedConversion {
+                field: "request.id!x".into(),
+                conversion: "x".into()
+            })
+        );
+    }
+
+    #[test]
+    fn fill_align_and_width_pad_strings_and_numbers() {
+        for (template, filled) in [
+            ("{request.id:>16}", "  100-0000000042"),
+            ("{request.id:<16}|", "100-0000000042  |"),
+            ("{request.id:*^18}", "**100-0000000042**"),
+            ("{request.event_id:^9}|", " 8d7c6b  |"),
+            ("{request.id:16}|", "100-0000000042  |"),
+            ("{request.id:5}", "100-0000000042"),
+            ("{request.id:.3}", "100"),
+            ("{request.id:_<6.3s}", "100___"),
+            ("{request.id:}", "100-0000000042"),
+            ("{request.labels[0]!r:_^12}", "__'small'___"),
+            ("{request.tenant_name!s:>6}", "  None"),
+            ("{request.relative_priority:5}", "   -3"),
+            ("{request.relative_priority:<5}|", "-3   |"),
+            ("{request.relative_priority:05}", "-0003"),
+            ("{request.relative_priority:=5d}", "-   3"),
+            ("{request.relative_priority:x<4}", "-3xx"),
+            ("{request.requestor_data[build_set][0]:03}", "001"),
+            ("{request.requestor_data[build_set][3]:>3}", "  1"),
+            ("{request.created_time:>14}", "  1732550000.0"),
+            ("{request.requestor_data[build_set][1]:06}", "0002.5"),
+        ] {
+            assert_eq!(fill(template).as_deref(), Ok(filled), "{template}");
+        }
+    }
+
+    #[test]
+    fn other_format_specs_are_errors() {
+        for (field, kind) in [
+            ("request.id:=10", "str"),
+            ("request.id:010", "str"),
+            ("request.id:d", "str"),
+            ("request.id:+", "str"),
+            ("request.id:>10x", "str"),
+            ("request.relative_priority:+5", "int"),
+            ("request.relative_priority:x", "int"),
+            ("request.relative_priority:,", "int"),
+            ("request.relative_priority:.2", "int"),
+            ("request.relative_priority:#x", "int"),
+            ("request.created_time:.2f", "float"),
+            ("request.created_time:.", "float"),
+            ("request.tenant_name:>5", "NoneType"),
+            ("request.labels:>30", "list"),
+            ("request.requestor_data:>30", "dict"),
+        ] {
+            match fill(&format!("{{{field}}}")) {
+                Err(FormatError::UnsupportedSpec {
+                    field: f, kind: k, ..
+                }) => assert_eq!((f.as_str(), k), (field, kind)),
+                other => panic!("{field}: {other:?}"),
+            }
         }
     }
 

@@ -140,21 +140,32 @@ async fn delete_node(
             return;
         }
     }
-    if let (Some(cloud), Some(external)) = (&rt.cloud, &node.external_id)
-        && let Err(e) = nodepool_driver::run_delete_machine(
-            cloud.as_ref(),
-            external,
-            ctx.options.timing.delete_timeout,
-        )
-        .await
-    {
-        tracing::warn!(node_id = %id, error = %e, "instance delete failed; will retry");
-        ctx.stats.incr(&format!(
-            "nodepool.provider.{}.error.serverdelete",
-            rt.name()
-        ));
-        let _ = lock.release().await;
-        return;
+    // The delete is bounded by the delete timeout, even a step that never answers, so a hung
+    // cloud call fails this attempt (retried on a later pass) instead of holding the node.
+    if let (Some(cloud), Some(external)) = (&rt.cloud, &node.external_id) {
+        let mut shutdown = ctx.shutdown.clone();
+        let deleted = tokio::select! {
+            deleted = nodepool_driver::run_delete_machine(
+                cloud.as_ref(),
+                external,
+                ctx.options.timing.delete_timeout,
+            ) => Some(deleted),
+            _ = shutdown.wait_for(|s| *s) => None,
+        };
+        let Some(deleted) = deleted else {
+            // Stopping: the node stays DELETING and unlocked for the next launcher.
+            let _ = lock.release().await;
+            return;
+        };
+        if let Err(e) = deleted {
+            tracing::warn!(node_id = %id, error = %e, "instance delete failed; will retry");
+            ctx.stats.incr(&format!(
+                "nodepool.provider.{}.error.serverdelete",
+                rt.name()
+            ));
+            let _ = lock.release().await;
+            return;
+        }
     }
     // The record goes with its lock directory (and our contender in it), in one
     // transaction unless someone else contends for the lock meanwhile.

@@ -299,8 +299,13 @@ async fn attempts(
             return Outcome::Failed(error.text());
         }
         // Clean up the partial instance before the next attempt on the same node id.
-        if let Some(external) = node.external_id.take() {
-            delete_instance(env, id, &external).await;
+        if let Some(external) = node.external_id.clone() {
+            if !delete_instance(env, id, &external).await {
+                // Stopping: the node keeps its external id, so whoever deletes the node
+                // deletes the instance.
+                return Outcome::Abandoned;
+            }
+            node.external_id = None;
             if let Err(e) = env.ctx.store.nodes().store(id, node).await {
                 tracing::warn!(node_id = %id, error = %e, "cannot store node");
             }
@@ -331,7 +336,28 @@ async fn attempt_once(
             store_external_id(env, id, node, &mut external_unstored).await;
             return Err(AttemptError::Stopping);
         }
-        let step = machine.advance().await;
+        // A step that never answers must not hold the launch: it is bounded by what is
+        // left of launch-timeout and interrupted by a stop, as the wait between steps is.
+        let left = settings
+            .launch_timeout
+            .map(|t| t.saturating_sub(began.elapsed()));
+        let step = match bounded(env, left, machine.advance()).await {
+            Bounded::Done(step) => step,
+            interrupted => {
+                // The interrupted step may have learnt the cloud's id already.
+                if node.external_id.is_none()
+                    && let Some(external) = machine.external_id()
+                {
+                    node.external_id = Some(external);
+                    external_unstored = true;
+                }
+                store_external_id(env, id, node, &mut external_unstored).await;
+                return Err(match interrupted {
+                    Bounded::Stopping => AttemptError::Stopping,
+                    _ => AttemptError::Timeout,
+                });
+            }
+        };
         if node.external_id.is_none()
             && let Some(external) = machine.external_id()
         {
@@ -421,6 +447,36 @@ async fn attempt_once(
 /// external id is stored with the finished instance rather than on its own.
 const QUICK_CREATE_STEP: Duration = Duration::from_millis(50);
 
+/// How an awaited driver call ended.
+enum Bounded<T> {
+    Done(T),
+    TimedOut,
+    Stopping,
+}
+
+/// Awaits one driver call for at most `limit` (no limit when `None`), giving up at once
+/// when the launcher stops. The call's future is dropped when it is given up.
+async fn bounded<T>(
+    env: &Env,
+    limit: Option<Duration>,
+    call: impl Future<Output = T>,
+) -> Bounded<T> {
+    let mut shutdown = env.ctx.shutdown.clone();
+    let expired = async {
+        match limit {
+            Some(limit) => tokio::time::sleep(limit).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        // An answer that is ready counts even if the time is up or a stop came meanwhile.
+        biased;
+        done = call => Bounded::Done(done),
+        _ = shutdown.wait_for(|s| *s) => Bounded::Stopping,
+        _ = expired => Bounded::TimedOut,
+    }
+}
+
 /// Stores a deferred external id on an early exit, so what we made can be found.
 async fn store_external_id(env: &Env, id: NodeId, node: &Node, unstored: &mut bool) {
     if std::mem::take(unstored)
@@ -430,18 +486,23 @@ async fn store_external_id(env: &Env, id: NodeId, node: &Node, unstored: &mut bo
     }
 }
 
-/// Runs a delete state machine to the end (NotFound counts as done).
-pub async fn delete_instance(env: &Env, id: NodeId, external: &ExternalId) {
+/// Runs a delete state machine to the end (NotFound counts as done), for at most the delete
+/// timeout. False when the launcher stopped first (the instance may still exist).
+pub async fn delete_instance(env: &Env, id: NodeId, external: &ExternalId) -> bool {
     let Some(cloud) = env.rt.cloud.clone() else {
-        return;
+        return true;
     };
-    if let Err(e) = nodepool_driver::run_delete_machine(
+    let delete = nodepool_driver::run_delete_machine(
         cloud.as_ref(),
         external,
         env.ctx.options.timing.delete_timeout,
-    )
-    .await
-    {
-        tracing::warn!(node_id = %id, error = %e, "cannot delete the partial instance; leak cleanup will");
+    );
+    match bounded(env, None, delete).await {
+        Bounded::Done(Ok(())) => true,
+        Bounded::Done(Err(e)) => {
+            tracing::warn!(node_id = %id, error = %e, "cannot delete the partial instance; leak cleanup will");
+            true
+        }
+        Bounded::Stopping | Bounded::TimedOut => false,
     }
 }

@@ -649,3 +649,103 @@ async fn max_hold_age_deletes_held_nodes_without_their_own_expiry() {
     h.wait_no_nodes().await;
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_step_that_never_answers_times_out_and_the_launch_is_retried() {
+    let extra = "    launch-timeout: 1\n    fake-faults:\n      hung-creates: 1\n";
+    let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(10), extra)).await;
+    h.start_launcher().await;
+    let id = h
+        .zuul
+        .submit(&["small"], RequestOptions::default())
+        .await
+        .expect("submit");
+    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
+    assert_eq!(request.state, RequestState::Fulfilled);
+    let cloud = h.cloud("fake-provider");
+    assert_eq!(cloud.faults_left().hung_creates, 0, "the first create hung");
+    assert_eq!(cloud.creates(), 1, "the retry made the only server");
+    h.zuul.cancel(&id).await.expect("cancel");
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_create_on_the_last_attempt_declines_the_request() {
+    let extra =
+        "    launch-timeout: 1\n    launch-retries: 1\n    fake-faults:\n      hung-creates: 1\n";
+    let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(10), extra)).await;
+    h.start_launcher().await;
+    let id = h
+        .zuul
+        .submit(&["small"], RequestOptions::default())
+        .await
+        .expect("submit");
+    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
+    assert_eq!(request.state, RequestState::Failed);
+    assert_eq!(request.declined_by.len(), 1);
+    h.zuul.cancel(&id).await.expect("cancel");
+    h.wait_no_nodes().await;
+    assert_eq!(h.cloud("fake-provider").creates(), 0);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_interrupts_a_create_step_that_never_answers() {
+    // No launch-timeout to save the launch: only the stop can end the hung step.
+    let extra = "    launch-timeout: 3600\n    fake-faults:\n      hung-creates: 1\n";
+    let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(10), extra)).await;
+    h.start_launcher().await;
+    let id = h
+        .zuul
+        .submit(&["small"], RequestOptions::default())
+        .await
+        .expect("submit");
+    let cloud = h.cloud_after_start().await;
+    eventually("the create hangs", || async {
+        cloud.faults_left().hung_creates == 0
+    })
+    .await;
+    tokio::time::timeout(Duration::from_secs(10), h.stop_launcher(0))
+        .await
+        .expect("the launcher stops despite the hung create");
+    // As on any stop: the request goes back to be served, the node stays BUILDING.
+    let request = h
+        .store
+        .requests()
+        .get(&id)
+        .await
+        .expect("get")
+        .expect("request")
+        .value;
+    assert_eq!(request.state, RequestState::Requested);
+    let nodes = h.all_nodes().await;
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0].1.state, NodeState::Building);
+    let abandoned = nodes[0].0;
+    h.start_launcher().await;
+    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
+    assert_eq!(request.state, RequestState::Fulfilled);
+    h.wait_nodes("the abandoned node deleted", |nodes| {
+        (!nodes.iter().any(|(id, _)| *id == abandoned)).then_some(())
+    })
+    .await;
+    h.zuul.cancel(&id).await.expect("cancel");
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_step_that_never_answers_is_given_up_and_retried() {
+    let extra = "    fake-faults:\n      hung-deletes: 1\n";
+    let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(10), extra)).await;
+    h.timing.delete_timeout = Duration::from_secs(1);
+    h.start_launcher().await;
+    h.zuul
+        .run_job(&["small"], RequestOptions::default(), WAIT)
+        .await
+        .expect("job");
+    h.wait_no_nodes().await;
+    let cloud = h.cloud("fake-provider");
+    assert_eq!(cloud.faults_left().hung_deletes, 0, "the first delete hung");
+    assert!(cloud.servers().is_empty(), "the retry deleted the server");
+    h.shutdown().await;
+}

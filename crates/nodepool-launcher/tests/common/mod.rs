@@ -51,6 +51,8 @@ pub struct Harness {
     /// Drivers besides the fake one (a scenario file for a real driver pushes it here
     /// before starting launchers).
     pub drivers: Vec<Arc<dyn nodepool_driver::Driver>>,
+    /// The intervals launchers started from now on run with ([`fast_timing`] by default).
+    pub timing: Timing,
     pub launchers: Vec<(Launcher, Store)>,
 }
 
@@ -88,6 +90,7 @@ impl Harness {
             nodes,
             fake: Arc::new(FakeDriver::new()),
             drivers: Vec::new(),
+            timing: fast_timing(),
             launchers: Vec::new(),
         }
     }
@@ -105,7 +108,7 @@ impl Harness {
     pub async fn start_launcher(&mut self) -> usize {
         let store = open(&self.backing).await;
         let mut options = LauncherOptions::new(self.config_path.clone(), None);
-        options.timing = fast_timing();
+        options.timing = self.timing.clone();
         options.hostname = format!("launcher{}", self.launchers.len());
         options.fqdn = options.hostname.clone();
         let launcher = Launcher::start(store.clone(), self.registry(), options)
