@@ -93,13 +93,23 @@ impl Quota {
 
     /// Adds a node's `resources` JSON in place; non-numeric values are ignored.
     pub fn add_json(&mut self, map: &serde_json::Map<String, serde_json::Value>) {
+        self.add_json_scaled(map, 1.0);
+    }
+
+    /// `self += factor * resources` for a node's `resources` JSON (-1 takes a node out of a
+    /// sum); non-numeric values are ignored.
+    pub fn add_json_scaled(
+        &mut self,
+        map: &serde_json::Map<String, serde_json::Value>,
+        factor: f64,
+    ) {
         for (key, value) in map {
             let Some(n) = value.as_f64() else { continue };
             match self.values.get_mut(key.as_str()) {
-                Some(v) => *v += n,
+                Some(v) => *v += n * factor,
                 None => {
                     let base = self.default;
-                    self.values.insert(key.clone(), base + n);
+                    self.values.insert(key.clone(), base + n * factor);
                 }
             }
         }

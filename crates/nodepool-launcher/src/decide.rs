@@ -150,31 +150,44 @@ pub fn usage(
 ) -> Quota {
     let mut used = Quota::zero();
     for entry in nodes {
-        let node = &entry.node;
-        if node.provider.as_deref() != Some(provider) {
-            continue;
-        }
-        let Some(node_pool) = node.pool.as_deref() else {
-            continue;
-        };
-        if pool.is_some_and(|p| p != node_pool) {
-            continue;
-        }
-        let Some(labels) = pools.get(node_pool) else {
-            continue;
-        };
-        let Some(first) = node.node_type.first() else {
-            continue;
-        };
-        if !labels.contains(first) {
-            continue;
-        }
-        match &node.resources {
-            Some(resources) => used.add_json(resources),
-            None => used.add_assign(&need(node_pool, first)),
-        }
+        add_node_usage(&mut used, &entry.node, provider, pool, pools, &need, 1.0);
     }
     used
+}
+
+/// Adds `factor` times what one node counts in [`usage`] (nothing when it does not count);
+/// -1 takes a node out of a sum, so a sum can follow the nodes that changed.
+pub fn add_node_usage(
+    used: &mut Quota,
+    node: &Node,
+    provider: &str,
+    pool: Option<&str>,
+    pools: &BTreeMap<String, BTreeSet<String>>,
+    need: impl Fn(&str, &str) -> Quota,
+    factor: f64,
+) {
+    if node.provider.as_deref() != Some(provider) {
+        return;
+    }
+    let Some(node_pool) = node.pool.as_deref() else {
+        return;
+    };
+    if pool.is_some_and(|p| p != node_pool) {
+        return;
+    }
+    let Some(labels) = pools.get(node_pool) else {
+        return;
+    };
+    let Some(first) = node.node_type.first() else {
+        return;
+    };
+    if !labels.contains(first) {
+        return;
+    }
+    match &node.resources {
+        Some(resources) => used.add_json_scaled(resources, factor),
+        None => used.add_scaled(&need(node_pool, first), factor),
+    }
 }
 
 /// Usage of a tenant: the `resources` of every node with that tenant, any provider or state.

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use nodepool_config::{DriverKind, LabelImage, Pool, PoolSettings, Provider, ProviderSettings};
@@ -14,8 +14,22 @@ use nodepool_model::NodeId;
 use crate::decide;
 use crate::view::NodeEntry;
 
-/// A node snapshot and the usage sums computed from it, per pool (`None`: all pools).
-type UsageMemo = (Arc<Vec<NodeEntry>>, BTreeMap<Option<String>, Quota>);
+/// Usage sums per pool (`None`: all pools) as of one node snapshot. A newer snapshot brings
+/// the sums forward by the nodes that changed, so a quota check does not walk every node.
+#[derive(Debug)]
+struct UsageMemo {
+    snapshot: Arc<Vec<NodeEntry>>,
+    sums: BTreeMap<Option<String>, Quota>,
+    /// `need_version` when the sums were made: a node without `resources` counts its
+    /// label's need, so a newly learnt need means summing again.
+    need_version: u64,
+    /// Snapshots brought forward since the last full sum.
+    updates: u32,
+}
+
+/// Sum afresh after this many updates, so rounding in odd (fractional) resources cannot
+/// build up.
+const USAGE_FULL_SUM_EVERY: u32 = 10_000;
 
 /// How long a node created here counts towards quota before the cache shows it.
 const RECENT_NODE_AGE: Duration = Duration::from_secs(30);
@@ -35,6 +49,10 @@ pub struct ProviderRuntime {
     pub cloud: Option<Arc<dyn nodepool_driver::Provider>>,
     /// What one node of (pool, label) needs; errors mark the label unavailable.
     label_quota: Mutex<HashMap<(String, String), Result<Quota, String>>>,
+    /// Moves whenever `label_quota` learns an answer.
+    need_version: AtomicU64,
+    /// Labels of each pool, by pool name.
+    pool_labels: BTreeMap<String, BTreeSet<String>>,
     /// The provider's limits minus unmanaged usage, and when they were read.
     limits: tokio::sync::Mutex<Option<(Instant, Quota)>>,
     /// Nodes this process created that the node cache may not show yet, so quota counts
@@ -68,6 +86,12 @@ impl ProviderRuntime {
             config: config.clone(),
             cloud,
             label_quota: Mutex::new(HashMap::new()),
+            need_version: AtomicU64::new(0),
+            pool_labels: config
+                .pools
+                .iter()
+                .map(|p| (p.name.clone(), p.labels.keys().cloned().collect()))
+                .collect(),
             limits: tokio::sync::Mutex::new(None),
             recently_created: Mutex::new(HashMap::new()),
             usage_memo: Mutex::new(None),
@@ -104,15 +128,6 @@ impl ProviderRuntime {
         }
     }
 
-    /// Labels of each pool, by pool name.
-    pub fn pool_labels(&self) -> BTreeMap<String, BTreeSet<String>> {
-        self.config
-            .pools
-            .iter()
-            .map(|p| (p.name.clone(), p.labels.keys().cloned().collect()))
-            .collect()
-    }
-
     /// What one node of `label` needs (cached per label, as Nodepool does).
     pub async fn quota_for_label(&self, pool: &str, label: &str) -> Result<Quota, String> {
         let key = (pool.to_string(), label.to_string());
@@ -128,6 +143,7 @@ impl ProviderRuntime {
         };
         // Transient lookups are retried next time; answers (and configuration errors) stay.
         lock(&self.label_quota).insert(key, result.clone());
+        self.need_version.fetch_add(1, Ordering::SeqCst);
         result
     }
 
@@ -211,28 +227,74 @@ impl ProviderRuntime {
         used
     }
 
-    /// Usage of the nodes in one snapshot, summed once per snapshot and pool: many requests
-    /// check quota between two cache changes.
+    /// Usage of the nodes in one snapshot: summed once per pool, then brought forward from
+    /// snapshot to snapshot by the nodes that changed (many requests check quota between
+    /// two cache changes, and between two changes few nodes move).
     fn base_usage(&self, nodes: &Arc<Vec<NodeEntry>>, pool: Option<&str>) -> Quota {
         let key = pool.map(str::to_string);
+        let need = |p: &str, l: &str| self.cached_need(p, l);
+        let need_version = self.need_version.load(Ordering::SeqCst);
         let mut memo = lock(&self.usage_memo);
-        if let Some((snapshot, sums)) = memo.as_ref()
-            && Arc::ptr_eq(snapshot, nodes)
-            && let Some(sum) = sums.get(&key)
+        if let Some(m) = memo.as_mut()
+            && m.need_version == need_version
+            && m.updates < USAGE_FULL_SUM_EVERY
         {
-            return sum.clone();
+            if !Arc::ptr_eq(&m.snapshot, nodes) {
+                let before = std::mem::replace(&mut m.snapshot, nodes.clone());
+                let sums = &mut m.sums;
+                crate::view::changed_nodes(&before, nodes, |old, new| {
+                    for (sum_pool, sum) in sums.iter_mut() {
+                        for (node, factor) in [(old, -1.0), (new, 1.0)] {
+                            if let Some(node) = node {
+                                decide::add_node_usage(
+                                    sum,
+                                    node,
+                                    self.name(),
+                                    sum_pool.as_deref(),
+                                    &self.pool_labels,
+                                    need,
+                                    factor,
+                                );
+                            }
+                        }
+                    }
+                });
+                m.updates += 1;
+            }
+            if let Some(sum) = m.sums.get(&key) {
+                #[cfg(debug_assertions)]
+                self.check_brought_forward(nodes, pool, sum);
+                return sum.clone();
+            }
+            let sum = decide::usage(nodes, self.name(), pool, &self.pool_labels, need);
+            m.sums.insert(key, sum.clone());
+            return sum;
         }
-        let pools = self.pool_labels();
-        let sum = decide::usage(nodes, self.name(), pool, &pools, |p, l| {
+        let sum = decide::usage(nodes, self.name(), pool, &self.pool_labels, need);
+        *memo = Some(UsageMemo {
+            snapshot: nodes.clone(),
+            sums: BTreeMap::from([(key, sum.clone())]),
+            need_version,
+            updates: 0,
+        });
+        sum
+    }
+
+    /// Debug builds (every test) check each sum brought forward against a fresh one.
+    #[cfg(debug_assertions)]
+    fn check_brought_forward(&self, nodes: &[NodeEntry], pool: Option<&str>, sum: &Quota) {
+        let fresh = decide::usage(nodes, self.name(), pool, &self.pool_labels, |p, l| {
             self.cached_need(p, l)
         });
-        match memo.as_mut() {
-            Some((snapshot, sums)) if Arc::ptr_eq(snapshot, nodes) => {
-                sums.insert(key, sum.clone());
-            }
-            _ => *memo = Some((nodes.clone(), BTreeMap::from([(key, sum.clone())]))),
-        }
-        sum
+        let resources: BTreeSet<&str> = sum
+            .resources()
+            .chain(fresh.resources())
+            .map(|(k, _)| k)
+            .collect();
+        assert!(
+            resources.iter().all(|r| sum.get(r) == fresh.get(r)),
+            "usage brought forward {sum:?} differs from a fresh sum {fresh:?}"
+        );
     }
 
     /// Counts a node this process just created until the cache shows it.

@@ -12,7 +12,7 @@ use nodepool_model::{
     ComponentKind, ComponentRole, ImageUpload, Node, NodeId, NodeRequest, PoolDetails, RequestId,
     UploadState,
 };
-use nodepool_store::{TreeCache, paths};
+use nodepool_store::{Changes, Entry, TreeCache, paths};
 
 /// A node as the cache last saw it.
 #[derive(Debug, Clone)]
@@ -47,27 +47,87 @@ pub struct NodeParser {
     last: Mutex<Option<(u64, Arc<Vec<NodeEntry>>)>>,
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl NodeParser {
-    /// Every readable node in the cache, with whether it has lock contenders. Documents are
-    /// parsed only when their `mzxid` changed since the last call.
-    /// Every readable node, shared until the cache changes.
+    /// Every readable node in the cache (in id order), with whether it has lock contenders;
+    /// shared until the cache changes. A new snapshot copies the last one and re-reads only
+    /// the nodes the cache's journal names, so its cost does not grow with the nodes that
+    /// did not change (a pointer copy each).
     pub fn snapshot(&self, cache: &TreeCache) -> Arc<Vec<NodeEntry>> {
-        // Read before walking: if the cache moves during the walk, the next call walks again.
-        let generation = *cache.generation().borrow();
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((at, nodes)) = last.as_ref()
-            && *at == generation
-        {
-            return nodes.clone();
+        let mut last = lock(&self.last);
+        if let Some((at, nodes)) = last.as_ref() {
+            match cache.changes_since(*at) {
+                Changes::Paths(now, paths) if paths.is_empty() => {
+                    let nodes = nodes.clone();
+                    *last = Some((now, nodes.clone()));
+                    return nodes;
+                }
+                Changes::Paths(now, paths) => {
+                    let nodes = Arc::new(self.apply(cache, nodes, &paths));
+                    *last = Some((now, nodes.clone()));
+                    return nodes;
+                }
+                Changes::Unknown => {}
+            }
         }
+        // Read before walking: if the cache moves during the walk, the next call re-reads
+        // what moved.
+        let generation = *cache.generation().borrow();
         let nodes = Arc::new(self.nodes(cache));
         *last = Some((generation, nodes.clone()));
         nodes
     }
 
+    /// `previous` with the nodes under `paths` re-read from the cache.
+    fn apply(
+        &self,
+        cache: &TreeCache,
+        previous: &[NodeEntry],
+        paths: &std::collections::BTreeSet<String>,
+    ) -> Vec<NodeEntry> {
+        let prefix_len = paths::NODES.len() + 1;
+        let mut ids: Vec<NodeId> = paths
+            .iter()
+            .filter(|p| p.len() > prefix_len && p.starts_with(paths::NODES))
+            .filter_map(|p| p[prefix_len..].split('/').next())
+            .filter_map(|id| NodeId::parse(id).ok())
+            .collect();
+        ids.dedup();
+        let mut next = previous.to_vec();
+        let mut parsed = lock(&self.parsed);
+        for id in ids {
+            let path = paths::node(id);
+            let fresh = cache.with(&path, |entry| {
+                let entry = entry.filter(|e| !e.data.is_empty())?;
+                parse_node(&mut parsed, id, entry)
+            });
+            let fresh = fresh.map(|node| NodeEntry {
+                id,
+                node,
+                locked: cache.has_descendants(&paths::node_lock(id)),
+            });
+            match (next.binary_search_by_key(&id, |e| e.id), fresh) {
+                (Ok(at), Some(entry)) => next[at] = entry,
+                (Ok(at), None) => {
+                    next.remove(at);
+                }
+                (Err(at), Some(entry)) => next.insert(at, entry),
+                (Err(_), None) => {}
+            }
+            if next.binary_search_by_key(&id, |e| e.id).is_err() {
+                parsed.remove(&id);
+            }
+        }
+        next
+    }
+
+    /// Every readable node, walking the whole cached subtree.
     pub fn nodes(&self, cache: &TreeCache) -> Vec<NodeEntry> {
         let prefix_len = paths::NODES.len() + 1;
-        let mut parsed = self.parsed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut parsed = lock(&self.parsed);
         let mut out: Vec<NodeEntry> = Vec::with_capacity(parsed.len());
         let mut present: Vec<NodeId> = Vec::with_capacity(parsed.len());
         cache.visit_descendants(paths::NODES, |path, entry| {
@@ -82,19 +142,8 @@ impl NodeParser {
                     if entry.data.is_empty() {
                         return;
                     }
-                    let node = match parsed.get(&id) {
-                        Some((mzxid, node)) if *mzxid == entry.stat.mzxid => node.clone(),
-                        _ => match wire::node::from_json(&entry.data) {
-                            Ok(node) => {
-                                let node = Arc::new(node);
-                                parsed.insert(id, (entry.stat.mzxid, node.clone()));
-                                node
-                            }
-                            Err(e) => {
-                                tracing::debug!(node_id = %id, error = %e, "skipping unreadable node");
-                                return;
-                            }
-                        },
+                    let Some(node) = parse_node(&mut parsed, id, entry) else {
+                        return;
                     };
                     out.push(NodeEntry {
                         id,
@@ -118,6 +167,65 @@ impl NodeParser {
             parsed.retain(|id, _| present.contains(id));
         }
         out
+    }
+}
+
+/// The node in `entry`, parsed only if its `mzxid` moved since the memo's copy.
+fn parse_node(
+    parsed: &mut HashMap<NodeId, (i64, Arc<Node>)>,
+    id: NodeId,
+    entry: &Entry,
+) -> Option<Arc<Node>> {
+    if let Some((mzxid, node)) = parsed.get(&id)
+        && *mzxid == entry.stat.mzxid
+    {
+        return Some(node.clone());
+    }
+    match wire::node::from_json(&entry.data) {
+        Ok(node) => {
+            let node = Arc::new(node);
+            parsed.insert(id, (entry.stat.mzxid, node.clone()));
+            Some(node)
+        }
+        Err(e) => {
+            tracing::debug!(node_id = %id, error = %e, "skipping unreadable node");
+            None
+        }
+    }
+}
+
+/// Calls `changed(before, after)` for every node whose record differs between two snapshots
+/// (matched by id; `None` where a snapshot lacks the node). Snapshots share the records of
+/// unchanged nodes, so an unchanged node costs a pointer comparison.
+pub fn changed_nodes(
+    before: &[NodeEntry],
+    after: &[NodeEntry],
+    mut changed: impl FnMut(Option<&Node>, Option<&Node>),
+) {
+    let (mut i, mut j) = (0, 0);
+    while i < before.len() || j < after.len() {
+        match (before.get(i), after.get(j)) {
+            (Some(b), Some(a)) if b.id == a.id => {
+                if !Arc::ptr_eq(&b.node, &a.node) {
+                    changed(Some(&b.node), Some(&a.node));
+                }
+                i += 1;
+                j += 1;
+            }
+            (Some(b), Some(a)) if b.id < a.id => {
+                changed(Some(&b.node), None);
+                i += 1;
+            }
+            (Some(b), None) => {
+                changed(Some(&b.node), None);
+                i += 1;
+            }
+            (_, Some(a)) => {
+                changed(None, Some(&a.node));
+                j += 1;
+            }
+            (None, None) => break,
+        }
     }
 }
 
@@ -214,4 +322,125 @@ pub fn latest_ready_upload(cache: &TreeCache, image: &str, provider: &str) -> Op
         }
     }
     best
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use nodepool_model::NodeState;
+    use nodepool_store::{Backend, CreateMode, SqliteBackend, SqliteOptions};
+
+    use super::*;
+
+    /// What the parser should show: node id -> (cores, locked).
+    type Model = BTreeMap<u32, (u64, bool)>;
+
+    fn shows(nodes: &[NodeEntry], model: &Model) -> bool {
+        nodes.len() == model.len()
+            && nodes.iter().all(|e| {
+                let cores = e
+                    .node
+                    .resources
+                    .as_ref()
+                    .and_then(|r| r.get("cores"))
+                    .and_then(|c| c.as_u64());
+                model
+                    .get(&e.id.sequence())
+                    .is_some_and(|(c, locked)| Some(*c) == cores && *locked == e.locked)
+            })
+    }
+
+    /// The snapshot built change by change from the journal ends where a full walk does,
+    /// through creates, updates, lock contenders coming and going, and deletes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn incremental_snapshots_follow_every_kind_of_change() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let backend: Arc<dyn Backend> = Arc::new(
+            SqliteBackend::open(SqliteOptions::new(dir.path().join("nodepool.db")))
+                .await
+                .expect("open"),
+        );
+        let cache = TreeCache::start(backend.clone(), paths::NODES)
+            .await
+            .expect("cache");
+        let parser = NodeParser::default();
+        let mut model = Model::new();
+        let mut generation = cache.generation();
+        // A fixed pseudo-random walk over a few ids, so every kind of change meets every
+        // other kind.
+        let mut seed: u64 = 7;
+        for round in 0..40 {
+            for _ in 0..6 {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let id = NodeId::new(((seed >> 33) % 12) as u32 + 1);
+                let path = paths::node(id);
+                let contender = format!("{}/x__lock__0000000000", paths::node_lock(id));
+                let cores = (seed >> 40) % 64;
+                match ((seed >> 20) % 4, model.get(&id.sequence()).copied()) {
+                    (0 | 1, current) => {
+                        let mut node = Node::new(NodeState::Ready, 1.0);
+                        node.resources = Some(serde_json::Map::from_iter([(
+                            "cores".to_string(),
+                            serde_json::Value::from(cores),
+                        )]));
+                        let data = wire::node::to_json(&node);
+                        match current {
+                            Some(_) => backend.set(&path, &data, None).await.map(|_| ()),
+                            None => backend
+                                .create(&path, &data, CreateMode::Persistent, true)
+                                .await
+                                .map(|_| ()),
+                        }
+                        .expect("write node");
+                        let locked = current.is_some_and(|(_, l)| l);
+                        model.insert(id.sequence(), (cores, locked));
+                    }
+                    (2, Some((c, false))) => {
+                        backend
+                            .create(&contender, b"", CreateMode::Persistent, true)
+                            .await
+                            .expect("lock");
+                        model.insert(id.sequence(), (c, true));
+                    }
+                    (2, Some((c, true))) => {
+                        backend.delete(&contender, None).await.expect("unlock");
+                        model.insert(id.sequence(), (c, false));
+                    }
+                    (3, Some((_, locked))) => {
+                        if locked {
+                            backend.delete(&contender, None).await.expect("unlock");
+                        }
+                        let lock_dir = paths::node_lock(id);
+                        if backend.get(&lock_dir).await.expect("get").is_some() {
+                            backend.delete(&lock_dir, None).await.expect("lock dir");
+                        }
+                        backend.delete(&path, None).await.expect("delete");
+                        model.remove(&id.sequence());
+                    }
+                    _ => {}
+                }
+            }
+            let caught_up = tokio::time::timeout(Duration::from_secs(20), async {
+                while !shows(&parser.snapshot(&cache), &model) {
+                    generation.changed().await.expect("cache running");
+                }
+            })
+            .await;
+            assert!(
+                caught_up.is_ok(),
+                "round {round}: snapshot {:?} never showed {model:?}",
+                parser
+                    .snapshot(&cache)
+                    .iter()
+                    .map(|e| (e.id, e.locked))
+                    .collect::<Vec<_>>()
+            );
+            assert!(shows(&NodeParser::default().nodes(&cache), &model));
+        }
+        assert!(!model.is_empty() && lock(&parser.parsed).len() == model.len());
+    }
 }

@@ -6,8 +6,8 @@
 //! re-walks the whole subtree. Readers that act on what they see still re-check under the
 //! real lock: the cache may lag by one event.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -31,7 +31,31 @@ pub struct TreeCache {
     tree: Arc<RwLock<Tree>>,
     /// Counts applied changes so level-triggered loops can wait for "something changed".
     generation: watch::Receiver<u64>,
+    /// The paths each recent batch changed, so a reader that keeps derived state can update
+    /// what changed instead of walking the whole subtree.
+    journal: Arc<Mutex<Journal>>,
     follower: JoinHandle<()>,
+}
+
+/// The paths changed by the last [`JOURNAL_BATCHES`] batches, by generation.
+#[derive(Debug, Default)]
+struct Journal {
+    /// The generation of the newest batch applied (0: none yet).
+    generation: u64,
+    /// `(generation, changed paths)`; `None` for a resync, which may have changed anything.
+    batches: VecDeque<(u64, Option<Vec<String>>)>,
+}
+
+/// How many batches the journal remembers; a reader further behind walks the subtree.
+const JOURNAL_BATCHES: usize = 512;
+
+/// What changed in a cache since a generation a reader saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changes {
+    /// The generation now, and every path created, changed or deleted since (each once).
+    Paths(u64, BTreeSet<String>),
+    /// Too far behind, or a resync happened: walk the subtree again.
+    Unknown,
 }
 
 impl Drop for TreeCache {
@@ -65,8 +89,10 @@ impl TreeCache {
         let mut watch = backend.watch(root).await?;
         let tree = Arc::new(RwLock::new(walk(backend.as_ref(), root).await?));
         let (generation_tx, generation) = watch::channel(0u64);
+        let journal = Arc::new(Mutex::new(Journal::default()));
         let follower = {
             let tree = tree.clone();
+            let journal = journal.clone();
             let root = root.to_string();
             tokio::spawn(async move {
                 while let Some(event) = watch.events.recv().await {
@@ -79,15 +105,31 @@ impl TreeCache {
                     {
                         batch.push(event);
                     }
-                    if let Err(e) = apply_batch(&backend, &root, &tree, batch).await {
-                        tracing::warn!(root, error = %e, "cache update failed; re-reading the subtree");
-                        if let Err(e) =
-                            apply_batch(&backend, &root, &tree, vec![WatchEvent::Resync]).await
-                        {
-                            tracing::warn!(root, error = %e, "cache resync failed");
+                    let changed = match apply_batch(&backend, &root, &tree, batch).await {
+                        Ok(changed) => changed,
+                        Err(e) => {
+                            tracing::warn!(root, error = %e, "cache update failed; re-reading the subtree");
+                            if let Err(e) =
+                                apply_batch(&backend, &root, &tree, vec![WatchEvent::Resync]).await
+                            {
+                                tracing::warn!(root, error = %e, "cache resync failed");
+                            }
+                            None
                         }
-                    }
-                    generation_tx.send_modify(|g| *g += 1);
+                    };
+                    // The journal is written before the generation moves, so whoever wakes
+                    // on the new generation finds its changes.
+                    let generation = {
+                        let mut journal = journal.lock().unwrap_or_else(|e| e.into_inner());
+                        journal.generation += 1;
+                        let generation = journal.generation;
+                        journal.batches.push_back((generation, changed));
+                        if journal.batches.len() > JOURNAL_BATCHES {
+                            journal.batches.pop_front();
+                        }
+                        generation
+                    };
+                    generation_tx.send_replace(generation);
                 }
             })
         };
@@ -95,6 +137,7 @@ impl TreeCache {
             root: root.to_string(),
             tree,
             generation,
+            journal,
             follower,
         })
     }
@@ -109,6 +152,12 @@ impl TreeCache {
 
     pub fn get(&self, path: &str) -> Option<Entry> {
         self.read().get(path).cloned()
+    }
+
+    /// Calls `f` with the cached znode at `path`, without copying it; `f` runs under the
+    /// cache's read lock, so it must be quick and must not block.
+    pub fn with<R>(&self, path: &str, f: impl FnOnce(Option<&Entry>) -> R) -> R {
+        f(self.read().get(path))
     }
 
     /// Names of the cached direct children of `path`.
@@ -152,9 +201,44 @@ impl TreeCache {
         }
     }
 
+    /// Whether any znode is cached strictly under `path`.
+    pub fn has_descendants(&self, path: &str) -> bool {
+        let prefix = format!("{path}/");
+        self.read()
+            .range(prefix.clone()..)
+            .next()
+            .is_some_and(|(p, _)| p.starts_with(&prefix))
+    }
+
     /// Changes whenever the cache applied an event; `changed().await` to wait for one.
     pub fn generation(&self) -> watch::Receiver<u64> {
         self.generation.clone()
+    }
+
+    /// The paths changed after generation `since` (a value [`TreeCache::generation`] or an
+    /// earlier `Changes::Paths` gave), up to the newest batch applied. The tree may already
+    /// hold changes of a batch not in the journal yet; those come with the next call.
+    pub fn changes_since(&self, since: u64) -> Changes {
+        let journal = self.journal.lock().unwrap_or_else(|e| e.into_inner());
+        if since == journal.generation {
+            return Changes::Paths(since, BTreeSet::new());
+        }
+        // The batch right after `since` must still be remembered.
+        if since > journal.generation || journal.batches.front().is_none_or(|(g, _)| *g > since + 1)
+        {
+            return Changes::Unknown;
+        }
+        let mut paths = BTreeSet::new();
+        for (generation, changed) in &journal.batches {
+            if *generation <= since {
+                continue;
+            }
+            match changed {
+                Some(changed) => paths.extend(changed.iter().cloned()),
+                None => return Changes::Unknown,
+            }
+        }
+        Changes::Paths(journal.generation, paths)
     }
 }
 
@@ -165,17 +249,18 @@ const MAX_BATCH: usize = 256;
 /// which covers every event before it (and after it: the walk starts once all arrived). Otherwise
 /// each path's last event decides: deleted paths are removed, created or changed ones are
 /// read once, all reads in flight together. A read returns the current state, which is at
-/// least as new as the event that caused it, so coalescing loses nothing.
+/// least as new as the event that caused it, so coalescing loses nothing. Returns the paths
+/// the batch named, or `None` after a resync.
 async fn apply_batch(
     backend: &Arc<dyn Backend>,
     root: &str,
     tree: &RwLock<Tree>,
     batch: Vec<WatchEvent>,
-) -> StoreResult<()> {
+) -> StoreResult<Option<Vec<String>>> {
     if batch.iter().any(|e| matches!(e, WatchEvent::Resync)) {
         let fresh = walk(backend.as_ref(), root).await?;
         *tree.write().unwrap_or_else(|e| e.into_inner()) = fresh;
-        return Ok(());
+        return Ok(None);
     }
     let mut last: BTreeMap<String, bool> = BTreeMap::new();
     for event in batch {
@@ -206,9 +291,9 @@ async fn apply_batch(
         read.push((path, current?));
     }
     let mut tree = tree.write().unwrap_or_else(|e| e.into_inner());
-    for (path, exists) in last {
+    for (path, exists) in &last {
         if !exists {
-            tree.remove(&path);
+            tree.remove(path);
         }
     }
     for (path, current) in read {
@@ -227,5 +312,5 @@ async fn apply_batch(
             }
         }
     }
-    Ok(())
+    Ok(Some(last.into_keys().collect()))
 }

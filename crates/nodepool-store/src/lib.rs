@@ -24,7 +24,7 @@ pub use backend::{
     Backend, CreateMode, Op, OpResult, SessionState, Stat, StoreError, StoreResult, Watch,
     WatchEvent, join, parent_of, validate_path,
 };
-pub use cache::{Entry, TreeCache};
+pub use cache::{Changes, Entry, TreeCache};
 pub use components::{Components, Registered, Registration};
 pub use images::Images;
 pub use lock::{Lock, LockWait};

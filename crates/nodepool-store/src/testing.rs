@@ -562,6 +562,58 @@ pub async fn cache_follows_changes(h: &dyn Harness) {
     .await;
 }
 
+/// The cache's journal names every path a change touched since a generation, so readers
+/// can update derived state instead of walking the subtree.
+pub async fn cache_journal_names_changes(h: &dyn Harness) {
+    use crate::cache::Changes;
+    let a = h.client().await;
+    let b = h.client().await;
+    let nodes = format!("{}/nodes", root());
+    let one = format!("{nodes}/0000000001");
+    let two = format!("{nodes}/0000000002");
+    let contender = format!("{two}/lock/x__lock__0000000000");
+    b.create(&one, b"before", CreateMode::Persistent, true)
+        .await
+        .expect("seed");
+    let cache = crate::cache::TreeCache::start(a.clone(), &nodes)
+        .await
+        .expect("cache");
+    let start = *cache.generation().borrow();
+    assert_eq!(
+        cache.changes_since(start),
+        Changes::Paths(start, Default::default())
+    );
+    assert_eq!(cache.changes_since(start + 1), Changes::Unknown);
+    b.set(&one, b"after", None).await.expect("set");
+    b.create(&contender, b"", CreateMode::Persistent, true)
+        .await
+        .expect("contender");
+    b.delete(&one, None).await.expect("delete");
+    // The journal is written just after the tree, so wait for both.
+    cache_until(&cache, "the changes, named in the journal", |c| {
+        c.get(&one).is_none()
+            && c.has_descendants(&format!("{two}/lock"))
+            && matches!(c.changes_since(start),
+                Changes::Paths(_, p) if p.contains(&one) && p.contains(&contender))
+    })
+    .await;
+    let Changes::Paths(now, paths) = cache.changes_since(start) else {
+        panic!("the journal reaches back to the start");
+    };
+    assert!(now > start);
+    for path in [&one, &contender] {
+        assert!(paths.contains(path), "{path} is named in {paths:?}");
+    }
+    assert!(
+        paths.iter().all(|p| p.starts_with(&nodes)),
+        "only paths under the cache's root: {paths:?}"
+    );
+    assert_eq!(
+        cache.changes_since(now),
+        Changes::Paths(now, Default::default())
+    );
+}
+
 pub async fn multi_is_atomic(h: &dyn Harness) {
     let c = h.client().await;
     let root = root();
@@ -942,7 +994,8 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@cases $harness;
             round_trip, sequence_ids, ephemerals_vanish_with_session, lock_exclusion,
             lock_fairness, watch_delivery, session_expiry_mid_lock, watch_after_reconnect,
-            concurrent_compare_and_set, cache_follows_changes, multi_is_atomic,
+            concurrent_compare_and_set, cache_follows_changes, cache_journal_names_changes,
+            multi_is_atomic,
             multi_sequential_and_ephemeral, multi_watch_events,
             node_lock_and_delete_in_one_transaction);
     };
