@@ -461,8 +461,13 @@ impl FakeCloud {
                 .with("instances", limit(state.settings.instances))
                 .with("cores", limit(state.settings.cores))
                 .with("ram", limit(state.settings.ram));
-            let after = state.usage().add(&server_quota(&request.flavor));
-            if !limits.subtract(&after).non_negative() {
+            // Summing every server's use is skipped when nothing is limited.
+            let limited = limits.resources().any(|(_, limit)| limit.is_finite());
+            if limited
+                && !limits
+                    .subtract(&state.usage().add(&server_quota(&request.flavor)))
+                    .non_negative()
+            {
                 return Err(DriverError::Quota(QUOTA_EXCEEDED.into()));
             }
             let end_status = if take(&mut state.faults_left.launch_failures) {
