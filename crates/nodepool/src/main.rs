@@ -13,7 +13,9 @@ mod store;
 use std::process::ExitCode;
 
 /// The daemons allocate many small, short-lived values (parsed records, store messages)
-/// from several threads; mimalloc spends about half the CPU glibc's malloc does on them.
+/// from several threads; with mimalloc the launcher needs about 15 % less CPU per request
+/// in `nodepool-bench` than with glibc's malloc. Built without transparent huge pages,
+/// which would otherwise double the launcher's peak RSS.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
