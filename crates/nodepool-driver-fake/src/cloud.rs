@@ -177,6 +177,10 @@ struct CloudState {
     faults_left: FaultCounts,
     /// In creation order.
     servers: Vec<FakeServer>,
+    /// What `servers` use of the quota, kept as servers come and go (a create checks quota,
+    /// and summing a big cloud's servers on each create would cost more than the create);
+    /// `None` when it must be summed again.
+    used: Option<Quota>,
     images: Vec<FakeImage>,
     /// Server id -> the change the cloud will make to it.
     pending: HashMap<String, Pending>,
@@ -201,7 +205,10 @@ impl CloudState {
                         server.status = *status;
                     }
                 }
-                Pending::Disappears { .. } => self.servers.retain(|s| &s.id != id),
+                Pending::Disappears { .. } => {
+                    self.servers.retain(|s| &s.id != id);
+                    self.used = None;
+                }
             }
         }
         !due.is_empty()
@@ -215,8 +222,11 @@ impl CloudState {
     }
 
     /// What the servers use of the quota.
-    fn usage(&self) -> Quota {
-        // Counted per flavor first: a create checks quota, and a big cloud has many servers.
+    fn usage(&mut self) -> Quota {
+        if let Some(used) = &self.used {
+            return used.clone();
+        }
+        // Counted per flavor first: a big cloud has many servers and few flavors.
         let mut per_flavor: std::collections::BTreeMap<&str, f64> = Default::default();
         for server in &self.servers {
             *per_flavor.entry(server.flavor.as_str()).or_default() += 1.0;
@@ -225,7 +235,22 @@ impl CloudState {
         for (flavor, count) in per_flavor {
             used.add_scaled(&server_quota(flavor), count);
         }
+        self.used = Some(used.clone());
         used
+    }
+
+    fn add_server(&mut self, server: FakeServer) {
+        if let Some(used) = &mut self.used {
+            used.add_assign(&server_quota(&server.flavor));
+        }
+        self.servers.push(server);
+    }
+
+    fn remove_server_at(&mut self, position: usize) {
+        let server = self.servers.remove(position);
+        if let Some(used) = &mut self.used {
+            used.add_scaled(&server_quota(&server.flavor), -1.0);
+        }
     }
 }
 
@@ -333,6 +358,7 @@ impl FakeCloud {
                 settings: FakeCloud::default_settings(),
                 faults_left: FaultCounts::default(),
                 servers: Vec::new(),
+                used: None,
                 images: default_images(),
                 pending: HashMap::new(),
                 creates: 0,
@@ -370,6 +396,7 @@ impl FakeCloud {
                 settings: settings.clone(),
                 faults_left: FaultCounts::from_config(&settings.faults),
                 servers,
+                used: None,
                 images,
                 pending: HashMap::new(),
                 creates: 0,
@@ -503,7 +530,7 @@ impl FakeCloud {
                     },
                 );
             }
-            state.servers.push(server.clone());
+            state.add_server(server.clone());
             state.creates += 1;
             Ok(server)
         })();
@@ -540,7 +567,7 @@ impl FakeCloud {
             }
             let delay = seconds(state.settings.faults.delete_delay);
             if delay.is_zero() {
-                state.servers.remove(position);
+                state.remove_server_at(position);
                 state.pending.remove(id);
             } else {
                 state.servers[position].status = ServerStatus::Deleting;
@@ -579,7 +606,7 @@ impl FakeCloud {
         let mut state = self.settled();
         let addresses = addresses(&[]);
         let id = new_id();
-        state.servers.push(FakeServer {
+        state.add_server(FakeServer {
             id: id.clone(),
             name: name.to_string(),
             metadata,
@@ -601,6 +628,7 @@ impl FakeCloud {
         let mut state = self.settled();
         let before = state.servers.len();
         state.servers.retain(|s| s.id != id);
+        state.used = None;
         state.pending.remove(id);
         let removed = state.servers.len() != before;
         if removed {

@@ -84,7 +84,8 @@ impl Context {
         }
         store.components().ensure_dirs().await?;
         let backend = store.backend().clone();
-        let nodes = TreeCache::start(backend.clone(), paths::NODES).await?;
+        let nodes =
+            TreeCache::start_with(backend.clone(), paths::NODES, paths::is_node_lock).await?;
         let requests = TreeCache::start(backend.clone(), paths::REQUESTS).await?;
         let components = TreeCache::start(backend.clone(), paths::COMPONENTS).await?;
         let images = TreeCache::start(backend, paths::IMAGES).await?;
@@ -196,6 +197,13 @@ impl Context {
             use_components: components,
             use_images: images,
         }
+    }
+}
+
+impl Watches {
+    /// Whether node changes wake the loop from now on.
+    pub fn follow_nodes(&mut self, follow: bool) {
+        self.use_nodes = follow;
     }
 }
 

@@ -30,6 +30,11 @@ struct Worker {
     registration: Option<(Registration, Component)>,
     /// One task per request being served; requests are served concurrently.
     active: HashMap<RequestId, Active>,
+    /// Whether the last pass left something that a node change can unblock (a paused
+    /// request, a static pool's free nodes, a tenant limit): only then does a node change
+    /// wake the worker. Otherwise nodes change many times per request and each wake-up
+    /// would walk every waiting request for nothing.
+    waits_for_nodes: bool,
 }
 
 /// A request task as its worker sees it.
@@ -57,6 +62,7 @@ pub async fn run(ctx: Arc<Context>, provider: String, pool: String) {
         launcher_id,
         registration: None,
         active: HashMap::new(),
+        waits_for_nodes: true,
     };
     let mut watches = ctx.watches(true, true, true, true);
     loop {
@@ -85,6 +91,7 @@ pub async fn run(ctx: Arc<Context>, provider: String, pool: String) {
                 ctx.workers.error(&worker.name, &e);
             }
         }
+        watches.follow_nodes(worker.waits_for_nodes);
         ctx.wait_for_change(&mut watches, ctx.options.timing.idle_recheck)
             .await;
     }
@@ -168,6 +175,7 @@ impl Worker {
         pool: Pool,
     ) -> anyhow::Result<()> {
         self.active.retain(|_, a| !a.handle.is_finished());
+        self.waits_for_nodes = true;
         let paused = self.paused();
         let env = Env {
             ctx: self.ctx.clone(),
@@ -189,7 +197,8 @@ impl Worker {
         {
             first.wake.notify_one();
         }
-        self.assign(config, &env).await?;
+        let left_waiting = self.assign(config, &env).await?;
+        self.waits_for_nodes = left_waiting || rt.is_static() || self.paused();
         Ok(())
     }
 
@@ -199,11 +208,14 @@ impl Worker {
             .any(|a| a.paused.load(Ordering::SeqCst) && !a.handle.is_finished())
     }
 
-    async fn assign(&mut self, config: &Config, env: &Env) -> anyhow::Result<()> {
+    /// Accepts (or declines) what this pool can take now. True when a request was left
+    /// waiting on a limit that a node change can lift.
+    async fn assign(&mut self, config: &Config, env: &Env) -> anyhow::Result<bool> {
         let rt = &env.rt;
         if rt.config.max_concurrency == Some(0) {
-            return Ok(());
+            return Ok(false);
         }
+        let mut waits_for_nodes = false;
         let me = self.identity(rt, &env.pool);
         let nodes = self.ctx.nodes_view();
         let mut label_quota = label_quota(rt, &env.pool, &nodes);
@@ -229,12 +241,14 @@ impl Worker {
                     .iter()
                     .any(|l| quota.get(*l).copied().unwrap_or(0) <= 0)
             {
+                waits_for_nodes = true;
                 continue;
             }
             if !self
                 .within_tenant_limits(config, env, &nodes, &entry, &mut tenant_cache)
                 .await
             {
+                waits_for_nodes = true;
                 continue;
             }
             let reason = self.decline_reason(env, &nodes, &entry).await;
@@ -257,7 +271,7 @@ impl Worker {
             candidates.push((entry, reason));
         }
         if candidates.is_empty() {
-            return Ok(());
+            return Ok(waits_for_nodes);
         }
         // Taking request locks costs round trips: take them all at once, then accept in
         // priority order. Quota and node creation stay in this order; the launches and the
@@ -295,6 +309,9 @@ impl Worker {
                 stop_accepting = true;
             }
             if progress == Progress::Finished {
+                // Released at quota by a driver that does not pause: try again when nodes
+                // free room.
+                waits_for_nodes = true;
                 continue;
             }
             let paused = Arc::new(AtomicBool::new(progress == Progress::Paused));
@@ -316,7 +333,7 @@ impl Worker {
                 },
             );
         }
-        Ok(())
+        Ok(waits_for_nodes)
     }
 
     /// The first decline reason for this request in this pool (spec 2.5).

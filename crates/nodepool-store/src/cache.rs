@@ -83,9 +83,24 @@ async fn walk(backend: &dyn Backend, root: &str) -> StoreResult<Tree> {
     Ok(tree)
 }
 
+/// Picks the znodes a cache follows by existence only: a change event for one inserts an
+/// empty entry instead of reading it (lock contenders, whose data no reader needs, come and
+/// go several times per request; each read is a round trip).
+pub type ExistenceOnly = fn(&str) -> bool;
+
 impl TreeCache {
     /// Loads the subtree under `root` (which may not exist yet) and follows it.
     pub async fn start(backend: Arc<dyn Backend>, root: &str) -> StoreResult<TreeCache> {
+        TreeCache::start_with(backend, root, |_| false).await
+    }
+
+    /// As [`TreeCache::start`]; znodes `existence_only` picks are cached with empty data
+    /// and a zero `Stat` when an event names them (a full walk still reads them).
+    pub async fn start_with(
+        backend: Arc<dyn Backend>,
+        root: &str,
+        existence_only: ExistenceOnly,
+    ) -> StoreResult<TreeCache> {
         let mut watch = backend.watch(root).await?;
         let tree = Arc::new(RwLock::new(walk(backend.as_ref(), root).await?));
         let (generation_tx, generation) = watch::channel(0u64);
@@ -105,12 +120,20 @@ impl TreeCache {
                     {
                         batch.push(event);
                     }
-                    let changed = match apply_batch(&backend, &root, &tree, batch).await {
+                    let changed = match apply_batch(&backend, &root, &tree, batch, existence_only)
+                        .await
+                    {
                         Ok(changed) => changed,
                         Err(e) => {
                             tracing::warn!(root, error = %e, "cache update failed; re-reading the subtree");
-                            if let Err(e) =
-                                apply_batch(&backend, &root, &tree, vec![WatchEvent::Resync]).await
+                            if let Err(e) = apply_batch(
+                                &backend,
+                                &root,
+                                &tree,
+                                vec![WatchEvent::Resync],
+                                existence_only,
+                            )
+                            .await
                             {
                                 tracing::warn!(root, error = %e, "cache resync failed");
                             }
@@ -256,6 +279,7 @@ async fn apply_batch(
     root: &str,
     tree: &RwLock<Tree>,
     batch: Vec<WatchEvent>,
+    existence_only: ExistenceOnly,
 ) -> StoreResult<Option<Vec<String>>> {
     if batch.iter().any(|e| matches!(e, WatchEvent::Resync)) {
         let fresh = walk(backend.as_ref(), root).await?;
@@ -276,7 +300,7 @@ async fn apply_batch(
     }
     let mut reads = tokio::task::JoinSet::new();
     for (path, exists) in &last {
-        if *exists {
+        if *exists && !existence_only(path) {
             let backend = backend.clone();
             let path = path.clone();
             reads.spawn(async move {
@@ -294,6 +318,14 @@ async fn apply_batch(
     for (path, exists) in &last {
         if !exists {
             tree.remove(path);
+        } else if existence_only(path) && !tree.contains_key(path) {
+            tree.insert(
+                path.clone(),
+                Entry {
+                    data: Vec::new(),
+                    stat: Stat::default(),
+                },
+            );
         }
     }
     for (path, current) in read {

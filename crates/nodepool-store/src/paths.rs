@@ -14,6 +14,15 @@ pub fn node(id: NodeId) -> String {
     format!("{NODES}/{id}")
 }
 
+/// Whether `path` is a node's lock directory or one of its contenders (`.../lock` or
+/// `.../lock/<contender>`), whose data no reader of the node cache needs.
+pub fn is_node_lock(path: &str) -> bool {
+    let mut segments = path.rsplit('/');
+    let last = segments.next();
+    let parent = segments.next();
+    path.starts_with(NODES) && (last == Some("lock") || parent == Some("lock"))
+}
+
 pub fn node_lock(id: NodeId) -> String {
     format!("{NODES}/{id}/lock")
 }
@@ -84,4 +93,21 @@ pub fn upload_number_lock(
 
 pub fn component_dir(kind: &str) -> String {
     format!("{COMPONENTS}/{kind}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_locks_are_told_from_nodes() {
+        let id = NodeId::new(7);
+        assert!(is_node_lock(&node_lock(id)));
+        assert!(is_node_lock(&format!(
+            "{}/abc__lock__0000000001",
+            node_lock(id)
+        )));
+        assert!(!is_node_lock(&node(id)));
+        assert!(!is_node_lock(&format!("{REQUESTS}/lock/x")));
+    }
 }

@@ -614,6 +614,43 @@ pub async fn cache_journal_names_changes(h: &dyn Harness) {
     );
 }
 
+/// Znodes a cache follows by existence only show up (empty) and go, unread.
+pub async fn cache_follows_existence_only(h: &dyn Harness) {
+    let a = h.client().await;
+    let b = h.client().await;
+    let nodes = format!("{}/nodes", root());
+    b.create(
+        &format!("{nodes}/0000000001"),
+        b"node",
+        CreateMode::Persistent,
+        true,
+    )
+    .await
+    .expect("seed");
+    let cache = crate::cache::TreeCache::start_with(a.clone(), &nodes, |p| p.contains("/lock"))
+        .await
+        .expect("cache");
+    let contender = format!("{nodes}/0000000001/lock/x__lock__0000000000");
+    b.create(&contender, b"holder", CreateMode::Persistent, true)
+        .await
+        .expect("contender");
+    b.set(&format!("{nodes}/0000000001"), b"node2", None)
+        .await
+        .expect("set");
+    cache_until(&cache, "the contender and the node's new data", |c| {
+        c.get(&contender).is_some()
+            && c.get(&format!("{nodes}/0000000001"))
+                .is_some_and(|e| e.data == b"node2")
+    })
+    .await;
+    assert!(cache.get(&contender).expect("cached").data.is_empty());
+    b.delete(&contender, None).await.expect("delete");
+    cache_until(&cache, "the contender gone", |c| {
+        c.get(&contender).is_none()
+    })
+    .await;
+}
+
 pub async fn multi_is_atomic(h: &dyn Harness) {
     let c = h.client().await;
     let root = root();
@@ -995,6 +1032,7 @@ macro_rules! conformance_tests {
             round_trip, sequence_ids, ephemerals_vanish_with_session, lock_exclusion,
             lock_fairness, watch_delivery, session_expiry_mid_lock, watch_after_reconnect,
             concurrent_compare_and_set, cache_follows_changes, cache_journal_names_changes,
+            cache_follows_existence_only,
             multi_is_atomic,
             multi_sequential_and_ephemeral, multi_watch_events,
             node_lock_and_delete_in_one_transaction);
