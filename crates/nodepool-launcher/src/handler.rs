@@ -489,21 +489,8 @@ impl Handler {
         {
             return false;
         }
-        let ctx = &env.ctx;
-        match ctx.store.requests().get(&self.id).await {
-            Ok(None) => {
-                tracing::info!(request_id = %self.id, "request disappeared; releasing its nodes");
-                self.release_all(env, true).await;
-                self.finish_lock().await;
-                self.done = true;
-                return true;
-            }
-            Ok(Some(_)) => {}
-            Err(e) => {
-                tracing::warn!(request_id = %self.id, error = %e, "cannot re-read request");
-                return false;
-            }
-        }
+        // Whether the request still exists is checked by the fulfilment itself (its
+        // transaction fails if the request is gone), not by a read first.
         let mut failed = false;
         let mut aborted = Vec::new();
         for (i, slot) in self.slots.iter().enumerate() {
@@ -545,6 +532,33 @@ impl Handler {
                 .await;
             return;
         };
+        self.request.nodes = order;
+        self.request.set_state(RequestState::Fulfilled, now());
+        // Nodes are unlocked no later than the request says fulfilled (Zuul locks them
+        // next): in one transaction with the request and its unlock, at the same instant.
+        let mut ops: Vec<Op> = self
+            .slots
+            .iter()
+            .filter_map(|slot| match &slot.state {
+                SlotState::Held {
+                    lock: Some(lock), ..
+                } => Some(lock.release_op()),
+                _ => None,
+            })
+            .collect();
+        ops.push(ctx.store.requests().store_op(&self.id, &self.request));
+        if let Some(lock) = &self.lock {
+            ops.push(lock.release_op());
+        }
+        let outcome = ctx.store.multi(ops).await;
+        if outcome.is_err() && matches!(ctx.store.requests().get(&self.id).await, Ok(None)) {
+            // The request is gone (Zuul withdrew it): the transaction failed for that.
+            tracing::info!(request_id = %self.id, "request disappeared; releasing its nodes");
+            self.release_all(env, true).await;
+            self.finish_lock().await;
+            self.done = true;
+            return;
+        }
         let node_locks: Vec<Lock> = self
             .slots
             .iter_mut()
@@ -553,16 +567,7 @@ impl Handler {
                 _ => None,
             })
             .collect();
-        self.request.nodes = order;
-        self.request.set_state(RequestState::Fulfilled, now());
-        // Nodes are unlocked no later than the request says fulfilled (Zuul locks them
-        // next): in one transaction with the request and its unlock, at the same instant.
-        let mut ops: Vec<Op> = node_locks.iter().map(Lock::release_op).collect();
-        ops.push(ctx.store.requests().store_op(&self.id, &self.request));
-        if let Some(lock) = &self.lock {
-            ops.push(lock.release_op());
-        }
-        match ctx.store.multi(ops).await {
+        match outcome {
             Ok(_) => {
                 node_locks.into_iter().for_each(Lock::released);
                 if let Some(lock) = self.lock.take() {

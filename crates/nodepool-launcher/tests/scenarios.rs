@@ -749,3 +749,45 @@ async fn a_delete_step_that_never_answers_is_given_up_and_retried() {
     assert!(cloud.servers().is_empty(), "the retry deleted the server");
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_withdrawn_while_its_node_boots_leaves_a_free_ready_node() {
+    let extra = "    fake-faults:\n      create-delay: 1\n";
+    let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(10), extra)).await;
+    h.start_launcher().await;
+    let id = h
+        .zuul
+        .submit(&["small"], RequestOptions::default())
+        .await
+        .expect("submit");
+    let building = h
+        .wait_nodes("a node booting for the request", |nodes| {
+            nodes
+                .iter()
+                .find(|(_, n)| n.state == NodeState::Building && n.allocated_to == Some(id.clone()))
+                .map(|(node_id, _)| *node_id)
+        })
+        .await;
+    h.zuul.cancel(&id).await.expect("cancel");
+    // The fulfilment finds the request gone: the node is unallocated, not handed out.
+    h.wait_nodes("the node ready and free", |nodes| {
+        nodes
+            .iter()
+            .any(|(node_id, n)| {
+                *node_id == building && n.state == NodeState::Ready && n.allocated_to.is_none()
+            })
+            .then_some(())
+    })
+    .await;
+    let reused = h
+        .zuul
+        .run_job(&["small"], RequestOptions::default(), WAIT)
+        .await
+        .expect("job");
+    assert_eq!(
+        reused,
+        vec![building],
+        "the freed node serves the next request"
+    );
+    h.shutdown().await;
+}

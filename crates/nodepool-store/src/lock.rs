@@ -133,27 +133,28 @@ pub async fn acquire(
         _ => None,
     };
     let prefix = contender_prefix(dir);
-    if backend.exists(dir).await?.is_none() {
-        // kazoo's `ensure_path` and contender create, as one transaction: in a directory
-        // that did not exist, ours is the only contender and holds the lock.
-        let created = backend
-            .multi(vec![
-                Op::create(dir, Vec::new(), CreateMode::Persistent),
-                Op::create(
-                    prefix.clone(),
-                    identifier.as_bytes().to_vec(),
-                    CreateMode::EphemeralSequential,
-                ),
-            ])
-            .await;
-        match created.as_deref() {
-            Ok([_, OpResult::Created(node)]) => {
-                return Ok(Some(Lock::from_created(backend.clone(), node.clone(), dir)));
-            }
-            // Someone made the directory meanwhile, or its parent is missing, or the
-            // backend has no transactions: the recipe's own steps.
-            _ => ensure_path(backend.as_ref(), dir).await?,
+    // kazoo's `ensure_path` and contender create, as one transaction, tried first: in a
+    // directory that did not exist, ours is the only contender and holds the lock in one
+    // round trip. Most locks are taken once, on something just made (a request, a new
+    // node); when the directory exists, this costs what checking for it would.
+    let created = backend
+        .multi(vec![
+            Op::create(dir, Vec::new(), CreateMode::Persistent),
+            Op::create(
+                prefix.clone(),
+                identifier.as_bytes().to_vec(),
+                CreateMode::EphemeralSequential,
+            ),
+        ])
+        .await;
+    match created.as_deref() {
+        Ok([_, OpResult::Created(node)]) => {
+            return Ok(Some(Lock::from_created(backend.clone(), node.clone(), dir)));
         }
+        // The directory exists: the recipe's own steps.
+        Err(StoreError::NodeExists(_)) => {}
+        // Its parent is missing, or the backend has no transactions.
+        _ => ensure_path(backend.as_ref(), dir).await?,
     }
     loop {
         let node = match backend
