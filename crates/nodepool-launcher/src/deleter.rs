@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use nodepool_model::{NodeId, NodeState};
-use nodepool_store::{LockWait, paths};
+use nodepool_store::{LockDir, LockWait, paths};
 
 use crate::clock::now;
 use crate::context::Context;
@@ -66,7 +66,10 @@ async fn pass(
             && let Some(request) = &node.allocated_to
             && !requests.contains(request)
         {
-            let Some(lock) = store.lock(entry.id, LockWait::NonBlocking).await? else {
+            let Some(lock) = store
+                .lock_expecting(entry.id, LockWait::NonBlocking, lock_dir(&entry))
+                .await?
+            else {
                 continue;
             };
             if let Some(mut current) = store.get(entry.id).await?
@@ -84,7 +87,10 @@ async fn pass(
         if !decide::deletable(&node.state) {
             continue;
         }
-        let Some(lock) = store.lock(entry.id, LockWait::NonBlocking).await? else {
+        let Some(lock) = store
+            .lock_expecting(entry.id, LockWait::NonBlocking, lock_dir(&entry))
+            .await?
+        else {
             continue;
         };
         let current = store.get(entry.id).await?;
@@ -177,5 +183,14 @@ async fn delete_node(
     }
     if rt.is_static() {
         static_sync::sync(ctx, rt, false).await;
+    }
+}
+
+/// What the cache says of a node's lock directory.
+fn lock_dir(entry: &crate::view::NodeEntry) -> LockDir {
+    if entry.lock_dir {
+        LockDir::Exists
+    } else {
+        LockDir::Unknown
     }
 }

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use nodepool_config::{Config, LabelImage, Pool};
 use nodepool_driver::Quota;
 use nodepool_model::{
-    Component, ComponentRole, ComponentState, NodeState, PoolDetails, RequestId, RequestPriority,
-    RequestState,
+    Component, ComponentRole, ComponentState, NodeRequest, NodeState, PoolDetails, RequestId,
+    RequestPriority, RequestState,
 };
-use nodepool_store::{LockWait, Registration};
+use nodepool_store::{LockDir, LockWait, Registration};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -281,7 +281,10 @@ impl Worker {
             let store = self.ctx.store.clone();
             let id = entry.id.clone();
             let launcher_id = self.launcher_id.clone();
-            locking.spawn(async move { (index, lock_request(&store, &id, &launcher_id).await) });
+            let expect = request_lock_dir(&entry.request, &env.pools);
+            locking.spawn(
+                async move { (index, lock_request(&store, &id, &launcher_id, expect).await) },
+            );
         }
         let mut locked: Vec<Option<Handler>> = (0..candidates.len()).map(|_| None).collect();
         while let Some(joined) = locking.join_next().await {
@@ -475,15 +478,39 @@ fn label_quota(
     Some(quota)
 }
 
+/// A request no pool has declined, that only this pool can serve, was probably never
+/// locked: its lock directory is not there yet. (Guessing wrong costs a failed
+/// transaction, so with other pools able to serve it, check instead.)
+fn request_lock_dir(request: &NodeRequest, pools: &[PoolDetails]) -> LockDir {
+    let able = pools
+        .iter()
+        .filter(|p| {
+            request
+                .node_types
+                .iter()
+                .all(|l| p.supported_labels.contains(l))
+        })
+        .count();
+    if request.declined_by.is_empty() && able <= 1 {
+        LockDir::Missing
+    } else {
+        LockDir::Unknown
+    }
+}
+
 /// Takes a request's lock and re-reads it; `None` when someone else has it or it is no
 /// longer ours to take (spec 2.4 step 11).
 async fn lock_request(
     store: &nodepool_store::Store,
     id: &RequestId,
     launcher_id: &str,
+    expect: LockDir,
 ) -> Option<Handler> {
     let requests = store.requests();
-    let lock = requests.lock(id, LockWait::NonBlocking).await.ok()??;
+    let lock = requests
+        .lock_expecting(id, LockWait::NonBlocking, expect)
+        .await
+        .ok()??;
     match requests.get(id).await {
         Ok(Some(current))
             if current.value.state == RequestState::Requested

@@ -22,6 +22,9 @@ pub struct NodeEntry {
     pub node: Arc<Node>,
     /// Someone holds or waits for the node's lock ("probably locked").
     pub locked: bool,
+    /// The node's lock directory exists (it has been locked before), so taking the lock
+    /// need not check for it.
+    pub lock_dir: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -104,10 +107,12 @@ impl NodeParser {
                 let entry = entry.filter(|e| !e.data.is_empty())?;
                 parse_node(&mut parsed, id, entry)
             });
+            let lock_dir = paths::node_lock(id);
             let fresh = fresh.map(|node| NodeEntry {
                 id,
                 node,
-                locked: cache.has_descendants(&paths::node_lock(id)),
+                locked: cache.has_descendants(&lock_dir),
+                lock_dir: cache.with(&lock_dir, |entry| entry.is_some()),
             });
             match (next.binary_search_by_key(&id, |e| e.id), fresh) {
                 (Ok(at), Some(entry)) => next[at] = entry,
@@ -149,14 +154,16 @@ impl NodeParser {
                         id,
                         node,
                         locked: false,
+                        lock_dir: false,
                     });
                 }
-                // Paths sort the node before its lock contenders.
-                (Some("lock"), Some(_)) => {
+                // Paths sort the node before its lock directory and contenders.
+                (Some("lock"), contender) => {
                     if let Some(last) = out.last_mut()
                         && last.id == id
                     {
-                        last.locked = true;
+                        last.lock_dir = true;
+                        last.locked |= contender.is_some();
                     }
                 }
                 _ => {}

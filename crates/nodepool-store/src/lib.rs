@@ -27,7 +27,7 @@ pub use backend::{
 pub use cache::{Changes, Entry, TreeCache};
 pub use components::{Components, Registered, Registration};
 pub use images::Images;
-pub use lock::{Lock, LockWait};
+pub use lock::{Lock, LockDir, LockWait};
 pub use nodes::Nodes;
 pub use requests::Requests;
 pub use sqlite::{SqliteBackend, SqliteOptions};

@@ -120,6 +120,19 @@ pub async fn ensure_path(backend: &dyn Backend, path: &str) -> StoreResult<()> {
     }
 }
 
+/// What the caller knows of a lock's directory. A right guess saves the round trip that
+/// checks for it; a wrong one costs that round trip (a failed transaction, or a create that
+/// finds no directory) and stays correct.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockDir {
+    /// Check first (kazoo's way).
+    Unknown,
+    /// Probably there (a cache shows it).
+    Exists,
+    /// Probably not made yet (the first lock on something new).
+    Missing,
+}
+
 /// Takes the lock on `dir`. Returns `Ok(None)` when a non-blocking attempt finds it held
 /// and `Err(StoreError::Timeout)` when a timed wait runs out.
 pub async fn acquire(
@@ -128,33 +141,50 @@ pub async fn acquire(
     identifier: &str,
     wait: LockWait,
 ) -> StoreResult<Option<Lock>> {
+    acquire_expecting(backend, dir, identifier, wait, LockDir::Unknown).await
+}
+
+/// [`acquire`], with what the caller knows of the directory.
+pub async fn acquire_expecting(
+    backend: Arc<dyn Backend>,
+    dir: &str,
+    identifier: &str,
+    wait: LockWait,
+    expect: LockDir,
+) -> StoreResult<Option<Lock>> {
     let deadline = match wait {
         LockWait::Timeout(limit) => Some(Instant::now() + limit),
         _ => None,
     };
     let prefix = contender_prefix(dir);
-    // kazoo's `ensure_path` and contender create, as one transaction, tried first: in a
-    // directory that did not exist, ours is the only contender and holds the lock in one
-    // round trip. Most locks are taken once, on something just made (a request, a new
-    // node); when the directory exists, this costs what checking for it would.
-    let created = backend
-        .multi(vec![
-            Op::create(dir, Vec::new(), CreateMode::Persistent),
-            Op::create(
-                prefix.clone(),
-                identifier.as_bytes().to_vec(),
-                CreateMode::EphemeralSequential,
-            ),
-        ])
-        .await;
-    match created.as_deref() {
-        Ok([_, OpResult::Created(node)]) => {
-            return Ok(Some(Lock::from_created(backend.clone(), node.clone(), dir)));
+    let missing = match expect {
+        LockDir::Missing => true,
+        LockDir::Exists => false,
+        LockDir::Unknown => backend.exists(dir).await?.is_none(),
+    };
+    if missing {
+        // kazoo's `ensure_path` and contender create, as one transaction: in a directory
+        // that did not exist, ours is the only contender and holds the lock.
+        let created = backend
+            .multi(vec![
+                Op::create(dir, Vec::new(), CreateMode::Persistent),
+                Op::create(
+                    prefix.clone(),
+                    identifier.as_bytes().to_vec(),
+                    CreateMode::EphemeralSequential,
+                ),
+            ])
+            .await;
+        match created.as_deref() {
+            Ok([_, OpResult::Created(node)]) => {
+                return Ok(Some(Lock::from_created(backend.clone(), node.clone(), dir)));
+            }
+            // Someone made the directory meanwhile (or the guess was wrong).
+            Err(StoreError::NodeExists(_)) => {}
+            // Its parent is missing, or the backend has no transactions: the recipe's
+            // own steps.
+            _ => ensure_path(backend.as_ref(), dir).await?,
         }
-        // The directory exists: the recipe's own steps.
-        Err(StoreError::NodeExists(_)) => {}
-        // Its parent is missing, or the backend has no transactions.
-        _ => ensure_path(backend.as_ref(), dir).await?,
     }
     loop {
         let node = match backend

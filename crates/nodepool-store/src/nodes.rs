@@ -3,7 +3,7 @@
 use nodepool_model::{Node, NodeId, NodeState, wire};
 
 use crate::backend::{CreateMode, Op, OpResult, StoreError, StoreResult};
-use crate::lock::{self, Lock, LockWait};
+use crate::lock::{self, Lock, LockDir, LockWait};
 use crate::paths;
 use crate::store::Store;
 use crate::versioned::{Versioned, children_or_empty, read};
@@ -223,6 +223,18 @@ impl Nodes {
 
     pub async fn lock(&self, id: NodeId, wait: LockWait) -> StoreResult<Option<Lock>> {
         self.store.lock(&paths::node_lock(id), "", wait).await
+    }
+
+    /// [`Nodes::lock`], with what the caller knows of the lock's directory.
+    pub async fn lock_expecting(
+        &self,
+        id: NodeId,
+        wait: LockWait,
+        expect: LockDir,
+    ) -> StoreResult<Option<Lock>> {
+        self.store
+            .lock_expecting(&paths::node_lock(id), "", wait, expect)
+            .await
     }
 
     /// Names of the node's lock contenders; non-empty means "probably locked".

@@ -3,7 +3,7 @@
 use nodepool_model::{NodeRequest, RequestId, wire};
 
 use crate::backend::{CreateMode, Op, StoreError, StoreResult};
-use crate::lock::{Lock, LockWait};
+use crate::lock::{Lock, LockDir, LockWait};
 use crate::paths;
 use crate::store::Store;
 use crate::versioned::{Versioned, children_or_empty, read};
@@ -118,6 +118,18 @@ impl Requests {
 
     pub async fn lock(&self, id: &RequestId, wait: LockWait) -> StoreResult<Option<Lock>> {
         self.store.lock(&paths::request_lock(id), "", wait).await
+    }
+
+    /// [`Requests::lock`], with what the caller knows of the lock's directory.
+    pub async fn lock_expecting(
+        &self,
+        id: &RequestId,
+        wait: LockWait,
+        expect: LockDir,
+    ) -> StoreResult<Option<Lock>> {
+        self.store
+            .lock_expecting(&paths::request_lock(id), "", wait, expect)
+            .await
     }
 
     /// Names under `/nodepool/requests-lock` (request ids whose lock directory exists).

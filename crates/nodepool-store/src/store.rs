@@ -69,6 +69,17 @@ impl Store {
         lock::acquire(self.backend.clone(), dir, identifier, wait).await
     }
 
+    /// [`Store::lock`], with what the caller knows of the lock's directory.
+    pub async fn lock_expecting(
+        &self,
+        dir: &str,
+        identifier: &str,
+        wait: LockWait,
+        expect: lock::LockDir,
+    ) -> StoreResult<Option<Lock>> {
+        lock::acquire_expecting(self.backend.clone(), dir, identifier, wait, expect).await
+    }
+
     pub fn nodes(&self) -> Nodes {
         Nodes::new(self.clone())
     }

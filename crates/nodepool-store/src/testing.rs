@@ -260,6 +260,48 @@ pub async fn lock_exclusion(h: &dyn Harness) {
     second.release().await.expect("release");
 }
 
+/// A wrong guess about a lock's directory costs a round trip, never the lock's exclusion.
+pub async fn lock_with_guessed_directory(h: &dyn Harness) {
+    use crate::lock::LockDir;
+    let a = Store::new(h.client().await);
+    let b = Store::new(h.client().await);
+    let dir = format!("{}/nodes/0000000002/lock", root());
+    // Guessed missing, and it is: one transaction makes it and takes the lock.
+    let held = a
+        .lock_expecting(&dir, "", LockWait::NonBlocking, LockDir::Missing)
+        .await
+        .expect("lock")
+        .expect("free lock is acquired");
+    // Guessed missing, but it is there and held: not acquired, nothing left behind.
+    for guess in [LockDir::Missing, LockDir::Exists, LockDir::Unknown] {
+        assert!(
+            b.lock_expecting(&dir, "", LockWait::NonBlocking, guess)
+                .await
+                .expect("try")
+                .is_none(),
+            "{guess:?}: a held lock is not acquired"
+        );
+    }
+    assert_eq!(a.lock_contenders(&dir).await.expect("contenders").len(), 1);
+    held.release().await.expect("release");
+    b.lock_expecting(&dir, "", LockWait::NonBlocking, LockDir::Missing)
+        .await
+        .expect("lock")
+        .expect("a free lock in an existing directory is acquired")
+        .release()
+        .await
+        .expect("release");
+    // Guessed there, but it is not: made as the recipe makes it.
+    let fresh = format!("{}/nodes/0000000003/lock", root());
+    b.lock_expecting(&fresh, "", LockWait::NonBlocking, LockDir::Exists)
+        .await
+        .expect("lock")
+        .expect("acquired in a new directory")
+        .release()
+        .await
+        .expect("release");
+}
+
 pub async fn lock_fairness(h: &dyn Harness) {
     let a = Store::new(h.client().await);
     let b = Store::new(h.client().await);
@@ -1030,6 +1072,7 @@ macro_rules! conformance_tests {
     ($harness:expr) => {
         $crate::conformance_tests!(@cases $harness;
             round_trip, sequence_ids, ephemerals_vanish_with_session, lock_exclusion,
+            lock_with_guessed_directory,
             lock_fairness, watch_delivery, session_expiry_mid_lock, watch_after_reconnect,
             concurrent_compare_and_set, cache_follows_changes, cache_journal_names_changes,
             cache_follows_existence_only,

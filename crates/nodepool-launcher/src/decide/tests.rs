@@ -42,6 +42,7 @@ fn node(id: u32, state: NodeState, label: &str, t: f64) -> NodeEntry {
         id: NodeId::new(id),
         node: std::sync::Arc::new(n),
         locked: false,
+        lock_dir: false,
     }
 }
 
