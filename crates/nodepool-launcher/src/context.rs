@@ -173,15 +173,33 @@ impl Context {
     /// Waits until one of the caches changes, a task finishes, the deadline passes or the
     /// launcher stops.
     pub async fn wait_for_change(&self, watches: &mut Watches, deadline: Duration) {
+        self.wait_for_change_batched(watches, deadline, Duration::ZERO)
+            .await;
+    }
+
+    /// As [`Context::wait_for_change`]; when a change is what woke it, waits `batch` longer
+    /// (unless stopping) so the changes close behind it are handled by one pass.
+    pub async fn wait_for_change_batched(
+        &self,
+        watches: &mut Watches,
+        deadline: Duration,
+        batch: Duration,
+    ) {
         let mut shutdown = self.shutdown.clone();
-        tokio::select! {
-            _ = watches.nodes.changed(), if watches.use_nodes => {}
-            _ = watches.requests.changed(), if watches.use_requests => {}
-            _ = watches.components.changed(), if watches.use_components => {}
-            _ = watches.images.changed(), if watches.use_images => {}
-            _ = watches.progress.changed() => {}
-            _ = shutdown.wait_for(|s| *s) => {}
-            _ = tokio::time::sleep(deadline) => {}
+        let changed = tokio::select! {
+            _ = watches.nodes.changed(), if watches.use_nodes => true,
+            _ = watches.requests.changed(), if watches.use_requests => true,
+            _ = watches.components.changed(), if watches.use_components => true,
+            _ = watches.images.changed(), if watches.use_images => true,
+            _ = watches.progress.changed(), if watches.use_progress => true,
+            _ = shutdown.wait_for(|s| *s) => false,
+            _ = tokio::time::sleep(deadline) => false,
+        };
+        if changed && !batch.is_zero() {
+            tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => {}
+                _ = tokio::time::sleep(batch) => {}
+            }
         }
     }
 
@@ -196,6 +214,7 @@ impl Context {
             use_requests: requests,
             use_components: components,
             use_images: images,
+            use_progress: true,
         }
     }
 }
@@ -204,6 +223,17 @@ impl Watches {
     /// Whether node changes wake the loop from now on.
     pub fn follow_nodes(&mut self, follow: bool) {
         self.use_nodes = follow;
+    }
+
+    /// Whether a task's progress (a launch or delete ended, a request paused) wakes the
+    /// loop: only pool workers act on it.
+    pub fn follow_progress(&mut self, follow: bool) {
+        self.use_progress = follow;
+    }
+
+    /// Whether request changes wake the loop from now on.
+    pub fn follow_requests(&mut self, follow: bool) {
+        self.use_requests = follow;
     }
 }
 
@@ -219,4 +249,5 @@ pub struct Watches {
     use_requests: bool,
     use_components: bool,
     use_images: bool,
+    use_progress: bool,
 }

@@ -17,6 +17,7 @@ const NAME: &str = "deleted-nodes";
 
 pub async fn run(ctx: Arc<Context>) {
     let mut watches = ctx.watches(true, true, false, false);
+    watches.follow_progress(false);
     let in_flight: Arc<std::sync::Mutex<HashSet<NodeId>>> = Arc::default();
     loop {
         if ctx.is_stopping() {
@@ -30,8 +31,13 @@ pub async fn run(ctx: Arc<Context>) {
                 ctx.workers.error(NAME, &e);
             }
         }
-        ctx.wait_for_change(&mut watches, ctx.options.timing.deleted_node_interval)
-            .await;
+        let timing = &ctx.options.timing;
+        ctx.wait_for_change_batched(
+            &mut watches,
+            timing.deleted_node_interval,
+            timing.change_batching,
+        )
+        .await;
     }
     ctx.workers.stopped(NAME);
 }

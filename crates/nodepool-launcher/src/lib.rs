@@ -53,6 +53,10 @@ pub struct Timing {
     pub recent_delete_guard: Duration,
     /// A delete state machine is given up (and retried later) after this long.
     pub delete_timeout: Duration,
+    /// After a change wakes the deleted-node worker or the main loop, they wait this long
+    /// for more before a pass: under load nodes change hundreds of times a second, and each
+    /// pass walks every node.
+    pub change_batching: Duration,
 }
 
 impl Default for Timing {
@@ -66,6 +70,7 @@ impl Default for Timing {
             quota_cache_age: Duration::from_secs(300),
             recent_delete_guard: Duration::from_secs(300),
             delete_timeout: Duration::from_secs(600),
+            change_batching: Duration::from_millis(20),
         }
     }
 }

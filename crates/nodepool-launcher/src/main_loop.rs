@@ -26,6 +26,7 @@ pub async fn run(ctx: Arc<Context>) {
     let mut gauges = Gauges::default();
     let mut registration = None;
     let mut watches = ctx.watches(true, true, false, true);
+    watches.follow_progress(false);
     let mut first = true;
     loop {
         if ctx.is_stopping() {
@@ -80,8 +81,17 @@ pub async fn run(ctx: Arc<Context>) {
             first = false;
         }
         ctx.workers.idle(NAME);
-        ctx.wait_for_change(&mut watches, ctx.options.timing.config_check)
-            .await;
+        // Nodes and requests matter to min-ready only: without it, the loop is about
+        // configuration, checked on a timer.
+        let min_ready = min_ready.active(&config);
+        watches.follow_nodes(min_ready);
+        watches.follow_requests(min_ready);
+        ctx.wait_for_change_batched(
+            &mut watches,
+            ctx.options.timing.config_check,
+            ctx.options.timing.change_batching,
+        )
+        .await;
     }
     for (_, handle) in workers {
         let _ = handle.await;
@@ -182,6 +192,12 @@ struct MinReady {
 }
 
 impl MinReady {
+    /// Whether some label wants ready nodes, or requests we made are still out.
+    fn active(&self, config: &Config) -> bool {
+        config.labels.values().any(|l| l.min_ready > 0)
+            || self.submitted.values().any(|ids| !ids.is_empty())
+    }
+
     async fn pass(&mut self, ctx: &Context, config: &Config) -> anyhow::Result<()> {
         self.remove_completed(ctx).await?;
         if config.labels.values().all(|l| l.min_ready == 0) {
