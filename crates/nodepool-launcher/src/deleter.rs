@@ -47,91 +47,111 @@ async fn pass(
     in_flight: &Arc<std::sync::Mutex<HashSet<NodeId>>>,
 ) -> anyhow::Result<()> {
     let nodes = ctx.nodes_view();
-    let nodes = nodes.iter().cloned();
-    let requests = ctx.request_ids();
-    let store = ctx.store.nodes();
-    for entry in nodes {
+    let mut requests: Option<HashSet<nodepool_model::RequestId>> = None;
+    for entry in nodes.iter() {
         let Some(provider) = entry.node.provider.as_deref() else {
-            continue;
-        };
-        let Some(rt) = ctx.provider(provider) else {
             continue;
         };
         if entry.locked {
             continue;
         }
-        if in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&entry.id)
-        {
-            continue;
-        }
         let node = &entry.node;
-        if node.state == NodeState::Ready
-            && let Some(request) = &node.allocated_to
-            && !requests.contains(request)
-        {
-            let Some(lock) = store
-                .lock_expecting(entry.id, LockWait::NonBlocking, lock_dir(&entry))
-                .await?
-            else {
-                continue;
-            };
-            if let Some(mut current) = store.get(entry.id).await?
-                && current.value.state == NodeState::Ready
-                && let Some(request) = current.value.allocated_to.clone()
-                && ctx.store.requests().get(&request).await?.is_none()
-            {
-                tracing::info!(node_id = %entry.id, request_id = %request, "request gone; node is free again");
-                current.value.allocated_to = None;
-                store.store(entry.id, &current.value).await?;
-            }
-            lock.release().await?;
+        let reclaim = node.state == NodeState::Ready
+            && node.allocated_to.as_ref().is_some_and(|request| {
+                !requests
+                    .get_or_insert_with(|| ctx.request_ids())
+                    .contains(request)
+            });
+        if !reclaim && !decide::deletable(&node.state) {
             continue;
         }
-        if !decide::deletable(&node.state) {
-            continue;
-        }
-        let Some(lock) = store
-            .lock_expecting(entry.id, LockWait::NonBlocking, lock_dir(&entry))
-            .await?
-        else {
+        let Some(rt) = ctx.provider(provider) else {
             continue;
         };
-        let current = store.get(entry.id).await?;
-        let Some(current) = current.filter(|c| c.value.provider.is_some()) else {
-            // Re-created empty by a lock attempt on a vanished node (spec 8.2).
-            lock.release().await?;
-            ctx.store.delete_recursive(&paths::node(entry.id)).await?;
-            continue;
-        };
-        let mut node = current.value;
-        if node.state == NodeState::Deleted {
-            store
-                .delete_locked(entry.id, &mut node, lock, now())
-                .await?;
-            continue;
-        }
-        if !decide::deletable(&node.state) {
-            lock.release().await?;
-            continue;
-        }
-        in_flight
+        if !in_flight
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(entry.id);
+            .insert(entry.id)
+        {
+            continue;
+        }
+        // Each node in its own task: taking its lock and re-reading it are round trips,
+        // and a backlog of used nodes should not wait on them one by one.
         let ctx = ctx.clone();
         let in_flight = in_flight.clone();
+        let (id, expect) = (entry.id, lock_dir(entry));
         tokio::spawn(async move {
-            delete_node(&ctx, &rt, entry.id, node, lock).await;
+            let handled = if reclaim {
+                reclaim_node(&ctx, id, expect).await
+            } else {
+                take_node(&ctx, &rt, id, expect).await
+            };
+            if let Err(e) = handled {
+                tracing::warn!(node_id = %id, error = %format!("{e:#}"), "deleted-node worker could not handle node");
+            }
             in_flight
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .remove(&entry.id);
+                .remove(&id);
             ctx.progressed();
         });
     }
+    Ok(())
+}
+
+/// A READY node allocated to a request that is gone is free again (spec 2.13).
+async fn reclaim_node(ctx: &Context, id: NodeId, expect: LockDir) -> anyhow::Result<()> {
+    let store = ctx.store.nodes();
+    let Some(lock) = store
+        .lock_expecting(id, LockWait::NonBlocking, expect)
+        .await?
+    else {
+        return Ok(());
+    };
+    if let Some(mut current) = store.get(id).await?
+        && current.value.state == NodeState::Ready
+        && let Some(request) = current.value.allocated_to.clone()
+        && ctx.store.requests().get(&request).await?.is_none()
+    {
+        tracing::info!(node_id = %id, request_id = %request, "request gone; node is free again");
+        current.value.allocated_to = None;
+        store.store(id, &current.value).await?;
+    }
+    lock.release().await?;
+    Ok(())
+}
+
+/// Locks a node in a deletable state, re-reads it under the lock and deletes it.
+async fn take_node(
+    ctx: &Context,
+    rt: &Arc<ProviderRuntime>,
+    id: NodeId,
+    expect: LockDir,
+) -> anyhow::Result<()> {
+    let store = ctx.store.nodes();
+    let Some(lock) = store
+        .lock_expecting(id, LockWait::NonBlocking, expect)
+        .await?
+    else {
+        return Ok(());
+    };
+    let current = store.get(id).await?;
+    let Some(current) = current.filter(|c| c.value.provider.is_some()) else {
+        // Re-created empty by a lock attempt on a vanished node (spec 8.2).
+        lock.release().await?;
+        ctx.store.delete_recursive(&paths::node(id)).await?;
+        return Ok(());
+    };
+    let mut node = current.value;
+    if node.state == NodeState::Deleted {
+        store.delete_locked(id, &mut node, lock, now()).await?;
+        return Ok(());
+    }
+    if !decide::deletable(&node.state) {
+        lock.release().await?;
+        return Ok(());
+    }
+    delete_node(ctx, rt, id, node, lock).await;
     Ok(())
 }
 
