@@ -30,7 +30,8 @@ pub struct NodeEntry {
 #[derive(Debug, Clone)]
 pub struct RequestEntry {
     pub id: RequestId,
-    pub request: NodeRequest,
+    /// Shared with the parser's memo: a pass copies pointers, not request records.
+    pub request: Arc<NodeRequest>,
 }
 
 /// A READY upload of a diskimage to a provider.
@@ -239,7 +240,7 @@ pub fn changed_nodes(
 /// Parses request documents only when they changed.
 #[derive(Debug, Default)]
 pub struct RequestParser {
-    parsed: Mutex<HashMap<RequestId, (i64, NodeRequest)>>,
+    parsed: Mutex<HashMap<RequestId, (i64, Arc<NodeRequest>)>>,
 }
 
 impl RequestParser {
@@ -260,6 +261,7 @@ impl RequestParser {
                 Some((mzxid, request)) if *mzxid == entry.stat.mzxid => request.clone(),
                 _ => match wire::request::from_json(&entry.data) {
                     Ok(request) => {
+                        let request = Arc::new(request);
                         parsed.insert(id.clone(), (entry.stat.mzxid, request.clone()));
                         request
                     }

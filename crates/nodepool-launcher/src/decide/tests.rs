@@ -53,7 +53,7 @@ fn requests_this_pool_can_serve_fully_come_first_then_by_priority() {
         r.relative_priority = rel;
         RequestEntry {
             id: RequestId::parse(id).expect("id"),
-            request: r,
+            request: std::sync::Arc::new(r),
         }
     };
     let mut requests = vec![
