@@ -17,6 +17,11 @@ use crate::launch::{self, LaunchDone, Outcome};
 use crate::providers::{self, ProviderRuntime};
 use crate::view::NodeEntry;
 
+/// The first write of a request taken from the cache found it changed or gone.
+#[derive(Debug, thiserror::Error)]
+#[error("the request changed since the cache showed it")]
+struct StaleRequest;
+
 /// What a handler needs from its pool worker for one call.
 #[derive(Debug, Clone)]
 pub struct Env {
@@ -70,6 +75,10 @@ pub struct Handler {
     /// `pending` is set in memory but not stored yet: it goes out with the first new node
     /// (one transaction), or before anything else this pass writes.
     pending_unstored: bool,
+    /// Taken as the cache showed it, not re-read under the lock: the first write is
+    /// conditional on this data version, and fails (leaving the request to the next pass)
+    /// if the request changed meanwhile.
+    unchecked_version: Option<i32>,
     chosen_az: Option<String>,
 }
 
@@ -90,8 +99,17 @@ impl Handler {
             done: false,
             started: false,
             pending_unstored: false,
+            unchecked_version: None,
             chosen_az: None,
         }
+    }
+
+    /// A handler for a request as the cache showed it at `version` (saves re-reading it
+    /// under the lock: the first write checks the version instead).
+    pub fn from_cache(id: RequestId, request: NodeRequest, version: i32, lock: Lock) -> Handler {
+        let mut handler = Handler::new(id, request, lock);
+        handler.unchecked_version = Some(version);
+        handler
     }
 
     /// Labels of the nodes in the node set (for the worker's label-quota accounting).
@@ -104,6 +122,12 @@ impl Handler {
     pub async fn run(&mut self, env: &Env) -> Progress {
         match self.fill(env).await {
             Ok(progress) => progress,
+            Err(e) if e.downcast_ref::<StaleRequest>().is_some() => {
+                tracing::debug!(request_id = %self.id, "request changed since the cache showed it; leaving it to the next pass");
+                self.finish_lock().await;
+                self.done = true;
+                Progress::Finished
+            }
             Err(e) => {
                 tracing::warn!(request_id = %self.id, error = %format!("{e:#}"), "request handling failed; declining");
                 self.decline(env, "error while handling").await;
@@ -123,15 +147,34 @@ impl Handler {
     /// Stores `pending` if accepting the request has not stored it yet.
     async fn flush_pending(&mut self, env: &Env) -> anyhow::Result<()> {
         if self.pending_unstored {
-            env.ctx
-                .store
-                .requests()
-                .store(&self.id, &self.request)
-                .await
+            let op = env.ctx.store.requests().store_op_if(
+                &self.id,
+                &self.request,
+                self.unchecked_version,
+            );
+            let stored = env.ctx.store.multi(vec![op]).await;
+            self.checked(stored)
                 .context("marking the request pending")?;
             self.pending_unstored = false;
         }
         Ok(())
+    }
+
+    /// Passes on the outcome of the first write of a request taken from the cache: a
+    /// version conflict or a vanished request means the cache was behind ([`StaleRequest`]).
+    fn checked<T>(&mut self, written: Result<T, StoreError>) -> anyhow::Result<T> {
+        match written {
+            Ok(value) => {
+                self.unchecked_version = None;
+                Ok(value)
+            }
+            Err(StoreError::BadVersion(_) | StoreError::NoNode(_))
+                if self.unchecked_version.is_some() =>
+            {
+                Err(StaleRequest.into())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn fill_node_set(&mut self, env: &Env) -> anyhow::Result<Progress> {
@@ -349,16 +392,16 @@ impl Handler {
         }
         // The first new node goes out with the request's `pending`, in one transaction.
         let before = if self.pending_unstored {
-            vec![ctx.store.requests().store_op(&self.id, &self.request)]
+            vec![
+                ctx.store
+                    .requests()
+                    .store_op_if(&self.id, &self.request, self.unchecked_version),
+            ]
         } else {
             Vec::new()
         };
-        let id = ctx
-            .store
-            .nodes()
-            .create_after(before, &mut node)
-            .await
-            .context("creating a node")?;
+        let created = ctx.store.nodes().create_after(before, &mut node).await;
+        let id = self.checked(created).context("creating a node")?;
         self.pending_unstored = false;
         let need = env
             .rt
@@ -627,14 +670,17 @@ impl Handler {
         let state = decide::declined_state(&self.request, &pools);
         self.request.set_state(state.clone(), now());
         self.release_all(env, clear).await;
-        match env
-            .ctx
-            .store
-            .requests()
-            .store(&self.id, &self.request)
-            .await
-        {
+        // Never written since it was taken from the cache: only if it is still as seen.
+        let op =
+            env.ctx
+                .store
+                .requests()
+                .store_op_if(&self.id, &self.request, self.unchecked_version);
+        match env.ctx.store.multi(vec![op]).await.map(|_| ()) {
             Ok(()) | Err(StoreError::NoNode(_)) => {}
+            Err(StoreError::BadVersion(_)) if self.unchecked_version.is_some() => {
+                tracing::debug!(request_id = %self.id, "request changed since the cache showed it; not declining it");
+            }
             Err(e) => {
                 tracing::warn!(request_id = %self.id, error = %e, "cannot store declined request")
             }
@@ -649,14 +695,17 @@ impl Handler {
         self.release_all(env, true).await;
         self.request.set_state(RequestState::Requested, now());
         self.request.nodes.clear();
-        match env
-            .ctx
-            .store
-            .requests()
-            .store(&self.id, &self.request)
-            .await
-        {
+        // Never written since it was taken from the cache: only if it is still as seen.
+        let op =
+            env.ctx
+                .store
+                .requests()
+                .store_op_if(&self.id, &self.request, self.unchecked_version);
+        match env.ctx.store.multi(vec![op]).await.map(|_| ()) {
             Ok(()) | Err(StoreError::NoNode(_)) => {}
+            Err(StoreError::BadVersion(_)) if self.unchecked_version.is_some() => {
+                tracing::debug!(request_id = %self.id, "request changed since the cache showed it; not declining it");
+            }
             Err(e) => {
                 tracing::warn!(request_id = %self.id, error = %e, "cannot store released request")
             }

@@ -277,14 +277,18 @@ impl Worker {
         // priority order. Quota and node creation stay in this order; the launches and the
         // waiting run in one task per request.
         let mut locking = tokio::task::JoinSet::new();
-        for (index, (entry, _)) in candidates.iter().enumerate() {
+        for (index, (entry, reason)) in candidates.iter().enumerate() {
             let store = self.ctx.store.clone();
             let id = entry.id.clone();
             let launcher_id = self.launcher_id.clone();
             let expect = request_lock_dir(&entry.request, &env.pools);
-            locking.spawn(
-                async move { (index, lock_request(&store, &id, &launcher_id, expect).await) },
-            );
+            // A request to accept is taken as the cache shows it (its first write checks
+            // the version); one to decline is re-read, as a decline rewrites it whole.
+            let cached = reason.is_none().then(|| entry.clone());
+            locking.spawn(async move {
+                let handler = lock_request(&store, &id, &launcher_id, expect, cached).await;
+                (index, handler)
+            });
         }
         let mut locked: Vec<Option<Handler>> = (0..candidates.len()).map(|_| None).collect();
         while let Some(joined) = locking.join_next().await {
@@ -498,19 +502,30 @@ fn request_lock_dir(request: &NodeRequest, pools: &[PoolDetails]) -> LockDir {
     }
 }
 
-/// Takes a request's lock and re-reads it; `None` when someone else has it or it is no
+/// Takes a request's lock and re-reads it (or, given the cache's copy, trusts that until
+/// its first write checks the version); `None` when someone else has it or it is no
 /// longer ours to take (spec 2.4 step 11).
 async fn lock_request(
     store: &nodepool_store::Store,
     id: &RequestId,
     launcher_id: &str,
     expect: LockDir,
+    cached: Option<RequestEntry>,
 ) -> Option<Handler> {
     let requests = store.requests();
     let lock = requests
         .lock_expecting(id, LockWait::NonBlocking, expect)
         .await
         .ok()??;
+    if let Some(entry) = cached {
+        let request = entry.request.as_ref().clone();
+        return Some(Handler::from_cache(
+            id.clone(),
+            request,
+            entry.version,
+            lock,
+        ));
+    }
     match requests.get(id).await {
         Ok(Some(current))
             if current.value.state == RequestState::Requested

@@ -32,6 +32,8 @@ pub struct RequestEntry {
     pub id: RequestId,
     /// Shared with the parser's memo: a pass copies pointers, not request records.
     pub request: Arc<NodeRequest>,
+    /// The znode's data version the cache holds.
+    pub version: i32,
 }
 
 /// A READY upload of a diskimage to a provider.
@@ -271,7 +273,11 @@ impl RequestParser {
                     }
                 },
             };
-            out.push(RequestEntry { id, request });
+            out.push(RequestEntry {
+                id,
+                request,
+                version: entry.stat.version,
+            });
         });
         if parsed.len() > out.len() {
             let present: std::collections::HashSet<&RequestId> =

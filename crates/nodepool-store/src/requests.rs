@@ -89,6 +89,11 @@ impl Requests {
         Op::set(paths::request(id), wire::request::to_json(request), None)
     }
 
+    /// [`Requests::store_op`], only if unchanged since `version` when one is given.
+    pub fn store_op_if(&self, id: &RequestId, request: &NodeRequest, version: Option<i32>) -> Op {
+        Op::set(paths::request(id), wire::request::to_json(request), version)
+    }
+
     /// Writes only if unchanged since `version` (how Zuul revises `relative_priority`).
     pub async fn store_if(
         &self,

@@ -54,6 +54,7 @@ fn requests_this_pool_can_serve_fully_come_first_then_by_priority() {
         RequestEntry {
             id: RequestId::parse(id).expect("id"),
             request: std::sync::Arc::new(r),
+            version: 0,
         }
     };
     let mut requests = vec![
