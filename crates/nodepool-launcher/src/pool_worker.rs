@@ -30,6 +30,9 @@ struct Worker {
     registration: Option<(Registration, Component)>,
     /// One task per request being served; requests are served concurrently.
     active: HashMap<RequestId, Active>,
+    /// Requests this worker has locked before (and so made the lock directory of), among
+    /// those still in the cache: the next lock need not guess.
+    locked_before: std::collections::HashSet<RequestId>,
     /// Whether the last pass left something that a node change can unblock (a paused
     /// request, a static pool's free nodes, a tenant limit): only then does a node change
     /// wake the worker. Otherwise nodes change many times per request and each wake-up
@@ -62,6 +65,7 @@ pub async fn run(ctx: Arc<Context>, provider: String, pool: String) {
         launcher_id,
         registration: None,
         active: HashMap::new(),
+        locked_before: Default::default(),
         waits_for_nodes: true,
     };
     let mut watches = ctx.watches(true, true, true, true);
@@ -220,6 +224,11 @@ impl Worker {
         let nodes = self.ctx.nodes_view();
         let mut label_quota = label_quota(rt, &env.pool, &nodes);
         let mut requests: Vec<RequestEntry> = self.ctx.requests_view();
+        if !self.locked_before.is_empty() {
+            let present: std::collections::HashSet<&RequestId> =
+                requests.iter().map(|r| &r.id).collect();
+            self.locked_before.retain(|id| present.contains(id));
+        }
         decide::request_order(&mut requests, &me.labels);
         let mut tenant_cache: BTreeMap<String, Quota> = BTreeMap::new();
         let mut candidates: Vec<(RequestEntry, Option<String>)> = Vec::new();
@@ -281,7 +290,11 @@ impl Worker {
             let store = self.ctx.store.clone();
             let id = entry.id.clone();
             let launcher_id = self.launcher_id.clone();
-            let expect = request_lock_dir(&entry.request, &env.pools);
+            let expect = if self.locked_before.contains(&entry.id) {
+                LockDir::Exists
+            } else {
+                request_lock_dir(&entry.request, &env.pools)
+            };
             // A request to accept is taken as the cache shows it (its first write checks
             // the version); one to decline is re-read, as a decline rewrites it whole.
             let cached = reason.is_none().then(|| entry.clone());
@@ -290,6 +303,8 @@ impl Worker {
                 (index, handler)
             });
         }
+        self.locked_before
+            .extend(candidates.iter().map(|(entry, _)| entry.id.clone()));
         let mut locked: Vec<Option<Handler>> = (0..candidates.len()).map(|_| None).collect();
         while let Some(joined) = locking.join_next().await {
             if let Ok((index, Some(handler))) = joined {

@@ -35,7 +35,8 @@ pub fn drivers() -> DriverRegistry {
     registry
 }
 
-/// The launcher's runtime: one worker thread unless `TOKIO_WORKER_THREADS` says otherwise.
+/// The launcher's runtime: one worker thread unless `TOKIO_WORKER_THREADS` says otherwise,
+/// and at most 16 blocking threads.
 /// The launcher waits on the store and the clouds far more than it computes (about 1.5 ms
 /// of CPU per request in `nodepool-bench`, so one core serves hundreds of requests a
 /// second); on one thread its tasks never migrate or wake each other across threads, which
@@ -46,6 +47,10 @@ fn launcher_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
         builder.worker_threads(1);
     }
+    // The SQLite store runs each call on a blocking thread, one at a time on its
+    // connection: without a cap, 200 requests in flight grew the pool to 360 threads (and
+    // the peak RSS threefold) for no throughput.
+    builder.max_blocking_threads(16);
     builder
         .enable_all()
         .build()
