@@ -46,6 +46,14 @@ pub fn request_order(requests: &mut [RequestEntry], labels: &BTreeSet<String>) {
     });
 }
 
+/// Whether the pool supports every label the request asks for.
+pub fn supports_all(pool: &PoolDetails, request: &NodeRequest) -> bool {
+    request
+        .node_types
+        .iter()
+        .all(|l| pool.supported_labels.contains(l))
+}
+
 /// Steps 1-5 of spec 2.4: whether to consider `request` at all.
 pub fn pre_check(request: &NodeRequest, me: &PoolIdentity, pools: &[PoolDetails]) -> Option<Skip> {
     if request.state != nodepool_model::RequestState::Requested {
@@ -57,10 +65,7 @@ pub fn pre_check(request: &NodeRequest, me: &PoolIdentity, pools: &[PoolDetails]
     let candidates: Vec<&PoolDetails> = pools
         .iter()
         .filter(|p| {
-            request
-                .node_types
-                .iter()
-                .all(|l| p.supported_labels.contains(l))
+            supports_all(p, request)
                 && p.id
                     .as_ref()
                     .is_none_or(|id| !request.declined_by.contains(id))

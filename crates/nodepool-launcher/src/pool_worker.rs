@@ -503,12 +503,7 @@ fn label_quota(
 fn request_lock_dir(request: &NodeRequest, pools: &[PoolDetails]) -> LockDir {
     let able = pools
         .iter()
-        .filter(|p| {
-            request
-                .node_types
-                .iter()
-                .all(|l| p.supported_labels.contains(l))
-        })
+        .filter(|p| decide::supports_all(p, request))
         .count();
     if request.declined_by.is_empty() && able <= 1 {
         LockDir::Missing
