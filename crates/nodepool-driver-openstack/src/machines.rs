@@ -469,8 +469,12 @@ impl DeleteMachine for OpenStackDeleteMachine {
         };
         match self.state {
             START => {
-                // NotFound here ends the delete: the server is gone.
+                // NotFound here ends the delete: the server is gone. Nova shows a deleted
+                // server as DELETED for a while before it answers 404; that is gone too.
                 let server = self.cloud.server(&id).await?;
+                if server.status.eq_ignore_ascii_case("deleted") {
+                    return Err(DriverError::NotFound(format!("server {id} (deleted)")));
+                }
                 if self.cloud.has_network_service().await? {
                     let deleted = self.cloud.delete_floating_ips_of(&server).await?;
                     if deleted > 0 {
