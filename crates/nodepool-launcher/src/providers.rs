@@ -12,7 +12,7 @@ use nodepool_driver::{DriverRegistry, Quota};
 use nodepool_model::NodeId;
 
 use crate::decide;
-use crate::view::NodeEntry;
+use crate::view::{NodeEntry, lock};
 
 /// Usage sums per pool (`None`: all pools) as of one node snapshot. A newer snapshot brings
 /// the sums forward by the nodes that changed, so a quota check does not walk every node.
@@ -70,10 +70,6 @@ pub struct ProviderRuntime {
     /// Held while a request checks quota and records its new node, so concurrent requests
     /// never both take the last room.
     pub quota_gate: tokio::sync::Mutex<()>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl ProviderRuntime {

@@ -53,7 +53,8 @@ pub struct NodeParser {
     last: Mutex<Option<(u64, Arc<Vec<NodeEntry>>)>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// Locks a std mutex, taking the data of a poisoned one (nothing here leaves it half-done).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -119,14 +120,13 @@ impl NodeParser {
             });
             match (next.binary_search_by_key(&id, |e| e.id), fresh) {
                 (Ok(at), Some(entry)) => next[at] = entry,
-                (Ok(at), None) => {
-                    next.remove(at);
-                }
                 (Err(at), Some(entry)) => next.insert(at, entry),
-                (Err(_), None) => {}
-            }
-            if next.binary_search_by_key(&id, |e| e.id).is_err() {
-                parsed.remove(&id);
+                (found, None) => {
+                    if let Ok(at) = found {
+                        next.remove(at);
+                    }
+                    parsed.remove(&id);
+                }
             }
         }
         next
