@@ -130,7 +130,7 @@ pub async fn run(command: &mut Command) -> Result<String, DriverError> {
         Err(DriverError::Fatal(format!(
             "`{text}` failed ({}): {}",
             output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
+            nodepool_driver::stderr_tail(&output.stderr)
         )))
     }
 }

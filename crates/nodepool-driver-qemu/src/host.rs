@@ -71,7 +71,7 @@ pub async fn public_key(private: &Path) -> Result<String, DriverError> {
             return Err(DriverError::Fatal(format!(
                 "ssh-keygen could not make {}: {}",
                 private.display(),
-                String::from_utf8_lossy(&output.stderr).trim()
+                nodepool_driver::stderr_tail(&output.stderr)
             )));
         }
         tracing::info!(key = %private.display(), "made the node SSH key");

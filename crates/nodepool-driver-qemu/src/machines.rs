@@ -245,7 +245,7 @@ async fn image_format(image: &Path) -> Result<String, DriverError> {
         return Err(DriverError::Fatal(format!(
             "qemu-img info {}: {}",
             image.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
+            nodepool_driver::stderr_tail(&output.stderr)
         )));
     }
     let info: serde_json::Value = serde_json::from_slice(&output.stdout)
@@ -268,7 +268,7 @@ async fn run(command: &mut tokio::process::Command, what: &str) -> Result<(), Dr
         Err(DriverError::Fatal(format!(
             "{what} failed ({}): {}",
             output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
+            nodepool_driver::stderr_tail(&output.stderr)
         )))
     }
 }

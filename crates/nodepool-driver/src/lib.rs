@@ -14,6 +14,7 @@ pub mod nodescan;
 mod provider;
 mod quota;
 mod request_format;
+mod stderr_tail;
 
 pub use error::DriverError;
 pub use instance::{Instance, Metadata, Resource, metadata_keys};
@@ -25,3 +26,4 @@ pub use quota::Quota;
 pub use request_format::{
     FormatError, RequestAttributes, format_dynamic_entries, format_request_template,
 };
+pub use stderr_tail::stderr_tail;
