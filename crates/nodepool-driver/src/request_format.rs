@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use nodepool_model::python_json::python_float_repr;
+use nodepool_model::python_json::python_repr;
 use nodepool_model::{NodeRequest, RequestId};
 use serde_json::Value;
 
@@ -465,100 +465,6 @@ pub fn format_dynamic_entries(
         }
     }
     filled
-}
-
-/// Python's `repr()` of a JSON value (`str()` of a list or dict prints its items this way).
-fn python_repr(value: &Value) -> String {
-    let mut out = String::new();
-    write_repr(&mut out, value);
-    out
-}
-
-fn write_repr(out: &mut String, value: &Value) {
-    match value {
-        Value::Null => out.push_str("None"),
-        Value::Bool(true) => out.push_str("True"),
-        Value::Bool(false) => out.push_str("False"),
-        Value::Number(number) => match (number.as_i64(), number.as_u64(), number.as_f64()) {
-            (Some(i), _, _) => out.push_str(&i.to_string()),
-            (_, Some(u), _) => out.push_str(&u.to_string()),
-            (_, _, Some(f)) => out.push_str(&python_float_repr(f)),
-            _ => out.push_str(&number.to_string()),
-        },
-        Value::String(text) => write_string_repr(out, text),
-        Value::Array(items) => {
-            out.push('[');
-            for (index, item) in items.iter().enumerate() {
-                if index > 0 {
-                    out.push_str(", ");
-                }
-                write_repr(out, item);
-            }
-            out.push(']');
-        }
-        Value::Object(object) => {
-            out.push('{');
-            for (index, (key, item)) in object.iter().enumerate() {
-                if index > 0 {
-                    out.push_str(", ");
-                }
-                write_string_repr(out, key);
-                out.push_str(": ");
-                write_repr(out, item);
-            }
-            out.push('}');
-        }
-    }
-}
-
-/// CPython's string repr: single quotes unless the text holds a single quote and no double
-/// quote; backslash, the quote, tab, newline and carriage return escaped; other unprintable
-/// characters as `\xhh`/`\uhhhh`/`\Uhhhhhhhh`.
-fn write_string_repr(out: &mut String, text: &str) {
-    let quote = if text.contains('\'') && !text.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    out.push(quote);
-    for ch in text.chars() {
-        match ch {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if is_printable(c) => out.push(c),
-            c => {
-                let code = u32::from(c);
-                if code < 0x100 {
-                    out.push_str(&format!("\\x{code:02x}"));
-                } else if code < 0x10000 {
-                    out.push_str(&format!("\\u{code:04x}"));
-                } else {
-                    out.push_str(&format!("\\U{code:08x}"));
-                }
-            }
-        }
-    }
-    out.push(quote);
-}
-
-/// Python's `str.isprintable` for one character, without the full Unicode tables (which
-/// only nodepool-web carries): controls, separators and the common format characters are
-/// unprintable; unassigned code points are taken as printable.
-fn is_printable(ch: char) -> bool {
-    if ch.is_ascii() {
-        return (' '..='~').contains(&ch);
-    }
-    !(ch.is_control()
-        || ch.is_whitespace()
-        || matches!(ch, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
-            | '\u{2060}'..='\u{2064}' | '\u{feff}')
-        || ('\u{e000}'..='\u{f8ff}').contains(&ch))
 }
 
 #[cfg(test)]

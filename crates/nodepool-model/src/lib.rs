@@ -26,6 +26,7 @@ pub mod node;
 pub mod python_json;
 pub mod request;
 pub mod states;
+pub mod unicode_tables;
 pub mod wire;
 pub mod workers;
 

@@ -1,4 +1,5 @@
-//! JSON bytes exactly as Python's `json.dumps(obj)` prints them.
+//! JSON bytes exactly as Python's `json.dumps(obj)` prints them, and Python's `repr()` of
+//! parsed JSON values (which Nodepool's tables and request templates print).
 //!
 //! Readers never depend on formatting, but writing the same bytes as
 //! Nodepool keeps diffs, golden tests and side-by-side comparisons honest.
@@ -205,9 +206,125 @@ pub fn python_float_repr(value: f64) -> String {
     out
 }
 
+/// Python's `repr()` of a value parsed from JSON.
+pub fn python_repr(value: &Value) -> String {
+    let mut out = String::new();
+    write_repr(&mut out, value);
+    out
+}
+
+fn write_repr(out: &mut String, value: &Value) {
+    match value {
+        Value::Null => out.push_str("None"),
+        Value::Bool(true) => out.push_str("True"),
+        Value::Bool(false) => out.push_str("False"),
+        Value::Number(number) => {
+            if let Some(i) = number.as_i64() {
+                out.push_str(&i.to_string());
+            } else if let Some(u) = number.as_u64() {
+                out.push_str(&u.to_string());
+            } else if let Some(f) = number.as_f64() {
+                out.push_str(&python_float_repr(f));
+            }
+        }
+        Value::String(text) => write_string_repr(out, text),
+        Value::Array(items) => {
+            out.push('[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push_str(", ");
+                }
+                write_repr(out, item);
+            }
+            out.push(']');
+        }
+        Value::Object(object) => {
+            out.push('{');
+            for (index, (key, item)) in object.iter().enumerate() {
+                if index > 0 {
+                    out.push_str(", ");
+                }
+                write_string_repr(out, key);
+                out.push_str(": ");
+                write_repr(out, item);
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn is_printable(ch: char) -> bool {
+    let code = u32::from(ch);
+    if code < 0x80 {
+        return (0x20..0x7f).contains(&code);
+    }
+    crate::unicode_tables::NOT_PRINTABLE
+        .binary_search_by(|&(low, high)| {
+            if high < code {
+                std::cmp::Ordering::Less
+            } else if low > code {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_err()
+}
+
+/// CPython's `unicode_repr`: single quotes unless the text has a single quote and no
+/// double quote; `\\`, the quote, `\t`, `\n`, `\r` escaped; other unprintable characters as
+/// `\xhh`, `\uhhhh` or `\Uhhhhhhhh`.
+fn write_string_repr(out: &mut String, text: &str) {
+    let quote = if text.contains('\'') && !text.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    out.push(quote);
+    for ch in text.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if is_printable(c) => out.push(c),
+            c => {
+                let code = u32::from(c);
+                if code < 0x100 {
+                    out.push_str(&format!("\\x{code:02x}"));
+                } else if code < 0x10000 {
+                    out.push_str(&format!("\\u{code:04x}"));
+                } else {
+                    out.push_str(&format!("\\U{code:08x}"));
+                }
+            }
+        }
+    }
+    out.push(quote);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reprs_escape_what_python_finds_unprintable() {
+        assert_eq!(
+            python_repr(&serde_json::json!({"a": [1, 2.5, null, true], "b": "it's"})),
+            r#"{'a': [1, 2.5, None, True], 'b': "it's"}"#
+        );
+        // U+0378 is unassigned and U+E000 private use: Python escapes both.
+        assert_eq!(
+            python_repr(&Value::from(
+                "x\u{0}\u{85}é\u{200b}\u{378}\u{e000}😀\u{e0001}"
+            )),
+            r"'x\x00\x85é\u200b\u0378\ue000😀\U000e0001'"
+        );
+    }
     use serde_json::json;
 
     #[test]

@@ -17,7 +17,6 @@
 mod python;
 pub mod records;
 mod text;
-mod unicode_tables;
 mod views;
 
 use serde_json::Value;

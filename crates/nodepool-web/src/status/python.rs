@@ -1,10 +1,8 @@
 //! How Python prints the values Nodepool puts in its tables: `str()` of parsed JSON values
 //! (dicts as reprs), and `status.age`.
 
-use nodepool_model::python_json::python_float_repr;
+pub use nodepool_model::python_json::python_repr;
 use serde_json::Value;
-
-use super::unicode_tables::NOT_PRINTABLE;
 
 pub(crate) fn python_bool(value: bool) -> &'static str {
     if value { "True" } else { "False" }
@@ -69,106 +67,6 @@ pub fn python_str(value: &Value) -> String {
         Value::Array(items) => items.iter().map(python_str).collect::<Vec<_>>().join(","),
         other => python_repr(other),
     }
-}
-
-/// Python's `repr()` of a value parsed from JSON.
-pub fn python_repr(value: &Value) -> String {
-    let mut out = String::new();
-    write_repr(&mut out, value);
-    out
-}
-
-fn write_repr(out: &mut String, value: &Value) {
-    match value {
-        Value::Null => out.push_str("None"),
-        Value::Bool(b) => out.push_str(python_bool(*b)),
-        Value::Number(number) => {
-            if let Some(i) = number.as_i64() {
-                out.push_str(&i.to_string());
-            } else if let Some(u) = number.as_u64() {
-                out.push_str(&u.to_string());
-            } else if let Some(f) = number.as_f64() {
-                out.push_str(&python_float_repr(f));
-            }
-        }
-        Value::String(text) => write_string_repr(out, text),
-        Value::Array(items) => {
-            out.push('[');
-            for (index, item) in items.iter().enumerate() {
-                if index > 0 {
-                    out.push_str(", ");
-                }
-                write_repr(out, item);
-            }
-            out.push(']');
-        }
-        Value::Object(object) => {
-            out.push('{');
-            for (index, (key, item)) in object.iter().enumerate() {
-                if index > 0 {
-                    out.push_str(", ");
-                }
-                write_string_repr(out, key);
-                out.push_str(": ");
-                write_repr(out, item);
-            }
-            out.push('}');
-        }
-    }
-}
-
-fn is_printable(ch: char) -> bool {
-    let code = u32::from(ch);
-    if code < 0x80 {
-        return (0x20..0x7f).contains(&code);
-    }
-    NOT_PRINTABLE
-        .binary_search_by(|&(low, high)| {
-            if high < code {
-                std::cmp::Ordering::Less
-            } else if low > code {
-                std::cmp::Ordering::Greater
-            } else {
-                std::cmp::Ordering::Equal
-            }
-        })
-        .is_err()
-}
-
-/// CPython's `unicode_repr`: single quotes unless the text has a single quote and no
-/// double quote; `\\`, the quote, `\t`, `\n`, `\r` escaped; other unprintable characters as
-/// `\xhh`, `\uhhhh` or `\Uhhhhhhhh`.
-fn write_string_repr(out: &mut String, text: &str) {
-    let quote = if text.contains('\'') && !text.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    out.push(quote);
-    for ch in text.chars() {
-        match ch {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if is_printable(c) => out.push(c),
-            c => {
-                let code = u32::from(c);
-                if code < 0x100 {
-                    out.push_str(&format!("\\x{code:02x}"));
-                } else if code < 0x10000 {
-                    out.push_str(&format!("\\u{code:04x}"));
-                } else {
-                    out.push_str(&format!("\\U{code:08x}"));
-                }
-            }
-        }
-    }
-    out.push(quote);
 }
 
 #[cfg(test)]

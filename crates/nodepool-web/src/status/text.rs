@@ -2,8 +2,8 @@
 //! left-aligned, one space of padding, header row, a rule only around the header and at
 //! the bottom.
 
-use super::unicode_tables::COMBINING;
 use super::{Cell, Table};
+use nodepool_model::unicode_tables::COMBINING;
 
 fn in_ranges(ranges: &[(u32, u32)], code: u32) -> bool {
     ranges
