@@ -8,6 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, watch};
 
+use crate::write_through::WriteThrough;
+
 /// Metadata of one znode, as ZooKeeper reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Stat {
@@ -288,6 +290,19 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// Ends the session: our ephemerals disappear at once.
     async fn close(&self) -> StoreResult<()>;
+
+    /// The [`WriteThrough`] layer, when this backend is one: caches started on it register
+    /// to see this process's own writes.
+    fn write_through(&self) -> Option<&WriteThrough> {
+        None
+    }
+}
+
+/// Whether a recursive watch on `prefix` sees a change at `path`.
+pub(crate) fn covers(prefix: &str, path: &str) -> bool {
+    prefix == "/"
+        || path == prefix
+        || (path.starts_with(prefix) && path.as_bytes().get(prefix.len()) == Some(&b'/'))
 }
 
 /// Checks a path the way ZooKeeper does: absolute, no empty or relative components.

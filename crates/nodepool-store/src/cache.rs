@@ -5,8 +5,14 @@
 //! no change falls between them; a `Resync` (reconnect, new session, pruned change log)
 //! re-walks the whole subtree. Readers that act on what they see still re-check under the
 //! real lock: the cache may lag by one event.
+//!
+//! On a [`WriteThrough`](crate::WriteThrough) backend the process's own `set`s go into the
+//! cache as soon as the store answers. To skip reading what it already holds, the follower
+//! counts each path's change events from the event that created it: the k-th `Changed` event
+//! of a znode is the write that made its data version k, so an entry at version k or newer
+//! already shows it. (Paths found by a walk have no count and are always read.)
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::watch;
@@ -21,13 +27,14 @@ pub struct Entry {
     pub stat: Stat,
 }
 
-type Tree = BTreeMap<String, Entry>;
+pub(crate) type Tree = BTreeMap<String, Entry>;
 
 /// A cached subtree; dropping it stops following changes.
 #[derive(Debug)]
 pub struct TreeCache {
     root: String,
-    /// Written only by the follower task; readers take short read locks and never await.
+    /// Written by the follower task (and by a `WriteThrough` backend, with the process's own
+    /// writes); readers take short read locks and never await.
     tree: Arc<RwLock<Tree>>,
     /// Counts applied changes so level-triggered loops can wait for "something changed".
     generation: watch::Receiver<u64>,
@@ -103,6 +110,9 @@ impl TreeCache {
     ) -> StoreResult<TreeCache> {
         let mut watch = backend.watch(root).await?;
         let tree = Arc::new(RwLock::new(walk(backend.as_ref(), root).await?));
+        if let Some(write_through) = backend.write_through() {
+            write_through.follow(root, Arc::downgrade(&tree));
+        }
         let (generation_tx, generation) = watch::channel(0u64);
         let journal = Arc::new(Mutex::new(Journal::default()));
         let follower = {
@@ -110,6 +120,7 @@ impl TreeCache {
             let journal = journal.clone();
             let root = root.to_string();
             tokio::spawn(async move {
+                let mut counts = ChangeCounts::new();
                 while let Some(event) = watch.events.recv().await {
                     // Everything already queued is applied as one batch: one read per
                     // changed path, issued together, so a busy subtree does not make the
@@ -120,8 +131,15 @@ impl TreeCache {
                     {
                         batch.push(event);
                     }
-                    let changed = match apply_batch(&backend, &root, &tree, batch, existence_only)
-                        .await
+                    let changed = match apply_batch(
+                        &backend,
+                        &root,
+                        &tree,
+                        batch,
+                        existence_only,
+                        &mut counts,
+                    )
+                    .await
                     {
                         Ok(changed) => changed,
                         Err(e) => {
@@ -132,6 +150,7 @@ impl TreeCache {
                                 &tree,
                                 vec![WatchEvent::Resync],
                                 existence_only,
+                                &mut counts,
                             )
                             .await
                             {
@@ -265,42 +284,116 @@ impl TreeCache {
     }
 }
 
+/// How long a batch waits for this process's writes to the paths it changed to be answered
+/// (ZooKeeper sends the event just before the answer; a write stuck longer is read instead).
+const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The most events applied as one batch (and so the most reads in flight at once).
 const MAX_BATCH: usize = 256;
+
+/// For each path whose creation the follower saw, how many `Changed` events came since: the
+/// data version the newest of them made.
+type ChangeCounts = HashMap<String, i32>;
+
+/// What a batch does to one path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Deleted,
+    /// Created in this batch (read it).
+    Created,
+    /// Only changed in this batch (read it unless the entry already shows the change).
+    Changed,
+}
+
+/// Puts a write this process made into `tree`, when it is newer than the entry for the same
+/// znode (same creation). A znode not cached yet is left to its creation event, which reads it.
+pub(crate) fn note_write(tree: &RwLock<Tree>, path: &str, data: &[u8], stat: &Stat) {
+    let mut tree = tree.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(entry) = tree.get_mut(path)
+        && entry.stat.czxid == stat.czxid
+        && entry.stat.version < stat.version
+    {
+        *entry = Entry {
+            data: data.to_vec(),
+            stat: *stat,
+        };
+    }
+}
 
 /// Applies a batch of events in order of arrival. A `Resync` anywhere re-walks the subtree,
 /// which covers every event before it (and after it: the walk starts once all arrived). Otherwise
 /// each path's last event decides: deleted paths are removed, created or changed ones are
 /// read once, all reads in flight together. A read returns the current state, which is at
-/// least as new as the event that caused it, so coalescing loses nothing. Returns the paths
-/// the batch named, or `None` after a resync.
+/// least as new as the event that caused it, so coalescing loses nothing. A changed path whose
+/// entry's data version already covers its change count is not read. Returns the paths the
+/// batch named, or `None` after a resync.
 async fn apply_batch(
     backend: &Arc<dyn Backend>,
     root: &str,
     tree: &RwLock<Tree>,
     batch: Vec<WatchEvent>,
     existence_only: ExistenceOnly,
+    counts: &mut ChangeCounts,
 ) -> StoreResult<Option<Vec<String>>> {
     if batch.iter().any(|e| matches!(e, WatchEvent::Resync)) {
+        counts.clear();
         let fresh = walk(backend.as_ref(), root).await?;
         *tree.write().unwrap_or_else(|e| e.into_inner()) = fresh;
         return Ok(None);
     }
-    let mut last: BTreeMap<String, bool> = BTreeMap::new();
+    let mut last: BTreeMap<String, Outcome> = BTreeMap::new();
     for event in batch {
         match event {
-            WatchEvent::Created(path) | WatchEvent::Changed(path) => {
-                last.insert(path, true);
+            WatchEvent::Created(path) => {
+                counts.insert(path.clone(), 0);
+                last.insert(path, Outcome::Created);
+            }
+            WatchEvent::Changed(path) => {
+                if let Some(count) = counts.get_mut(&path) {
+                    *count += 1;
+                }
+                last.entry(path)
+                    .and_modify(|o| {
+                        if *o == Outcome::Deleted {
+                            *o = Outcome::Changed;
+                        }
+                    })
+                    .or_insert(Outcome::Changed);
             }
             WatchEvent::Deleted(path) => {
-                last.insert(path, false);
+                counts.remove(&path);
+                last.insert(path, Outcome::Deleted);
             }
             WatchEvent::Resync => {}
         }
     }
+    // Changed paths whose events may be this process's own writes, still unanswered.
+    if let Some(write_through) = backend.write_through() {
+        let counted: Vec<&str> = last
+            .iter()
+            .filter(|(path, outcome)| **outcome == Outcome::Changed && counts.contains_key(*path))
+            .map(|(path, _)| path.as_str())
+            .collect();
+        if !counted.is_empty() {
+            write_through.settle(&counted, SETTLE_LIMIT).await;
+        }
+    }
+    // Changed paths the cache already holds at the version their last event made.
+    let current: BTreeSet<&String> = {
+        let tree = tree.read().unwrap_or_else(|e| e.into_inner());
+        last.iter()
+            .filter(|(path, outcome)| {
+                **outcome == Outcome::Changed
+                    && counts.get(*path).is_some_and(|count| {
+                        tree.get(*path).is_some_and(|e| e.stat.version >= *count)
+                    })
+            })
+            .map(|(path, _)| path)
+            .collect()
+    };
     let mut reads = tokio::task::JoinSet::new();
-    for (path, exists) in &last {
-        if *exists && !existence_only(path) {
+    for (path, outcome) in &last {
+        if *outcome != Outcome::Deleted && !existence_only(path) && !current.contains(path) {
             let backend = backend.clone();
             let path = path.clone();
             reads.spawn(async move {
@@ -315,8 +408,8 @@ async fn apply_batch(
         read.push((path, current?));
     }
     let mut tree = tree.write().unwrap_or_else(|e| e.into_inner());
-    for (path, exists) in &last {
-        if !exists {
+    for (path, outcome) in &last {
+        if *outcome == Outcome::Deleted {
             tree.remove(path);
         } else if existence_only(path) && !tree.contains_key(path) {
             tree.insert(

@@ -19,6 +19,7 @@ mod sqlite;
 mod store;
 pub mod testing;
 mod versioned;
+mod write_through;
 
 pub use backend::{
     Backend, CreateMode, Op, OpResult, SessionState, Stat, StoreError, StoreResult, Watch,
@@ -33,3 +34,4 @@ pub use requests::Requests;
 pub use sqlite::{SqliteBackend, SqliteOptions};
 pub use store::Store;
 pub use versioned::Versioned;
+pub use write_through::WriteThrough;

@@ -21,7 +21,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use crate::backend::{
     Backend, CreateMode, Op, OpResult, SessionState, Stat, StoreError, StoreResult, Watch,
-    WatchEvent, parent_of, validate_path,
+    WatchEvent, covers, parent_of, validate_path,
 };
 
 const KIND_CREATED: i64 = 1;
@@ -596,13 +596,6 @@ fn deliver_changes(shared: &Shared) {
             }
         }
     }
-}
-
-/// Whether a recursive watch on `prefix` sees a change at `path`.
-fn covers(prefix: &str, path: &str) -> bool {
-    prefix == "/"
-        || path == prefix
-        || (path.starts_with(prefix) && path.as_bytes().get(prefix.len()) == Some(&b'/'))
 }
 
 #[async_trait]

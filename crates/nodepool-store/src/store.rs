@@ -8,6 +8,7 @@ use crate::images::Images;
 use crate::lock::{self, Lock, LockWait};
 use crate::nodes::Nodes;
 use crate::requests::Requests;
+use crate::write_through::WriteThrough;
 
 /// A handle on the store; cheap to clone and share between tasks.
 #[derive(Debug, Clone)]
@@ -16,7 +17,15 @@ pub struct Store {
 }
 
 impl Store {
+    /// A store on `backend`, behind a [`WriteThrough`] layer (unless it is one already), so
+    /// the caches started on [`Store::backend`] see this process's writes without reading
+    /// them back.
     pub fn new(backend: Arc<dyn Backend>) -> Store {
+        let backend: Arc<dyn Backend> = if backend.write_through().is_some() {
+            backend
+        } else {
+            Arc::new(WriteThrough::new(backend))
+        };
         Store { backend }
     }
 

@@ -693,6 +693,138 @@ pub async fn cache_follows_existence_only(h: &dyn Harness) {
     .await;
 }
 
+/// A backend that counts reads (`get`), to show which changes a cache did not read back.
+#[derive(Debug)]
+struct ReadCounter {
+    inner: Arc<dyn Backend>,
+    gets: std::sync::atomic::AtomicUsize,
+}
+
+impl ReadCounter {
+    fn gets(&self) -> usize {
+        self.gets.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl Backend for ReadCounter {
+    async fn get(&self, path: &str) -> crate::StoreResult<Option<(Vec<u8>, crate::Stat)>> {
+        self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.get(path).await
+    }
+    async fn exists(&self, path: &str) -> crate::StoreResult<Option<crate::Stat>> {
+        self.inner.exists(path).await
+    }
+    async fn create(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: CreateMode,
+        make_parents: bool,
+    ) -> crate::StoreResult<String> {
+        self.inner.create(path, data, mode, make_parents).await
+    }
+    async fn set(
+        &self,
+        path: &str,
+        data: &[u8],
+        version: Option<i32>,
+    ) -> crate::StoreResult<crate::Stat> {
+        self.inner.set(path, data, version).await
+    }
+    async fn delete(&self, path: &str, version: Option<i32>) -> crate::StoreResult<()> {
+        self.inner.delete(path, version).await
+    }
+    async fn multi(&self, ops: Vec<Op>) -> crate::StoreResult<Vec<OpResult>> {
+        self.inner.multi(ops).await
+    }
+    async fn children(&self, path: &str) -> crate::StoreResult<Vec<String>> {
+        self.inner.children(path).await
+    }
+    async fn watch(&self, prefix: &str) -> crate::StoreResult<crate::Watch> {
+        self.inner.watch(prefix).await
+    }
+    async fn wait_deleted(
+        &self,
+        path: &str,
+        timeout: Option<Duration>,
+    ) -> crate::StoreResult<bool> {
+        self.inner.wait_deleted(path, timeout).await
+    }
+    fn session_state(&self) -> tokio::sync::watch::Receiver<SessionState> {
+        self.inner.session_state()
+    }
+    fn session_id(&self) -> i64 {
+        self.inner.session_id()
+    }
+    async fn close(&self) -> crate::StoreResult<()> {
+        self.inner.close().await
+    }
+}
+
+/// A cache started on a [`Store`]'s backend shows the process's own writes as soon as they
+/// are answered and does not read them back when their events arrive; another client's
+/// write after them is read.
+pub async fn cache_takes_own_writes_without_reading_them(h: &dyn Harness) {
+    use crate::cache::Changes;
+    let a = h.client().await;
+    let b = h.client().await;
+    let counter = Arc::new(ReadCounter {
+        inner: a,
+        gets: Default::default(),
+    });
+    let store = Store::new(counter.clone());
+    let nodes = format!("{}/nodes", root());
+    let one = format!("{nodes}/0000000001");
+    store.ensure_path(&nodes).await.expect("root");
+    let cache = crate::cache::TreeCache::start(store.backend().clone(), &nodes)
+        .await
+        .expect("cache");
+    // Created after the cache started, so the cache counts its changes.
+    b.create(&one, b"theirs 0", CreateMode::Persistent, false)
+        .await
+        .expect("create");
+    cache_until(&cache, "the new znode", |c| {
+        c.get(&one).is_some_and(|e| e.data == b"theirs 0")
+    })
+    .await;
+
+    let reads = counter.gets();
+    let generation = *cache.generation().borrow();
+    let stat = store
+        .backend()
+        .set(&one, b"mine 1", Some(0))
+        .await
+        .expect("set");
+    let entry = cache.get(&one).expect("cached");
+    assert_eq!(
+        (entry.data.as_slice(), entry.stat.version),
+        (&b"mine 1"[..], 1)
+    );
+    assert_eq!(entry.stat, stat);
+    store
+        .multi(vec![Op::set(&one, b"mine 2".to_vec(), Some(1))])
+        .await
+        .expect("multi");
+    assert_eq!(cache.get(&one).expect("cached").data, b"mine 2");
+    cache_until(&cache, "both events applied", |c| {
+        matches!(c.changes_since(generation), Changes::Paths(_, p) if p.contains(&one))
+            && c.get(&one).is_some_and(|e| e.data == b"mine 2")
+    })
+    .await;
+    // Let the second event through too: a write by the other client comes after both.
+    b.set(&one, b"theirs 3", Some(2)).await.expect("their set");
+    cache_until(&cache, "the other client's write", |c| {
+        c.get(&one).is_some_and(|e| e.data == b"theirs 3")
+    })
+    .await;
+    assert_eq!(
+        counter.gets() - reads,
+        1,
+        "only the other client's write was read back"
+    );
+}
+
 pub async fn multi_is_atomic(h: &dyn Harness) {
     let c = h.client().await;
     let root = root();
@@ -1075,7 +1207,7 @@ macro_rules! conformance_tests {
             lock_with_guessed_directory,
             lock_fairness, watch_delivery, session_expiry_mid_lock, watch_after_reconnect,
             concurrent_compare_and_set, cache_follows_changes, cache_journal_names_changes,
-            cache_follows_existence_only,
+            cache_follows_existence_only, cache_takes_own_writes_without_reading_them,
             multi_is_atomic,
             multi_sequential_and_ephemeral, multi_watch_events,
             node_lock_and_delete_in_one_transaction);
