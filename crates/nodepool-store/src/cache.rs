@@ -367,30 +367,34 @@ async fn apply_batch(
             WatchEvent::Resync => {}
         }
     }
-    // Changed paths whose events may be this process's own writes, still unanswered.
-    if let Some(write_through) = backend.write_through() {
-        let counted: Vec<&str> = last
-            .iter()
-            .filter(|(path, outcome)| **outcome == Outcome::Changed && counts.contains_key(*path))
-            .map(|(path, _)| path.as_str())
-            .collect();
-        if !counted.is_empty() {
-            write_through.settle(&counted, SETTLE_LIMIT).await;
-        }
-    }
     // Changed paths the cache already holds at the version their last event made.
-    let current: BTreeSet<&String> = {
-        let tree = tree.read().unwrap_or_else(|e| e.into_inner());
-        last.iter()
-            .filter(|(path, outcome)| {
-                **outcome == Outcome::Changed
-                    && counts.get(*path).is_some_and(|count| {
-                        tree.get(*path).is_some_and(|e| e.stat.version >= *count)
-                    })
-            })
-            .map(|(path, _)| path)
-            .collect()
+    let is_current = |path: &String| {
+        counts.get(path).is_some_and(|count| {
+            let tree = tree.read().unwrap_or_else(|e| e.into_inner());
+            tree.get(path).is_some_and(|e| e.stat.version >= *count)
+        })
     };
+    let counted: Vec<&String> = last
+        .iter()
+        .filter(|(path, outcome)| **outcome == Outcome::Changed && counts.contains_key(*path))
+        .map(|(path, _)| path)
+        .collect();
+    // A counted path not current yet may wait for the answer to this process's own write.
+    if let Some(write_through) = backend.write_through()
+        && !counted.is_empty()
+    {
+        write_through
+            .settle(
+                || {
+                    counted
+                        .iter()
+                        .any(|path| write_through.in_flight(path) && !is_current(path))
+                },
+                SETTLE_LIMIT,
+            )
+            .await;
+    }
+    let current: BTreeSet<&String> = counted.into_iter().filter(|p| is_current(p)).collect();
     let mut reads = tokio::task::JoinSet::new();
     for (path, outcome) in &last {
         if *outcome != Outcome::Deleted && !existence_only(path) && !current.contains(path) {

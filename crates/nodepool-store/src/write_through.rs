@@ -83,16 +83,18 @@ impl WriteThrough {
         InFlight { layer: self, paths }
     }
 
-    fn any_in_flight(&self, paths: &[&str]) -> bool {
+    /// Whether this process has a write to `path` sent and not answered.
+    pub(crate) fn in_flight(&self, path: &str) -> bool {
         let in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        paths.iter().any(|p| in_flight.contains_key(*p))
+        in_flight.contains_key(path)
     }
 
-    /// Waits until none of `paths` has a write of this process in flight, or `limit` passed.
-    pub(crate) async fn settle(&self, paths: &[&str], limit: Duration) {
+    /// Waits while `waiting()` holds, re-checking whenever one of this process's writes is
+    /// answered, for at most `limit`.
+    pub(crate) async fn settle(&self, mut waiting: impl FnMut() -> bool, limit: Duration) {
         let mut settled = self.settled.subscribe();
         let _ = tokio::time::timeout(limit, async {
-            while self.any_in_flight(paths) {
+            while waiting() {
                 if settled.changed().await.is_err() {
                     return;
                 }
