@@ -362,6 +362,8 @@ pub struct FakeFaults {
     /// Server creates (deletes) that never answer: the call hangs and changes nothing.
     pub hung_creates: u64,
     pub hung_deletes: u64,
+    /// Console log fetches that never answer.
+    pub hung_console_logs: u64,
     /// Seconds.
     pub create_delay: f64,
     pub delete_delay: f64,

@@ -244,6 +244,7 @@ raw_struct!(
     upload_failures: i64 = "upload-failures",
     hung_creates: i64 = "hung-creates",
     hung_deletes: i64 = "hung-deletes",
+    hung_console_logs: i64 = "hung-console-logs",
     create_delay: f64 = "create-delay",
     delete_delay: f64 = "delete-delay",
 });

@@ -1014,6 +1014,7 @@ fn validate_openstack(
                     upload_failures: non_negative(cx, &f.upload_failures, 0),
                     hung_creates: non_negative(cx, &f.hung_creates, 0),
                     hung_deletes: non_negative(cx, &f.hung_deletes, 0),
+                    hung_console_logs: non_negative(cx, &f.hung_console_logs, 0),
                     create_delay: f
                         .create_delay
                         .as_ref()

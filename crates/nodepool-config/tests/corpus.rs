@@ -779,6 +779,7 @@ fn fake_quota_faults() {
             upload_failures: 1,
             hung_creates: 1,
             hung_deletes: 0,
+            hung_console_logs: 0,
             create_delay: 0.5,
             delete_delay: 2.0
         }

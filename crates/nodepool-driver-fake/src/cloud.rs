@@ -128,6 +128,7 @@ pub struct FaultCounts {
     pub upload_failures: u64,
     pub hung_creates: u64,
     pub hung_deletes: u64,
+    pub hung_console_logs: u64,
 }
 
 impl FaultCounts {
@@ -140,6 +141,7 @@ impl FaultCounts {
             upload_failures: faults.upload_failures,
             hung_creates: faults.hung_creates,
             hung_deletes: faults.hung_deletes,
+            hung_console_logs: faults.hung_console_logs,
         }
     }
 }
@@ -697,7 +699,6 @@ impl FakeCloud {
         self.lock().deletes
     }
 
-    /// The injected faults still to come.
     /// True when this server create is to hang (`hung-creates`): the caller then never
     /// answers and creates nothing.
     pub fn create_hangs(&self) -> bool {
@@ -710,6 +711,12 @@ impl FakeCloud {
         take(&mut self.lock().faults_left.hung_deletes)
     }
 
+    /// True when this console log fetch is to hang (`hung-console-logs`).
+    pub fn console_log_hangs(&self) -> bool {
+        take(&mut self.lock().faults_left.hung_console_logs)
+    }
+
+    /// The injected faults still to come.
     pub fn faults_left(&self) -> FaultCounts {
         self.lock().faults_left
     }

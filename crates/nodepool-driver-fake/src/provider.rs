@@ -193,6 +193,18 @@ impl Provider for FakeProvider {
         ))
     }
 
+    /// A few lines naming the server, as a cloud's console would show its boot.
+    async fn console_log(&self, external_id: &ExternalId) -> Option<String> {
+        if self.cloud.console_log_hangs() {
+            std::future::pending::<()>().await;
+        }
+        let server = self.cloud.server(external_id_text(external_id)?)?;
+        Some(format!(
+            "fake console of {} ({})\nstatus: {:?}\n",
+            server.name, server.id, server.status
+        ))
+    }
+
     async fn list_instances(&self) -> Result<Vec<Instance>, DriverError> {
         Ok(self
             .cloud

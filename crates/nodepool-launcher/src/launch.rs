@@ -291,9 +291,20 @@ async fn attempts(
         tracing::warn!(node_id = %id, attempt, attempts = settings.launch_retries, error = %error.text(), "launch attempt failed");
         if providers::console_log(&env.pool, label)
             && let Some(external) = &node.external_id
-            && let Some(log) = cloud.console_log(external).await
         {
-            tracing::info!(node_id = %id, console = %log, "console log of the failed node");
+            let limit = env.ctx.options.timing.console_log_timeout;
+            match bounded(env, Some(limit), cloud.console_log(external)).await {
+                Bounded::Done(Some(log)) => {
+                    tracing::info!(node_id = %id, console = %log, "console log of the failed node");
+                }
+                Bounded::Done(None) => {}
+                Bounded::TimedOut => {
+                    tracing::warn!(node_id = %id, seconds = limit.as_secs_f64(), "the console log of the failed node did not come in time; going on without it");
+                }
+                // The node keeps its external id, so whoever deletes the node deletes the
+                // instance.
+                Bounded::Stopping => return Outcome::Abandoned,
+            }
         }
         if attempt == settings.launch_retries {
             return Outcome::Failed(error.text());

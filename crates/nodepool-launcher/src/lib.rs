@@ -57,6 +57,9 @@ pub struct Timing {
     /// for more before a pass: under load nodes change hundreds of times a second, and each
     /// pass walks every node.
     pub change_batching: Duration,
+    /// The console log of a failed launch attempt (`console-log: true`) is given up after
+    /// this long: it only goes to the log, and the next attempt waits for it.
+    pub console_log_timeout: Duration,
 }
 
 impl Default for Timing {
@@ -71,6 +74,7 @@ impl Default for Timing {
             recent_delete_guard: Duration::from_secs(300),
             delete_timeout: Duration::from_secs(600),
             change_batching: Duration::from_millis(20),
+            console_log_timeout: Duration::from_secs(60),
         }
     }
 }

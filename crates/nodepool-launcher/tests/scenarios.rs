@@ -751,6 +751,30 @@ async fn a_delete_step_that_never_answers_is_given_up_and_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_log_that_never_comes_does_not_hold_the_next_attempt() {
+    let extra = "    fake-faults:\n      launch-failures: 1\n      hung-console-logs: 1\n";
+    let config = fake_config(&[("small", 0)], Some(10), extra).replace(
+        "min-ram: 8192\n",
+        "min-ram: 8192\n            console-log: true\n",
+    );
+    let mut h = Harness::sqlite(&config).await;
+    h.timing.console_log_timeout = Duration::from_millis(200);
+    h.start_launcher().await;
+    let id = h
+        .zuul
+        .submit(&["small"], RequestOptions::default())
+        .await
+        .expect("submit");
+    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
+    assert_eq!(request.state, RequestState::Fulfilled);
+    let left = h.cloud("fake-provider").faults_left();
+    assert_eq!(left.launch_failures, 0, "the first attempt failed");
+    assert_eq!(left.hung_console_logs, 0, "its console log never came");
+    h.zuul.cancel(&id).await.expect("cancel");
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_withdrawn_while_its_node_boots_leaves_a_free_ready_node() {
     let extra = "    fake-faults:\n      create-delay: 1\n";
     let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(10), extra)).await;

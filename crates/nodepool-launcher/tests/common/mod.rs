@@ -29,6 +29,7 @@ pub fn fast_timing() -> Timing {
         cleanup_interval: Duration::from_millis(300),
         delete_timeout: Duration::from_secs(10),
         request_lock_age: Duration::from_secs(2),
+        console_log_timeout: Duration::from_millis(500),
         ..Timing::default()
     }
 }
