@@ -26,7 +26,8 @@ pub mod node;
 pub mod python_json;
 pub mod request;
 pub mod states;
-pub mod unicode_tables;
+pub mod unicode;
+mod unicode_tables;
 pub mod wire;
 pub mod workers;
 

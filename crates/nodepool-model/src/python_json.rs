@@ -253,24 +253,6 @@ fn write_repr(out: &mut String, value: &Value) {
     }
 }
 
-fn is_printable(ch: char) -> bool {
-    let code = u32::from(ch);
-    if code < 0x80 {
-        return (0x20..0x7f).contains(&code);
-    }
-    crate::unicode_tables::NOT_PRINTABLE
-        .binary_search_by(|&(low, high)| {
-            if high < code {
-                std::cmp::Ordering::Less
-            } else if low > code {
-                std::cmp::Ordering::Greater
-            } else {
-                std::cmp::Ordering::Equal
-            }
-        })
-        .is_err()
-}
-
 /// CPython's `unicode_repr`: single quotes unless the text has a single quote and no
 /// double quote; `\\`, the quote, `\t`, `\n`, `\r` escaped; other unprintable characters as
 /// `\xhh`, `\uhhhh` or `\Uhhhhhhhh`.
@@ -291,7 +273,7 @@ fn write_string_repr(out: &mut String, text: &str) {
                 out.push('\\');
                 out.push(c);
             }
-            c if is_printable(c) => out.push(c),
+            c if crate::unicode::is_printable(c) => out.push(c),
             c => {
                 let code = u32::from(c);
                 if code < 0x100 {

@@ -3,21 +3,7 @@
 //! the bottom.
 
 use super::{Cell, Table};
-use nodepool_model::unicode_tables::COMBINING;
-
-fn in_ranges(ranges: &[(u32, u32)], code: u32) -> bool {
-    ranges
-        .binary_search_by(|&(low, high)| {
-            if high < code {
-                std::cmp::Ordering::Less
-            } else if low > code {
-                std::cmp::Ordering::Greater
-            } else {
-                std::cmp::Ordering::Equal
-            }
-        })
-        .is_ok()
-}
+use nodepool_model::unicode::is_combining;
 
 /// PrettyTable's `_char_block_width`, rule for rule (including its quirks: backspace and
 /// DEL count -1, only NUL and U+001F count 0 among the control characters).
@@ -29,7 +15,7 @@ fn char_width(ch: char) -> i64 {
     if (0x4e00..=0x9fff).contains(&code) || (0xac00..=0xd7af).contains(&code) {
         return 2;
     }
-    if in_ranges(COMBINING, code) {
+    if is_combining(ch) {
         return 0;
     }
     if (0x3040..=0x309f).contains(&code)
