@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use nodepool_model::{NodeId, NodeState};
-use nodepool_store::{LockDir, LockWait, paths};
+use nodepool_store::{LockDir, LockWait, StoreError, paths};
 
 use crate::clock::now;
 use crate::context::Context;
@@ -80,11 +80,12 @@ async fn pass(
         let ctx = ctx.clone();
         let in_flight = in_flight.clone();
         let (id, expect) = (entry.id, lock_dir(entry));
+        let cached = (entry.node.clone(), entry.version);
         tokio::spawn(async move {
             let handled = if reclaim {
                 reclaim_node(&ctx, id, expect).await
             } else {
-                take_node(&ctx, &rt, id, expect).await
+                take_node(&ctx, &rt, id, expect, cached).await
             };
             if let Err(e) = handled {
                 tracing::warn!(node_id = %id, error = %format!("{e:#}"), "deleted-node worker could not handle node");
@@ -121,12 +122,17 @@ async fn reclaim_node(ctx: &Context, id: NodeId, expect: LockDir) -> anyhow::Res
     Ok(())
 }
 
-/// Locks a node in a deletable state, re-reads it under the lock and deletes it.
+/// Locks a node in a deletable state, makes sure it is still as seen, and deletes it.
+///
+/// `cached` is the node and data version the cache showed. Marking it `deleting` only if
+/// that version is still the store's proves it unchanged without re-reading it under the
+/// lock (a round trip per node); when the cache was behind, the node is re-read.
 async fn take_node(
     ctx: &Context,
     rt: &Arc<ProviderRuntime>,
     id: NodeId,
     expect: LockDir,
+    cached: (Arc<nodepool_model::Node>, i32),
 ) -> anyhow::Result<()> {
     let store = ctx.store.nodes();
     let Some(lock) = store
@@ -135,6 +141,26 @@ async fn take_node(
     else {
         return Ok(());
     };
+    let (cached, version) = cached;
+    if cached.provider.is_some()
+        && decide::deletable(&cached.state)
+        && !matches!(cached.state, NodeState::Deleting | NodeState::Deleted)
+    {
+        let mut node = (*cached).clone();
+        node.set_state(NodeState::Deleting, now());
+        match store.store_if(id, &node, version).await {
+            Ok(_) => {
+                delete_node(ctx, rt, id, node, lock).await;
+                return Ok(());
+            }
+            // Changed (or gone) since the cache showed it: read what is there.
+            Err(StoreError::BadVersion(_) | StoreError::NoNode(_)) => {}
+            Err(e) => {
+                let _ = lock.release().await;
+                return Err(e.into());
+            }
+        }
+    }
     let current = store.get(id).await?;
     let Some(current) = current.filter(|c| c.value.provider.is_some()) else {
         // Re-created empty by a lock attempt on a vanished node (spec 8.2).

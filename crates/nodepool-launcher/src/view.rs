@@ -25,6 +25,8 @@ pub struct NodeEntry {
     /// The node's lock directory exists (it has been locked before), so taking the lock
     /// need not check for it.
     pub lock_dir: bool,
+    /// The znode's data version the cache holds.
+    pub version: i32,
 }
 
 #[derive(Debug, Clone)]
@@ -109,14 +111,15 @@ impl NodeParser {
             let path = paths::node(id);
             let fresh = cache.with(&path, |entry| {
                 let entry = entry.filter(|e| !e.data.is_empty())?;
-                parse_node(&mut parsed, id, entry)
+                Some((parse_node(&mut parsed, id, entry)?, entry.stat.version))
             });
             let lock_dir = paths::node_lock(id);
-            let fresh = fresh.map(|node| NodeEntry {
+            let fresh = fresh.map(|(node, version)| NodeEntry {
                 id,
                 node,
                 locked: cache.has_descendants(&lock_dir),
                 lock_dir: cache.with(&lock_dir, |entry| entry.is_some()),
+                version,
             });
             match (next.binary_search_by_key(&id, |e| e.id), fresh) {
                 (Ok(at), Some(entry)) => next[at] = entry,
@@ -158,6 +161,7 @@ impl NodeParser {
                         node,
                         locked: false,
                         lock_dir: false,
+                        version: entry.stat.version,
                     });
                 }
                 // Paths sort the node before its lock directory and contenders.

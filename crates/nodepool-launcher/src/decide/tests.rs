@@ -43,6 +43,7 @@ fn node(id: u32, state: NodeState, label: &str, t: f64) -> NodeEntry {
         node: std::sync::Arc::new(n),
         locked: false,
         lock_dir: false,
+        version: 1,
     }
 }
 
