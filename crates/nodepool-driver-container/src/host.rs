@@ -9,6 +9,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use nodepool_driver::DriverError;
 use tokio::process::Command;
@@ -207,10 +208,55 @@ pub fn cmdline_mentions(cmdline: &[u8], needle: &str) -> bool {
         .any(|arg| String::from_utf8_lossy(arg).contains(needle))
 }
 
-/// Whether process `pid` exists and its command line mentions `needle`. A zombie has an empty
-/// command line, so it counts as gone.
-pub fn process_alive(pid: u32, needle: &str) -> bool {
-    fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| cmdline_mentions(&c, needle))
+/// What `/proc` shows of a pidfile's process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessLook {
+    /// Its command line mentions the node.
+    Ours,
+    /// No such process, a zombie, or another program.
+    Gone,
+    /// Running with an empty command line: between the two halves of an `exec` (the
+    /// container's outer process execs twice, `sh` -> `ip` -> `unshare`), when the kernel
+    /// has dropped the old program's arguments and not yet set the new ones. Seen in about a
+    /// third of reads of a process that loops on `exec`.
+    Changing,
+}
+
+/// Classifies a process from its `/proc/<pid>/cmdline` and the state letter of its `stat`
+/// (`None` for files that could not be read).
+pub fn look_at_process(cmdline: Option<&[u8]>, state: Option<char>, needle: &str) -> ProcessLook {
+    match cmdline {
+        Some(c) if cmdline_mentions(c, needle) => ProcessLook::Ours,
+        Some([]) if state.is_some_and(|s| !matches!(s, 'Z' | 'X' | 'x')) => ProcessLook::Changing,
+        _ => ProcessLook::Gone,
+    }
+}
+
+/// How long a process may show an empty command line before it counts as not ours: an
+/// `exec` takes microseconds, a kernel thread that got the pid after a reboot shows an empty
+/// command line for ever.
+const EXEC_GRACE: Duration = Duration::from_secs(1);
+const EXEC_POLL: Duration = Duration::from_millis(1);
+
+/// Whether process `pid` exists and its command line mentions `needle`, looking again while
+/// it is in the middle of an `exec`. A zombie has an empty command line and counts as gone.
+pub async fn process_alive(pid: u32, needle: &str) -> bool {
+    let began = Instant::now();
+    loop {
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok();
+        let state = fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| stat_state(&stat));
+        match look_at_process(cmdline.as_deref(), state, needle) {
+            ProcessLook::Ours => return true,
+            ProcessLook::Gone => return false,
+            ProcessLook::Changing if began.elapsed() >= EXEC_GRACE => {
+                tracing::debug!(pid, "process kept an empty command line; not ours");
+                return false;
+            }
+            ProcessLook::Changing => tokio::time::sleep(EXEC_POLL).await,
+        }
+    }
 }
 
 /// The pids of `pid`'s children (all its threads'), empty if it is gone.
@@ -284,6 +330,43 @@ mod tests {
         assert!(cmdline_mentions(cmdline, "/state/np1/init.sh"));
         assert!(!cmdline_mentions(cmdline, "/state/np2/"));
         assert!(!cmdline_mentions(b"", "/state/np1/"));
+    }
+
+    #[test]
+    fn an_empty_command_line_of_a_live_process_is_an_exec_in_progress() {
+        let ours = b"sh\0/state/np1/start.sh\0".as_slice();
+        let look = |cmdline, state| look_at_process(cmdline, state, "/state/np1/");
+        assert_eq!(look(Some(ours), Some('S')), ProcessLook::Ours);
+        assert_eq!(look(Some(b"".as_slice()), Some('R')), ProcessLook::Changing);
+        assert_eq!(look(Some(b"".as_slice()), Some('Z')), ProcessLook::Gone);
+        assert_eq!(look(Some(b"".as_slice()), None), ProcessLook::Gone);
+        assert_eq!(
+            look(Some(b"vim\0".as_slice()), Some('S')),
+            ProcessLook::Gone
+        );
+        assert_eq!(look(None, None), ProcessLook::Gone);
+    }
+
+    /// A process that execs itself in a loop shows an empty command line often (a third of
+    /// reads on this machine); it must never look gone.
+    #[tokio::test]
+    async fn a_process_that_keeps_execing_stays_alive() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let script = dir.path().join("loop.sh");
+        fs::write(&script, format!("exec /bin/sh {}\n", script.display())).expect("script");
+        let mut child = std::process::Command::new("/bin/sh")
+            .arg(&script)
+            .spawn()
+            .expect("sh starts");
+        let marker = format!("{}/", dir.path().display());
+        let mut alive = 0;
+        for _ in 0..2000 {
+            alive += usize::from(process_alive(child.id(), &marker).await);
+        }
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+        assert_eq!(alive, 2000);
+        assert!(!process_alive(child.id(), &marker).await);
     }
 
     #[test]

@@ -326,7 +326,7 @@ impl ContainerCreateMachine {
         let record = self.record()?.clone();
         let marker = self.node.process_marker();
         if let Some(pid) = self.node.read_pid()
-            && host::process_alive(pid, &marker)
+            && host::process_alive(pid, &marker).await
         {
             // Started by an earlier try of this step.
             self.started_at.get_or_insert_with(Instant::now);
@@ -411,22 +411,19 @@ impl ContainerCreateMachine {
         let record = self.record()?.clone();
         let started = *self.started_at.get_or_insert_with(Instant::now);
         let waited = started.elapsed();
-        match self.node.read_pid() {
-            Some(pid) if !host::process_alive(pid, &self.node.process_marker()) => {
-                return Err(DriverError::Fatal(format!(
-                    "the container of {} exited before sshd answered; console log:\n{}",
-                    record.hostname,
-                    console_tail(&self.node.console_log())
-                )));
-            }
-            None => {
-                return Err(DriverError::Fatal(format!(
-                    "the container of {} has no pidfile; console log:\n{}",
-                    record.hostname,
-                    console_tail(&self.node.console_log())
-                )));
-            }
-            Some(_) => {}
+        let Some(pid) = self.node.read_pid() else {
+            return Err(DriverError::Fatal(format!(
+                "the container of {} has no pidfile; console log:\n{}",
+                record.hostname,
+                console_tail(&self.node.console_log())
+            )));
+        };
+        if !host::process_alive(pid, &self.node.process_marker()).await {
+            return Err(DriverError::Fatal(format!(
+                "the container of {} exited before sshd answered; console log:\n{}",
+                record.hostname,
+                console_tail(&self.node.console_log())
+            )));
         }
         let target = SocketAddr::from((record.address, SSH_PORT));
         if let Ok(Ok(_stream)) =
@@ -550,7 +547,7 @@ impl ContainerDeleteMachine {
         let Some(pid) = node.read_pid() else {
             return Ok(());
         };
-        if !host::process_alive(pid, &node.process_marker()) {
+        if !host::process_alive(pid, &node.process_marker()).await {
             return Ok(());
         }
         let mut pids = vec![pid];
