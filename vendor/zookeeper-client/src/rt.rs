@@ -21,7 +21,9 @@ pub struct TcpStream(tokio::net::TcpStream);
 
 impl TcpStream {
     pub async fn connect(addr: impl ToSocketAddrs) -> Result<TcpStream> {
-        tokio::net::TcpStream::connect(addr).await.map(TcpStream)
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(TcpStream(stream))
     }
 }
 
