@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::LauncherOptions;
 use crate::providers::ProviderRuntime;
 use crate::stats::Stats;
-use crate::view::{NodeParser, RequestParser};
+use crate::view::{NodeParser, PoolsParser, RequestParser};
 use nodepool_model::workers::Workers;
 
 #[derive(Debug)]
@@ -29,6 +29,7 @@ pub struct Context {
     pub images: TreeCache,
     pub node_parser: NodeParser,
     pub request_parser: RequestParser,
+    pub pools_parser: PoolsParser,
     pub drivers: DriverRegistry,
     pub options: LauncherOptions,
     /// The current configuration; the main loop replaces it on reload.
@@ -103,6 +104,7 @@ impl Context {
             images,
             node_parser: NodeParser::default(),
             request_parser: RequestParser::default(),
+            pools_parser: PoolsParser::default(),
             drivers,
             options,
             config,
@@ -155,6 +157,11 @@ impl Context {
     /// Every node in the cache, shared between callers until the cache changes.
     pub fn nodes_view(&self) -> Arc<Vec<crate::view::NodeEntry>> {
         self.node_parser.snapshot(&self.nodes)
+    }
+
+    /// The registered pool components.
+    pub fn pools_view(&self) -> Arc<Vec<nodepool_model::PoolDetails>> {
+        self.pools_parser.pools(&self.components)
     }
 
     pub fn requests_view(&self) -> Vec<crate::view::RequestEntry> {

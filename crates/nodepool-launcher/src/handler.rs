@@ -29,7 +29,7 @@ pub struct Env {
     pub rt: Arc<ProviderRuntime>,
     pub pool: Pool,
     pub launcher_id: String,
-    pub pools: Vec<PoolDetails>,
+    pub pools: Arc<Vec<PoolDetails>>,
 }
 
 #[derive(Debug)]
@@ -665,7 +665,7 @@ impl Handler {
                     _ => None,
                 })
                 .collect(),
-            Err(_) => env.pools.clone(),
+            Err(_) => env.pools.as_ref().clone(),
         };
         let state = decide::declined_state(&self.request, &pools);
         self.request.set_state(state.clone(), now());

@@ -351,7 +351,7 @@ impl Gauges {
             ctx.stats.gauge(&key, value);
         }
         let requests = ctx.requests_view();
-        for pool in view::pools(&ctx.components) {
+        for pool in ctx.pools_view().iter() {
             let (Some(provider), Some(name)) = (&pool.provider_name, &pool.name) else {
                 continue;
             };

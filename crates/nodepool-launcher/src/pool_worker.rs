@@ -151,7 +151,9 @@ impl Worker {
                 }
             }
         }
-        let visible = view::pools(&self.ctx.components)
+        let visible = self
+            .ctx
+            .pools_view()
             .iter()
             .any(|p| p.id.as_deref() == Some(&self.launcher_id));
         if !visible {
@@ -159,7 +161,9 @@ impl Worker {
             let deadline = Instant::now() + Duration::from_secs(5);
             let mut generation = self.ctx.components.generation();
             while Instant::now() < deadline {
-                if view::pools(&self.ctx.components)
+                if self
+                    .ctx
+                    .pools_view()
                     .iter()
                     .any(|p| p.id.as_deref() == Some(&self.launcher_id))
                 {
@@ -186,7 +190,7 @@ impl Worker {
             rt: rt.clone(),
             pool: pool.clone(),
             launcher_id: self.launcher_id.clone(),
-            pools: view::pools(&self.ctx.components),
+            pools: self.ctx.pools_view(),
         };
         if !self.publish(&pool, paused).await? {
             return Ok(());

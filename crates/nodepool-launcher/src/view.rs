@@ -292,6 +292,30 @@ impl RequestParser {
     }
 }
 
+/// The registered pool components, parsed again only when the components cache changes
+/// (every pool worker's pass reads them, and they change only when a pool registers, pauses
+/// or goes).
+#[derive(Debug, Default)]
+pub struct PoolsParser {
+    last: Mutex<Option<(u64, Arc<Vec<PoolDetails>>)>>,
+}
+
+impl PoolsParser {
+    pub fn pools(&self, cache: &TreeCache) -> Arc<Vec<PoolDetails>> {
+        // Read before walking: if the cache moves during the walk, the next call re-reads.
+        let generation = *cache.generation().borrow();
+        let mut last = lock(&self.last);
+        if let Some((at, pools)) = last.as_ref()
+            && *at == generation
+        {
+            return pools.clone();
+        }
+        let pools = Arc::new(pools(cache));
+        *last = Some((generation, pools.clone()));
+        pools
+    }
+}
+
 /// The registered pool components.
 pub fn pools(cache: &TreeCache) -> Vec<PoolDetails> {
     let dir = paths::component_dir(ComponentKind::Pool.as_str());
