@@ -5,13 +5,21 @@
 //! [`WireError::WrongType`] naming the key. Whatever is left afterwards is
 //! the set of keys nobody asked for (the component reader keeps them).
 
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::de::{Deserializer as _, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::{DocumentKind, WireError};
 
 pub(crate) struct Fields {
     document: DocumentKind,
-    object: Map<String, Value>,
+    /// The object's keys in document order; a taken key's value is `None`. A list, not a
+    /// map: documents have a few dozen keys, each read once, and the launcher parses every
+    /// node and request version it sees, so hashing and re-ordering a map cost more than a
+    /// scan of short keys.
+    entries: Vec<(String, Option<Value>)>,
 }
 
 impl Fields {
@@ -20,10 +28,20 @@ impl Fields {
         if data.is_empty() {
             return Err(WireError::Empty { document });
         }
+        let mut deserializer = serde_json::Deserializer::from_slice(data);
+        if let Ok(entries) = deserializer.deserialize_map(EntriesVisitor)
+            && deserializer.end().is_ok()
+        {
+            return Ok(Fields { document, entries });
+        }
+        // Not an object, or not JSON: parse again to say which.
         let value: Value = serde_json::from_slice(data)
             .map_err(|source| WireError::InvalidJson { document, source })?;
         match value {
-            Value::Object(object) => Ok(Fields { document, object }),
+            Value::Object(object) => Ok(Fields {
+                document,
+                entries: object.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+            }),
             other => Err(WireError::NotAnObject {
                 document,
                 found: json_type(&other),
@@ -33,13 +51,18 @@ impl Fields {
 
     /// Removes and returns `key`; `None` when absent (JSON null is `Some(Null)`).
     pub(crate) fn take(&mut self, key: &str) -> Option<Value> {
-        // shift_remove keeps the order of the keys left over.
-        self.object.shift_remove(key)
+        self.entries
+            .iter_mut()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, value)| value.take())
     }
 
-    /// The keys not taken yet.
+    /// The keys not taken yet, in document order.
     pub(crate) fn into_remaining(self) -> Map<String, Value> {
-        self.object
+        self.entries
+            .into_iter()
+            .filter_map(|(key, value)| value.map(|v| (key, v)))
+            .collect()
     }
 
     pub(crate) fn wrong_type(
@@ -194,6 +217,52 @@ impl Fields {
     }
 }
 
+/// A JSON object's members in order. A repeated key keeps its first place and its last
+/// value, as Python's `json.loads` (and serde_json's ordered map) do.
+struct EntriesVisitor;
+
+impl<'de> Visitor<'de> for EntriesVisitor {
+    type Value = Vec<(String, Option<Value>)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        // Repeated keys are found by a scan while the object is small, by an index built
+        // once it grows past that (a znode of many thousand keys must not take quadratic time).
+        const SCANNED: usize = 64;
+        // serde_json gives no size hint; a node has about 35 keys.
+        let mut entries: Self::Value = Vec::with_capacity(map.size_hint().unwrap_or(40).min(64));
+        let mut index: HashMap<String, usize> = HashMap::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let value: Value = map.next_value()?;
+            if entries.len() == SCANNED && index.is_empty() {
+                index = entries
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (k, _))| (k.clone(), i))
+                    .collect();
+            }
+            let seen = if index.is_empty() {
+                entries.iter().position(|(k, _)| *k == key)
+            } else {
+                index.get(&key).copied()
+            };
+            match seen {
+                Some(i) => entries[i].1 = Some(value),
+                None => {
+                    if !index.is_empty() {
+                        index.insert(key.clone(), entries.len());
+                    }
+                    entries.push((key, Some(value)));
+                }
+            }
+        }
+        Ok(entries)
+    }
+}
+
 /// The JSON type name of a value, for messages.
 pub(crate) fn json_type(value: &Value) -> &'static str {
     match value {
@@ -264,6 +333,51 @@ mod tests {
             Fields::parse(DocumentKind::Node, b"null"),
             Err(WireError::NotAnObject { found: "null", .. })
         ));
+    }
+
+    #[test]
+    fn trailing_data_is_invalid_json() {
+        assert!(matches!(
+            Fields::parse(DocumentKind::Node, br#"{"a": 1} x"#),
+            Err(WireError::InvalidJson { .. })
+        ));
+        assert!(matches!(
+            Fields::parse(DocumentKind::Node, br#"{"a": 1}{"b": 2}"#),
+            Err(WireError::InvalidJson { .. })
+        ));
+        assert!(Fields::parse(DocumentKind::Node, b" {\"a\": 1} \n").is_ok());
+    }
+
+    #[test]
+    fn remaining_keys_keep_document_order_and_a_repeated_key_its_first_place() {
+        let mut fields = Fields::parse(
+            DocumentKind::Component,
+            br#"{"z": 1, "a": 2, "m": 3, "z": 4}"#,
+        )
+        .unwrap();
+        assert_eq!(fields.take("a"), Some(json!(2)));
+        assert_eq!(fields.take("a"), None);
+        let rest: Vec<(String, Value)> = fields.into_remaining().into_iter().collect();
+        assert_eq!(
+            rest,
+            vec![("z".to_owned(), json!(4)), ("m".to_owned(), json!(3))]
+        );
+    }
+
+    #[test]
+    fn a_large_object_with_repeated_keys_reads_like_a_small_one() {
+        let mut text = String::from("{");
+        for i in 0..200 {
+            text.push_str(&format!("\"k{i}\": {i}, "));
+        }
+        text.push_str("\"k3\": \"again\", \"k150\": \"again\", \"last\": 1}");
+        let mut fields = Fields::parse(DocumentKind::Component, text.as_bytes()).unwrap();
+        assert_eq!(fields.take("k3"), Some(json!("again")));
+        assert_eq!(fields.take("k150"), Some(json!("again")));
+        assert_eq!(fields.take("k199"), Some(json!(199)));
+        let rest = fields.into_remaining();
+        assert_eq!(rest.len(), 198);
+        assert_eq!(rest.keys().next_back().map(String::as_str), Some("last"));
     }
 
     #[test]
