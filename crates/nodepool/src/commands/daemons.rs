@@ -40,8 +40,9 @@ pub fn drivers() -> DriverRegistry {
 /// The launcher waits on the store and the clouds far more than it computes (about 1.5 ms
 /// of CPU per request in `nodepool-bench`, so one core serves hundreds of requests a
 /// second); on one thread its tasks never migrate or wake each other across threads, which
-/// measured about 20 % less CPU per request than two. Store I/O has its own thread and
-/// blocking work its own pool either way.
+/// measured about 20 % less CPU per request than two. ZooKeeper's socket and timers are on
+/// this runtime too (the vendored client, `vendor/zookeeper-client/PATCHED.md`); SQLite
+/// calls and other blocking work have their own pool.
 fn launcher_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
