@@ -10,13 +10,12 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{Harness, WAIT, eventually};
+use common::{Harness, eventually};
 use nodepool_driver::{Driver, ImageUploadSpec, Metadata};
 use nodepool_driver_container::{ContainerDriver, address, host, rootfs};
 use nodepool_model::{
     BuildId, BuildState, ImageBuild, ImageUpload, NodeState, RequestState, UploadState,
 };
-use nodepool_testkit::RequestOptions;
 
 /// The login user of the native test image (`nodepool_testkit::images`).
 const TEST_IMAGE_USER: &str = "zuul";
@@ -143,12 +142,7 @@ async fn a_container_node_serves_a_job_and_is_deleted_after_it() {
     h.drivers.push(Arc::new(ContainerDriver::new()));
     h.start_launcher().await;
 
-    let id = h
-        .zuul
-        .submit(&["ct"], RequestOptions::default())
-        .await
-        .expect("submit");
-    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
+    let (id, request) = h.submit_and_wait(&["ct"]).await;
     assert_eq!(request.state, RequestState::Fulfilled);
     let node_id = request.nodes[0];
     let node = h

@@ -40,12 +40,7 @@ async fn quota_pauses_the_pool_then_resumes_when_a_node_is_freed() {
 async fn unknown_label_fails_once_every_pool_declined() {
     let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(10), "")).await;
     h.start_launcher().await;
-    let id = h
-        .zuul
-        .submit(&["nonexistent"], RequestOptions::default())
-        .await
-        .expect("submit");
-    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
+    let (_, request) = h.submit_and_wait(&["nonexistent"]).await;
     assert_eq!(request.state, RequestState::Failed);
     assert_eq!(request.declined_by.len(), 1);
     h.shutdown().await;
@@ -80,12 +75,7 @@ async fn leaked_instance_is_deleted_on_the_second_sighting() {
 async fn held_node_expires() {
     let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(10), "")).await;
     h.start_launcher().await;
-    let id = h
-        .zuul
-        .submit(&["small"], RequestOptions::default())
-        .await
-        .expect("submit");
-    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
+    let (id, request) = h.submit_and_wait(&["small"]).await;
     let mut set = h.zuul.accept(&id, &request).await.expect("accept");
     h.zuul
         .use_nodes(&mut set, "org/project")
@@ -113,12 +103,7 @@ async fn launch_failures_are_retried_and_quota_errors_abort_then_retry() {
     let faults = "    fake-faults:\n      launch-failures: 2\n      quota-errors: 1\n";
     let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(10), faults)).await;
     h.start_launcher().await;
-    let id = h
-        .zuul
-        .submit(&["small"], RequestOptions::default())
-        .await
-        .expect("submit");
-    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
+    let (_, request) = h.submit_and_wait(&["small"]).await;
     assert_eq!(request.state, RequestState::Fulfilled);
     let ids = h
         .zuul
@@ -134,12 +119,7 @@ async fn exhausted_launch_retries_fail_the_request() {
     let faults = "    launch-retries: 2\n    fake-faults:\n      launch-failures: 2\n";
     let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(10), faults)).await;
     h.start_launcher().await;
-    let id = h
-        .zuul
-        .submit(&["small"], RequestOptions::default())
-        .await
-        .expect("submit");
-    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
+    let (id, request) = h.submit_and_wait(&["small"]).await;
     assert_eq!(request.state, RequestState::Failed);
     h.zuul.cancel(&id).await.expect("cancel");
     // The failed node (left BUILDING, unlocked) is cleaned up.
@@ -197,12 +177,7 @@ async fn declines_across_two_launchers_until_failed() {
     let mut h = Harness::sqlite(&config).await;
     h.start_launcher().await;
     h.start_launcher().await;
-    let id = h
-        .zuul
-        .submit(&["a", "b"], RequestOptions::default())
-        .await
-        .expect("submit");
-    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
+    let (_, request) = h.submit_and_wait(&["a", "b"]).await;
     assert_eq!(request.state, RequestState::Failed);
     // Two launchers, two pools each: every registered pool declined.
     assert_eq!(request.declined_by.len(), 4, "{:?}", request.declined_by);
@@ -431,12 +406,7 @@ async fn requests_naming_a_provider_go_to_it_and_pool_priority_is_respected() {
     h.start_launcher().await;
     h.wait_pools(2).await;
     // Pool priority: p-b's pool (priority 1) wins over p-a's (default 100).
-    let id = h
-        .zuul
-        .submit(&["a"], RequestOptions::default())
-        .await
-        .expect("submit");
-    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
+    let (_, request) = h.submit_and_wait(&["a"]).await;
     let node = h
         .store
         .nodes()
@@ -631,12 +601,7 @@ async fn max_hold_age_deletes_held_nodes_without_their_own_expiry() {
     let config = "max-hold-age: 1\n".to_string() + &fake_config(&[("small", 0)], Some(10), "");
     let mut h = Harness::sqlite(&config).await;
     h.start_launcher().await;
-    let id = h
-        .zuul
-        .submit(&["small"], RequestOptions::default())
-        .await
-        .expect("submit");
-    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
+    let (id, request) = h.submit_and_wait(&["small"]).await;
     let mut set = h.zuul.accept(&id, &request).await.expect("accept");
     h.zuul
         .use_nodes(&mut set, "org/project")
@@ -655,12 +620,7 @@ async fn a_create_step_that_never_answers_times_out_and_the_launch_is_retried() 
     let extra = "    launch-timeout: 1\n    fake-faults:\n      hung-creates: 1\n";
     let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(10), extra)).await;
     h.start_launcher().await;
-    let id = h
-        .zuul
-        .submit(&["small"], RequestOptions::default())
-        .await
-        .expect("submit");
-    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
+    let (id, request) = h.submit_and_wait(&["small"]).await;
     assert_eq!(request.state, RequestState::Fulfilled);
     let cloud = h.cloud("fake-provider");
     assert_eq!(cloud.faults_left().hung_creates, 0, "the first create hung");
@@ -675,12 +635,7 @@ async fn a_hung_create_on_the_last_attempt_declines_the_request() {
         "    launch-timeout: 1\n    launch-retries: 1\n    fake-faults:\n      hung-creates: 1\n";
     let mut h = Harness::sqlite(&fake_config(&[("small", 0)], Some(10), extra)).await;
     h.start_launcher().await;
-    let id = h
-        .zuul
-        .submit(&["small"], RequestOptions::default())
-        .await
-        .expect("submit");
-    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
+    let (id, request) = h.submit_and_wait(&["small"]).await;
     assert_eq!(request.state, RequestState::Failed);
     assert_eq!(request.declined_by.len(), 1);
     h.zuul.cancel(&id).await.expect("cancel");
@@ -760,12 +715,7 @@ async fn a_console_log_that_never_comes_does_not_hold_the_next_attempt() {
     let mut h = Harness::sqlite(&config).await;
     h.timing.console_log_timeout = Duration::from_millis(200);
     h.start_launcher().await;
-    let id = h
-        .zuul
-        .submit(&["small"], RequestOptions::default())
-        .await
-        .expect("submit");
-    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
+    let (id, request) = h.submit_and_wait(&["small"]).await;
     assert_eq!(request.state, RequestState::Fulfilled);
     let left = h.cloud("fake-provider").faults_left();
     assert_eq!(left.launch_failures, 0, "the first attempt failed");

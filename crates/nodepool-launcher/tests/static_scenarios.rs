@@ -70,12 +70,7 @@ async fn static_hosts_are_registered_verified_reused_and_retired() {
     assert_eq!(slots, BTreeSet::from([Some(0), Some(1)]));
 
     // A job gets one of the registered nodes; after use its slot is registered again.
-    let id = h
-        .zuul
-        .submit(&["static-label"], RequestOptions::default())
-        .await
-        .expect("submit");
-    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
+    let (id, request) = h.submit_and_wait(&["static-label"]).await;
     assert_eq!(request.state, RequestState::Fulfilled);
     assert!(
         ready.contains(&request.nodes[0]),

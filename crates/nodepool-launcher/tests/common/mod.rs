@@ -13,11 +13,11 @@ use std::time::Duration;
 use nodepool_driver::DriverRegistry;
 use nodepool_driver_fake::{FakeCloud, FakeDriver};
 use nodepool_launcher::{Launcher, LauncherOptions, Timing};
-use nodepool_model::{Node, NodeId, NodeState};
+use nodepool_model::{Node, NodeId, NodeRequest, NodeState, RequestId};
 use nodepool_store::{Backend, SqliteBackend, SqliteOptions, Store, TreeCache, paths};
 use nodepool_store_zk::{ZooKeeperBackend, ZooKeeperOptions};
 use nodepool_testkit::wait::wait_for_cache_change;
-use nodepool_testkit::{ZooKeeperServer, ZuulClient, log_errors};
+use nodepool_testkit::{RequestOptions, ZooKeeperServer, ZuulClient, log_errors};
 
 pub const WAIT: Duration = Duration::from_secs(30);
 
@@ -119,6 +119,17 @@ impl Harness {
         self.launchers.len() - 1
     }
 
+    /// Submits a request for `labels` as Zuul does and waits until it is answered.
+    pub async fn submit_and_wait(&self, labels: &[&str]) -> (RequestId, NodeRequest) {
+        let id = self
+            .zuul
+            .submit(labels, RequestOptions::default())
+            .await
+            .expect("submit");
+        let request = self.zuul.wait(&id, WAIT).await.expect("wait");
+        (id, request)
+    }
+
     /// Stops a launcher gracefully and closes its session.
     pub async fn stop_launcher(&mut self, index: usize) {
         let (launcher, store) = self.launchers.remove(index);
@@ -174,11 +185,11 @@ impl Harness {
     /// Waits until one of `ids` not in `done` is fulfilled and returns it.
     pub async fn wait_requests_fulfilled(
         &self,
-        ids: &[&nodepool_model::RequestId],
-        done: &[nodepool_model::RequestId],
-    ) -> nodepool_model::RequestId {
+        ids: &[&RequestId],
+        done: &[RequestId],
+    ) -> RequestId {
         let store = self.store.clone();
-        let ids: Vec<nodepool_model::RequestId> = ids.iter().map(|i| (*i).clone()).collect();
+        let ids: Vec<RequestId> = ids.iter().map(|i| (*i).clone()).collect();
         let done = done.to_vec();
         nodepool_testkit::wait::wait_for_store_change(
             self.store.backend().as_ref(),
@@ -209,7 +220,7 @@ impl Harness {
     pub async fn running_job(
         &self,
         labels: &[&str],
-        options: nodepool_testkit::RequestOptions,
+        options: RequestOptions,
     ) -> nodepool_testkit::NodeSet {
         let id = self.zuul.submit(labels, options).await.expect("submit");
         let request = self.zuul.wait(&id, WAIT).await.expect("wait");
@@ -223,7 +234,7 @@ impl Harness {
     }
 
     /// Waits until a launcher accepted the request (pending: waiting for quota or nodes).
-    pub async fn wait_pending(&self, id: &nodepool_model::RequestId) {
+    pub async fn wait_pending(&self, id: &RequestId) {
         eventually("the request is pending", || async {
             self.store
                 .requests()

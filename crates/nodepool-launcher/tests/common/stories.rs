@@ -15,12 +15,7 @@ pub fn single_label_config() -> String {
 /// then deleted with its server.
 pub async fn single_label_request_is_fulfilled_used_and_deleted(mut h: Harness) {
     h.start_launcher().await;
-    let id = h
-        .zuul
-        .submit(&["small"], RequestOptions::default())
-        .await
-        .expect("submit");
-    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
+    let (id, request) = h.submit_and_wait(&["small"]).await;
     assert_eq!(request.state, RequestState::Fulfilled);
     assert_eq!(request.nodes.len(), 1);
     let node = h
@@ -76,12 +71,7 @@ pub fn multi_label_config() -> String {
 /// Several labels, one repeated: the nodes are listed in request order.
 pub async fn multi_label_request_lists_nodes_in_request_order(mut h: Harness) {
     h.start_launcher().await;
-    let id = h
-        .zuul
-        .submit(&["b", "a", "b"], RequestOptions::default())
-        .await
-        .expect("submit");
-    let request = h.zuul.wait(&id, WAIT).await.expect("wait");
+    let (id, request) = h.submit_and_wait(&["b", "a", "b"]).await;
     assert_eq!(request.state, RequestState::Fulfilled);
     let mut labels = Vec::new();
     for node_id in &request.nodes {
