@@ -324,6 +324,20 @@ async fn partition_suspends_and_keeps_the_session() {
             .is_some(),
         "re-listing finds the change made meanwhile"
     );
+    // The watch itself is registered again on the reconnected session.
+    let made_after = format!("{root}/made-after");
+    other
+        .create(&made_after, b"", CreateMode::Persistent, false)
+        .await
+        .expect("create after the partition");
+    loop {
+        match next_event(&mut watch).await {
+            WatchEvent::Created(path) if path == made_after => break,
+            WatchEvent::Resync => continue,
+            WatchEvent::Created(path) if path == made_meanwhile => continue,
+            other => panic!("unexpected event after the partition: {other:?}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,10 +5,13 @@
 //! directory; the lowest sequence holds the lock; the others wait for the contender just
 //! before them to go away.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backend::{Backend, CreateMode, Op, OpResult, StoreError, StoreResult, join};
+use crate::backend::{
+    Backend, CreateMode, Op, OpResult, SessionState, StoreError, StoreResult, join,
+};
 
 const LOCK_MARKER: &str = "__lock__";
 
@@ -160,8 +163,13 @@ pub async fn acquire_expecting(
     let missing = match expect {
         LockDir::Missing => true,
         LockDir::Exists => false,
-        LockDir::Unknown => backend.exists(dir).await?.is_none(),
+        LockDir::Unknown => retry_suspended(backend.as_ref(), deadline, || backend.exists(dir))
+            .await?
+            .is_none(),
     };
+    // Whether a contender of ours may exist though no answer said so: a create whose answer
+    // was cut off by a lost connection may have been applied.
+    let mut maybe_created = false;
     if missing {
         // kazoo's `ensure_path` and contender create, as one transaction: in a directory
         // that did not exist, ours is the only contender and holds the lock.
@@ -181,76 +189,216 @@ pub async fn acquire_expecting(
             }
             // Someone made the directory meanwhile (or the guess was wrong).
             Err(StoreError::NodeExists(_)) => {}
+            Err(StoreError::Suspended) => {
+                await_connection(backend.as_ref(), deadline).await?;
+                maybe_created = true;
+            }
             // Its parent is missing, or the backend has no transactions: the recipe's
             // own steps.
-            _ => ensure_path(backend.as_ref(), dir).await?,
+            _ => {
+                retry_suspended(backend.as_ref(), deadline, || {
+                    ensure_path(backend.as_ref(), dir)
+                })
+                .await?
+            }
         }
     }
     loop {
-        let node = match backend
-            .create(
-                &prefix,
-                identifier.as_bytes(),
-                CreateMode::EphemeralSequential,
-                false,
-            )
-            .await
-        {
-            Ok(node) => node,
-            // The directory vanished (a node deleted meanwhile): recreate it as kazoo does.
-            Err(StoreError::NoNode(_)) => {
-                ensure_path(backend.as_ref(), dir).await?;
-                continue;
-            }
-            Err(e) => return Err(e),
+        let found = if maybe_created {
+            maybe_created = false;
+            own_contender(backend.as_ref(), dir, &prefix, deadline).await?
+        } else {
+            None
         };
-        let own_name = node.rsplit('/').next().unwrap_or_default().to_string();
-        let own_sequence = contender_sequence(&own_name)
-            .unwrap_or_default()
-            .to_string();
-        loop {
-            let names = contenders(backend.as_ref(), dir).await?;
-            if !names.contains(&own_name) {
-                // Our contender vanished (session lost): start again.
-                break;
-            }
-            let predecessor = names
-                .iter()
-                .rfind(|n| contender_sequence(n).is_some_and(|s| s < own_sequence.as_str()))
-                .cloned();
-            let Some(predecessor) = predecessor else {
+        let node = match found {
+            Some(node) => node,
+            None => match backend
+                .create(
+                    &prefix,
+                    identifier.as_bytes(),
+                    CreateMode::EphemeralSequential,
+                    false,
+                )
+                .await
+            {
+                Ok(node) => node,
+                // The directory vanished (a node deleted meanwhile): recreate it as kazoo
+                // does.
+                Err(StoreError::NoNode(_)) => {
+                    retry_suspended(backend.as_ref(), deadline, || {
+                        ensure_path(backend.as_ref(), dir)
+                    })
+                    .await?;
+                    continue;
+                }
+                // kazoo retries the create and then looks for its own contender by name.
+                Err(StoreError::Suspended) => {
+                    await_connection(backend.as_ref(), deadline).await?;
+                    maybe_created = true;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        match wait_in_line(&backend, dir, &node, wait, deadline).await {
+            Ok(Some(true)) => {
                 return Ok(Some(Lock {
                     backend,
                     node,
                     dir: dir.to_string(),
                 }));
-            };
-            let remaining = match (wait, deadline) {
-                (LockWait::NonBlocking, _) => {
-                    remove_contender(backend.as_ref(), &node).await;
-                    return Ok(None);
-                }
-                (_, Some(deadline)) => match deadline.checked_duration_since(Instant::now()) {
-                    Some(remaining) if !remaining.is_zero() => Some(remaining),
-                    _ => {
-                        remove_contender(backend.as_ref(), &node).await;
-                        return Err(StoreError::Timeout);
-                    }
-                },
-                _ => None,
-            };
-            backend
-                .wait_deleted(&join(dir, &predecessor), remaining)
-                .await?;
+            }
+            // Our contender vanished (session lost): start again.
+            Ok(Some(false)) => continue,
+            Ok(None) => {
+                remove_contender(&backend, &node).await;
+                return Ok(None);
+            }
+            // A contender left behind would keep everyone after it waiting for as long as
+            // the session lives.
+            Err(e) => {
+                remove_contender(&backend, &node).await;
+                return Err(e);
+            }
         }
     }
 }
 
-async fn remove_contender(backend: &dyn Backend, node: &str) {
-    if let Err(e) = backend.delete(node, None).await
-        && !matches!(e, StoreError::NoNode(_))
-    {
-        tracing::warn!(node, error = %e, "could not remove a lock contender");
+/// Waits until our contender `node` is the lowest in `dir`: `Some(true)` then, `Some(false)`
+/// if it vanished (the session was lost), `None` when a non-blocking attempt finds the lock
+/// held, `Err(Timeout)` when the deadline passes. A suspended connection is waited out.
+async fn wait_in_line(
+    backend: &Arc<dyn Backend>,
+    dir: &str,
+    node: &str,
+    wait: LockWait,
+    deadline: Option<Instant>,
+) -> StoreResult<Option<bool>> {
+    let own_name = node.rsplit('/').next().unwrap_or_default().to_string();
+    let own_sequence = contender_sequence(&own_name)
+        .unwrap_or_default()
+        .to_string();
+    loop {
+        let names = retry_suspended(backend.as_ref(), deadline, || {
+            contenders(backend.as_ref(), dir)
+        })
+        .await?;
+        if !names.contains(&own_name) {
+            return Ok(Some(false));
+        }
+        let predecessor = names
+            .iter()
+            .rfind(|n| contender_sequence(n).is_some_and(|s| s < own_sequence.as_str()))
+            .cloned();
+        let Some(predecessor) = predecessor else {
+            return Ok(Some(true));
+        };
+        if wait == LockWait::NonBlocking {
+            return Ok(None);
+        }
+        let remaining = remaining(deadline)?;
+        let predecessor = join(dir, &predecessor);
+        retry_suspended(backend.as_ref(), deadline, || {
+            backend.wait_deleted(&predecessor, remaining)
+        })
+        .await?;
+    }
+}
+
+/// Time left before `deadline` (`None`: no deadline); `Err(Timeout)` once it has passed.
+fn remaining(deadline: Option<Instant>) -> StoreResult<Option<Duration>> {
+    match deadline {
+        None => Ok(None),
+        Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+            Some(left) if !left.is_zero() => Ok(Some(left)),
+            _ => Err(StoreError::Timeout),
+        },
+    }
+}
+
+/// The shortest pause between attempts while the connection is suspended: a call can fail
+/// a moment before the session state says so.
+const SUSPENDED_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Waits until the connection is no longer suspended (connected again, or the session lost,
+/// which the next call reports), for at most until `deadline`.
+async fn await_connection(backend: &dyn Backend, deadline: Option<Instant>) -> StoreResult<()> {
+    let mut states = backend.session_state();
+    let wait = async {
+        tokio::time::sleep(SUSPENDED_RETRY_PAUSE).await;
+        states
+            .wait_for(|state| *state != SessionState::Suspended)
+            .await
+            .map(|_| ())
+            .map_err(|_| StoreError::SessionLost)
+    };
+    match remaining(deadline)? {
+        Some(left) => tokio::time::timeout(left, wait)
+            .await
+            .map_err(|_| StoreError::Timeout)?,
+        None => wait.await,
+    }
+}
+
+/// Runs `step` again each time it fails because the connection is suspended, as kazoo's
+/// lock retries through a reconnect: the session (and our contender) may well survive.
+async fn retry_suspended<T, F, Fut>(
+    backend: &dyn Backend,
+    deadline: Option<Instant>,
+    mut step: F,
+) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = StoreResult<T>>,
+{
+    loop {
+        match step().await {
+            Err(StoreError::Suspended) => await_connection(backend, deadline).await?,
+            other => return other,
+        }
+    }
+}
+
+/// Our contender in `dir` (its name starts with our `prefix`'s unique part), if a create
+/// whose answer was lost made one.
+async fn own_contender(
+    backend: &dyn Backend,
+    dir: &str,
+    prefix: &str,
+    deadline: Option<Instant>,
+) -> StoreResult<Option<String>> {
+    let own = prefix.rsplit('/').next().unwrap_or_default();
+    let names = retry_suspended(backend, deadline, || contenders(backend, dir)).await?;
+    Ok(names
+        .into_iter()
+        .find(|name| name.starts_with(own))
+        .map(|name| join(dir, &name)))
+}
+
+/// How long removing a contender waits for a suspended connection to come back.
+const REMOVE_LIMIT: Duration = Duration::from_secs(60);
+
+/// Removes a contender we give up on. When the connection is suspended, a background task
+/// waits it out (for a while) and removes it then, rather than leaving it behind.
+async fn remove_contender(backend: &Arc<dyn Backend>, node: &str) {
+    match backend.delete(node, None).await {
+        Ok(()) | Err(StoreError::NoNode(_)) => {}
+        Err(StoreError::Suspended) => {
+            let backend = backend.clone();
+            let node = node.to_string();
+            tokio::spawn(async move {
+                let deadline = Some(Instant::now() + REMOVE_LIMIT);
+                let removed =
+                    retry_suspended(backend.as_ref(), deadline, || backend.delete(&node, None))
+                        .await;
+                if let Err(e) = removed
+                    && !matches!(e, StoreError::NoNode(_))
+                {
+                    tracing::warn!(node, error = %e, "could not remove a lock contender");
+                }
+            });
+        }
+        Err(e) => tracing::warn!(node, error = %e, "could not remove a lock contender"),
     }
 }
 

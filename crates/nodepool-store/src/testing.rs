@@ -1222,3 +1222,171 @@ macro_rules! conformance_tests {
         )*
     };
 }
+
+/// What a backend whose service can be interrupted while sessions live provides to the
+/// outage cases ([`outage_tests!`]): a ZooKeeper server killed and started again on its
+/// data, an ensemble's leader killed. Sessions survive such an outage; what the cases check
+/// is that everything a client had registered (persistent and one-shot watches, caches, lock
+/// waiters) works again afterwards on the same session.
+#[async_trait]
+pub trait OutageHarness: Send + Sync {
+    /// A new client with its own session.
+    async fn client(&self) -> Arc<dyn Backend>;
+    /// Interrupts the service every client of this harness uses, without expiring sessions,
+    /// and returns once it serves again (clients may still be reconnecting).
+    async fn outage(&self);
+}
+
+/// Waits until `client` is connected again after an outage, then makes one round trip on
+/// it: requests on one connection are answered in order, so whatever the client re-sent on
+/// reconnecting (its watches) has reached the server when this returns.
+async fn reconnected(client: &Arc<dyn Backend>, session: i64) {
+    let mut states = client.session_state();
+    tokio::time::timeout(WAIT, states.wait_for(|s| *s == SessionState::Connected))
+        .await
+        .expect("the client reconnects after the outage")
+        .expect("the backend is alive");
+    tokio::time::timeout(WAIT, async {
+        // A connection can drop again while an ensemble settles: retry until one answers.
+        while client.exists("/").await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the client answers after reconnecting");
+    assert_eq!(
+        client.session_id(),
+        session,
+        "the session survives the outage (it must not have expired)"
+    );
+}
+
+/// A client connected after the outage, to make changes with.
+async fn fresh_client(h: &dyn OutageHarness) -> Arc<dyn Backend> {
+    let client = h.client().await;
+    let session = client.session_id();
+    reconnected(&client, session).await;
+    client
+}
+
+pub async fn watch_sees_changes_after_outage(h: &dyn OutageHarness) {
+    let a = h.client().await;
+    let root = root();
+    let old = format!("{root}/old");
+    a.create(&old, b"1", CreateMode::Persistent, true)
+        .await
+        .expect("seed");
+    let mut watch = a.watch(&root).await.expect("watch");
+    let session = a.session_id();
+
+    h.outage().await;
+    reconnected(&a, session).await;
+    let b = fresh_client(h).await;
+    let new = format!("{root}/new");
+    b.create(&new, b"", CreateMode::Persistent, false)
+        .await
+        .expect("create");
+    assert_eq!(
+        next_event(&mut watch, |e| !matches!(e, WatchEvent::Resync)).await,
+        WatchEvent::Created(new),
+        "a create after the outage is seen"
+    );
+    b.set(&old, b"2", None).await.expect("set");
+    assert_eq!(
+        next_event(&mut watch, |e| !matches!(e, WatchEvent::Resync)).await,
+        WatchEvent::Changed(old.clone()),
+        "a set after the outage is seen"
+    );
+    b.delete(&old, None).await.expect("delete");
+    assert_eq!(
+        next_event(&mut watch, |e| !matches!(e, WatchEvent::Resync)).await,
+        WatchEvent::Deleted(old),
+        "a delete after the outage is seen"
+    );
+}
+
+pub async fn cache_follows_changes_after_outage(h: &dyn OutageHarness) {
+    let a = h.client().await;
+    let root = root();
+    let nodes = format!("{root}/nodes");
+    let old = format!("{nodes}/0000000001");
+    a.create(&old, b"before", CreateMode::Persistent, true)
+        .await
+        .expect("seed");
+    let cache = crate::cache::TreeCache::start(a.clone(), &nodes)
+        .await
+        .expect("cache");
+    let session = a.session_id();
+
+    h.outage().await;
+    reconnected(&a, session).await;
+    let b = fresh_client(h).await;
+    let new = format!("{nodes}/0000000002");
+    b.create(&new, b"new", CreateMode::Persistent, false)
+        .await
+        .expect("create");
+    cache_until(&cache, "the node created after the outage", |c| {
+        c.get(&new).is_some_and(|e| e.data == b"new")
+    })
+    .await;
+    b.set(&old, b"after", None).await.expect("set");
+    cache_until(&cache, "the data set after the outage", |c| {
+        c.get(&old).is_some_and(|e| e.data == b"after")
+    })
+    .await;
+    b.delete(&old, None).await.expect("delete");
+    cache_until(&cache, "the node deleted after the outage gone", |c| {
+        c.get(&old).is_none()
+    })
+    .await;
+}
+
+pub async fn lock_waiter_after_outage(h: &dyn OutageHarness) {
+    let a = h.client().await;
+    let b = h.client().await;
+    let dir = format!("{}/images/debian/lock", root());
+    let held = Store::new(a.clone())
+        .lock(&dir, "", LockWait::NonBlocking)
+        .await
+        .expect("lock")
+        .expect("free lock is acquired");
+    let (a_session, b_session) = (a.session_id(), b.session_id());
+    // The waiter watches its predecessor with a one-shot watch.
+    let waiter = {
+        let b = Store::new(b.clone());
+        let dir = dir.clone();
+        tokio::spawn(async move { b.lock(&dir, "", LockWait::Timeout(WAIT * 2)).await })
+    };
+    wait_for_contenders(&Store::new(a.clone()), &dir, 2).await;
+
+    h.outage().await;
+    reconnected(&a, a_session).await;
+    reconnected(&b, b_session).await;
+    held.release().await.expect("release after the outage");
+    let taken = waiter
+        .await
+        .expect("waiter task")
+        .expect("the waiter's lock call succeeds")
+        .expect("the waiter gets the lock once it is released after the outage");
+    taken.release().await.expect("release");
+}
+
+/// Expands to one test per outage case; `$harness` is an async expression giving a value
+/// implementing [`OutageHarness`].
+#[macro_export]
+macro_rules! outage_tests {
+    ($harness:expr) => {
+        $crate::outage_tests!(@cases $harness;
+            watch_sees_changes_after_outage, cache_follows_changes_after_outage,
+            lock_waiter_after_outage);
+    };
+    (@cases $harness:expr; $($case:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let harness = $harness;
+                $crate::testing::$case(&harness).await;
+            }
+        )*
+    };
+}

@@ -42,5 +42,5 @@ pub mod zuul;
 pub use certificates::ClientTls;
 pub use proxy::TcpProxy;
 pub use sshd::{SshdError, SshdHost};
-pub use zookeeper::{ServerOptions, StartError, ZooKeeperServer};
+pub use zookeeper::{ServerOptions, StartError, ZooKeeperEnsemble, ZooKeeperServer};
 pub use zuul::{NodeSet, RequestOptions, ZuulClient, ZuulError};

@@ -7,8 +7,9 @@
 //! dropped: without the wrapper every test binary would leave a JVM behind. On the
 //! closed-pipe path the wrapper also removes the server's directory.
 //!
-//! Readiness is polled: the `ruok` four-letter word on the plain port must answer `imok`,
-//! and the TLS port (bound last) must accept connections.
+//! Readiness is polled: the `ruok` four-letter word on the plain port must answer `imok`
+//! (an ensemble member's `srvr` must name its mode), and the TLS port (bound last) must
+//! accept connections. [`ZooKeeperEnsemble`] runs several servers as one ensemble.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -141,8 +142,18 @@ pub struct ZooKeeperServer {
     tls_port: Option<u16>,
     client_tls: Option<ClientTls>,
     startup_timeout: Duration,
+    /// Set for a member of a [`ZooKeeperEnsemble`]; `None` for a standalone server.
+    quorum: Option<Quorum>,
     /// The wrapper process while the server runs; `None` after [`ZooKeeperServer::stop`].
     process: Option<ServerProcess>,
+}
+
+/// A server's place in an ensemble: its id and every member's quorum and election ports.
+#[derive(Debug, Clone)]
+struct Quorum {
+    myid: usize,
+    /// `server.<id>=127.0.0.1:<quorum port>:<election port>` for every member, this one too.
+    members: String,
 }
 
 #[derive(Debug)]
@@ -155,16 +166,8 @@ struct ServerProcess {
 impl ZooKeeperServer {
     /// Starts a server and waits until it serves clients.
     pub fn start(options: ServerOptions) -> Result<ZooKeeperServer, StartError> {
-        for jar in CLASSPATH_JARS {
-            let path = Path::new(JAVA_DIR).join(jar);
-            if !path.exists() {
-                return Err(StartError::NotInstalled(path));
-            }
-        }
-        let dir = tempfile::Builder::new()
-            .prefix("nodepool-zookeeper-")
-            .tempdir()
-            .map_err(|e| StartError::io("create a temporary directory", e))?;
+        check_installed()?;
+        let dir = server_directory()?;
         let tls = if options.tls {
             Some(certificates::generate(&dir.path().join("tls"))?)
         } else {
@@ -176,6 +179,7 @@ impl ZooKeeperServer {
             tls_port: None,
             client_tls: tls.as_ref().map(|(client, _)| client.clone()),
             startup_timeout: options.startup_timeout,
+            quorum: None,
             process: None,
         };
         // Free ports are found by binding port 0 and releasing it, so another process may
@@ -236,6 +240,16 @@ impl ZooKeeperServer {
         let mut answer = String::new();
         stream.read_to_string(&mut answer)?;
         Ok(answer)
+    }
+
+    /// `leader`, `follower` or `standalone` while the server serves clients (`srvr`'s
+    /// `Mode:` line); `None` while it is down or not in a quorum.
+    pub fn mode(&self) -> Option<String> {
+        let answer = self.four_letter_word("srvr").ok()?;
+        answer
+            .lines()
+            .find_map(|line| line.strip_prefix("Mode: "))
+            .map(|mode| mode.trim().to_string())
     }
 
     /// Kills the server (SIGKILL, like a crash) and keeps its data, so
@@ -302,6 +316,16 @@ impl ZooKeeperServer {
                 tls.truststore.display(),
             ));
         }
+        if let Some(quorum) = &self.quorum {
+            // Short limits so a lost leader is replaced within a few seconds.
+            config.push_str("initLimit=10\nsyncLimit=5\n");
+            config.push_str(&quorum.members);
+            fs::create_dir_all(&data)
+                .map_err(|e| StartError::io(format!("create {}", data.display()), e))?;
+            let myid = data.join("myid");
+            fs::write(&myid, format!("{}\n", quorum.myid))
+                .map_err(|e| StartError::io(format!("write {}", myid.display()), e))?;
+        }
         let path = self.config_path();
         fs::write(&path, config).map_err(|e| StartError::io(format!("write {}", path.display()), e))
     }
@@ -309,6 +333,13 @@ impl ZooKeeperServer {
     /// Starts the wrapper and java, and waits for readiness; on failure nothing is left
     /// running.
     fn launch(&mut self) -> Result<(), StartError> {
+        let log_start = self.spawn()?;
+        self.await_ready(log_start)
+    }
+
+    /// Starts the wrapper and java without waiting; returns the log's length before, for
+    /// [`ZooKeeperServer::await_ready`]'s error.
+    fn spawn(&mut self) -> Result<u64, StartError> {
         let log_path = self.log_path();
         let log_start = fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
         let log = File::options()
@@ -332,7 +363,12 @@ impl ZooKeeperServer {
             .args(JVM_OPTIONS)
             .arg("-cp")
             .arg(classpath)
-            .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
+            .arg(if self.quorum.is_some() {
+                // ZooKeeperServerMain ignores `server.N` lines and runs standalone.
+                "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+            } else {
+                "org.apache.zookeeper.server.ZooKeeperServerMain"
+            })
             .arg(self.config_path())
             .env("NODEPOOL_TESTKIT_DIR", self.dir.path())
             .current_dir(self.dir.path())
@@ -349,6 +385,12 @@ impl ZooKeeperServer {
             ));
         };
         self.process = Some(ServerProcess { wrapper, control });
+        Ok(log_start)
+    }
+
+    /// Waits until the spawned server serves; on failure it is stopped and the error carries
+    /// its log since `log_start`.
+    fn await_ready(&mut self, log_start: u64) -> Result<(), StartError> {
         match self.wait_until_ready() {
             Ok(()) => Ok(()),
             Err(e) => {
@@ -399,9 +441,14 @@ impl ZooKeeperServer {
     }
 
     fn is_ready(&self) -> bool {
-        let serving = self
-            .four_letter_word("ruok")
-            .is_ok_and(|answer| answer == "imok");
+        // An ensemble member answers `ruok` before it has joined a quorum; `srvr` names its
+        // mode only once it serves.
+        let serving = if self.quorum.is_some() {
+            self.mode().is_some()
+        } else {
+            self.four_letter_word("ruok")
+                .is_ok_and(|answer| answer == "imok")
+        };
         let tls_bound = self.tls_port.is_none_or(|port| {
             let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
             TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_ok()
@@ -448,6 +495,166 @@ fn wait_or_kill(wrapper: &mut Child) -> io::Result<()> {
         std::thread::sleep(Duration::from_millis(10));
     }
     Ok(())
+}
+
+fn check_installed() -> Result<(), StartError> {
+    for jar in CLASSPATH_JARS {
+        let path = Path::new(JAVA_DIR).join(jar);
+        if !path.exists() {
+            return Err(StartError::NotInstalled(path));
+        }
+    }
+    Ok(())
+}
+
+fn server_directory() -> Result<tempfile::TempDir, StartError> {
+    tempfile::Builder::new()
+        .prefix("nodepool-zookeeper-")
+        .tempdir()
+        .map_err(|e| StartError::io("create a temporary directory", e))
+}
+
+/// Several ZooKeeper servers forming one ensemble on loopback (each a [`ZooKeeperServer`]
+/// with its own directory and ports), for tests of leader loss and of sessions moving between
+/// servers. With TLS, every member serves the same certificate and trusts the same CA.
+#[derive(Debug)]
+pub struct ZooKeeperEnsemble {
+    /// Holds the shared TLS material; each member's own directory holds the rest.
+    _dir: tempfile::TempDir,
+    servers: Vec<ZooKeeperServer>,
+}
+
+impl ZooKeeperEnsemble {
+    /// Starts `size` servers and waits until each serves as leader or follower.
+    pub fn start(size: usize, options: ServerOptions) -> Result<ZooKeeperEnsemble, StartError> {
+        check_installed()?;
+        let dir = server_directory()?;
+        let tls = if options.tls {
+            Some(certificates::generate(&dir.path().join("tls"))?)
+        } else {
+            None
+        };
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let mut servers = Vec::with_capacity(size);
+            let mut members = String::new();
+            for myid in 1..=size {
+                let (quorum_port, election_port) = (free_port()?, free_port()?);
+                members.push_str(&format!(
+                    "server.{myid}=127.0.0.1:{quorum_port}:{election_port}\n"
+                ));
+                servers.push(ZooKeeperServer {
+                    dir: server_directory()?,
+                    plain_port: free_port()?,
+                    tls_port: match tls {
+                        Some(_) => Some(free_port()?),
+                        None => None,
+                    },
+                    client_tls: tls.as_ref().map(|(client, _)| client.clone()),
+                    startup_timeout: options.startup_timeout,
+                    quorum: Some(Quorum {
+                        myid,
+                        members: String::new(),
+                    }),
+                    process: None,
+                });
+            }
+            let mut log_starts = Vec::with_capacity(size);
+            for server in &mut servers {
+                if let Some(quorum) = &mut server.quorum {
+                    quorum.members = members.clone();
+                }
+                server.write_config(tls.as_ref().map(|(_, server)| server))?;
+                log_starts.push(server.spawn()?);
+            }
+            // Dropping the others on an error stops them too.
+            let ready = servers
+                .iter_mut()
+                .zip(log_starts)
+                .try_for_each(|(server, log_start)| server.await_ready(log_start));
+            match ready {
+                Ok(()) => return Ok(ZooKeeperEnsemble { _dir: dir, servers }),
+                Err(StartError::Exited { log, .. })
+                    if attempts < 3 && log.contains("Address already in use") =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    pub fn servers(&self) -> &[ZooKeeperServer] {
+        &self.servers
+    }
+
+    pub fn server_mut(&mut self, index: usize) -> &mut ZooKeeperServer {
+        &mut self.servers[index]
+    }
+
+    /// Every member's plaintext client address.
+    pub fn plain_addresses(&self) -> Vec<String> {
+        self.servers
+            .iter()
+            .map(ZooKeeperServer::plain_address)
+            .collect()
+    }
+
+    /// Every member's TLS client address, if the ensemble was started with TLS.
+    pub fn tls_addresses(&self) -> Option<Vec<String>> {
+        self.servers
+            .iter()
+            .map(ZooKeeperServer::tls_address)
+            .collect()
+    }
+
+    /// The CA, client certificate and key every member's TLS port accepts.
+    pub fn client_tls(&self) -> Option<&ClientTls> {
+        self.servers.first().and_then(ZooKeeperServer::client_tls)
+    }
+
+    /// The index of the member that is leader now, if one is.
+    pub fn leader(&self) -> Option<usize> {
+        self.servers
+            .iter()
+            .position(|server| server.is_running() && server.mode().as_deref() == Some("leader"))
+    }
+
+    /// Waits (polling `srvr`, nothing else tells) until a running member leads and every
+    /// other running member follows it, for at most `timeout`; returns the leader's index.
+    pub fn wait_for_quorum(&self, timeout: Duration) -> Result<usize, StartError> {
+        let started = Instant::now();
+        loop {
+            let modes: Vec<Option<String>> = self
+                .servers
+                .iter()
+                .filter(|server| server.is_running())
+                .map(ZooKeeperServer::mode)
+                .collect();
+            let leaders = modes
+                .iter()
+                .filter(|m| m.as_deref() == Some("leader"))
+                .count();
+            let followers = modes
+                .iter()
+                .filter(|m| m.as_deref() == Some("follower"))
+                .count();
+            if leaders == 1
+                && leaders + followers == modes.len()
+                && let Some(leader) = self.leader()
+            {
+                return Ok(leader);
+            }
+            if started.elapsed() > timeout {
+                return Err(StartError::NotReady {
+                    waited: started.elapsed(),
+                    log: format!("no quorum; members' modes: {modes:?}"),
+                });
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
 }
 
 fn free_port() -> Result<u16, StartError> {

@@ -421,12 +421,14 @@ impl WatchManager {
         }
     }
 
+    // Patched for nodepool (PATCHED.md): upstream cleared only `paths[..=i]`; every list
+    // sent is cleared now, so a split request never sends a path twice.
     fn send_and_clear_watches(&self, last_zxid: i64, paths: &mut [Vec<&str>; 5], i: usize, depot: &mut Depot) {
         let (n, op_code) = if i <= 2 { (3, OpCode::SetWatches) } else { (5, OpCode::SetWatches2) };
         let request = SetWatchesRequest { relative_zxid: last_zxid, paths: &paths[..n] };
         let operation = SessionOperation::new(op_code, &request);
         depot.push_operation(Operation::Session(operation));
-        paths[..=i].iter_mut().for_each(|v| v.clear());
+        paths[..n].iter_mut().for_each(|v| v.clear());
     }
 
     pub fn resend_watches(&self, last_zxid: i64, depot: &mut Depot) {
@@ -443,7 +445,10 @@ impl WatchManager {
                 if !contains[i] {
                     contains[i] = true;
                     paths[i].push(path.as_str());
-                    index = index.max(index);
+                    // Patched for nodepool (PATCHED.md): upstream wrote `index.max(index)`,
+                    // so `index` stayed 0 and persistent watches (lists 3 and 4) were never
+                    // sent again after a reconnect: SetWatches instead of SetWatches2.
+                    index = index.max(i);
                     bytes += path.len();
                     if bytes > SET_WATCHES_MAX_BYTES {
                         self.send_and_clear_watches(last_zxid, &mut paths, index, depot);
