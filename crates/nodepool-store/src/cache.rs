@@ -13,12 +13,16 @@
 //! already shows it. (Paths found by a walk have no count and are always read.)
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, RwLock};
+use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::backend::{Backend, Stat, StoreError, StoreResult, WatchEvent, join};
+use crate::staleness;
 
 /// One cached znode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +46,44 @@ pub struct TreeCache {
     /// what changed instead of walking the whole subtree.
     journal: Arc<Mutex<Journal>>,
     follower: JoinHandle<()>,
+    /// The staleness guard ([`staleness`]), if enabled.
+    auditor: Option<JoinHandle<()>>,
+}
+
+/// How a [`TreeCache`] follows its subtree.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheOptions {
+    /// Znodes followed by existence only (see [`ExistenceOnly`]).
+    pub existence_only: ExistenceOnly,
+    /// The staleness guard's period and grace; `None` turns it off.
+    pub audit: Option<Audit>,
+}
+
+impl Default for CacheOptions {
+    fn default() -> CacheOptions {
+        CacheOptions {
+            existence_only: |_| false,
+            audit: Some(Audit::default()),
+        }
+    }
+}
+
+/// When the staleness guard compares the cache with the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Audit {
+    /// Time between two comparisons.
+    pub interval: Duration,
+    /// How long a difference may last before the cache counts as stale.
+    pub grace: Duration,
+}
+
+impl Default for Audit {
+    fn default() -> Audit {
+        Audit {
+            interval: staleness::DEFAULT_AUDIT_INTERVAL,
+            grace: staleness::DEFAULT_AUDIT_GRACE,
+        }
+    }
 }
 
 /// The paths changed by the last [`JOURNAL_BATCHES`] batches, by generation.
@@ -68,6 +110,9 @@ pub enum Changes {
 impl Drop for TreeCache {
     fn drop(&mut self) {
         self.follower.abort();
+        if let Some(auditor) = &self.auditor {
+            auditor.abort();
+        }
     }
 }
 
@@ -108,6 +153,20 @@ impl TreeCache {
         root: &str,
         existence_only: ExistenceOnly,
     ) -> StoreResult<TreeCache> {
+        let options = CacheOptions {
+            existence_only,
+            ..CacheOptions::default()
+        };
+        TreeCache::start_with_options(backend, root, options).await
+    }
+
+    /// As [`TreeCache::start`], with every option spelled out.
+    pub async fn start_with_options(
+        backend: Arc<dyn Backend>,
+        root: &str,
+        options: CacheOptions,
+    ) -> StoreResult<TreeCache> {
+        let existence_only = options.existence_only;
         let mut watch = backend.watch(root).await?;
         let tree = Arc::new(RwLock::new(walk(backend.as_ref(), root).await?));
         if let Some(write_through) = backend.write_through() {
@@ -115,13 +174,47 @@ impl TreeCache {
         }
         let (generation_tx, generation) = watch::channel(0u64);
         let journal = Arc::new(Mutex::new(Journal::default()));
+        // The guard asks the follower to start over (new watch, full walk) through this.
+        let (resync_tx, mut resync_rx) = mpsc::unbounded_channel::<()>();
+        let applying = Arc::new(AtomicBool::new(false));
+        let auditor = options.audit.map(|audit| {
+            staleness::track(root);
+            tokio::spawn(audit_loop(
+                backend.clone(),
+                root.to_string(),
+                Arc::downgrade(&tree),
+                applying.clone(),
+                audit,
+                resync_tx,
+            ))
+        });
         let follower = {
             let tree = tree.clone();
             let journal = journal.clone();
             let root = root.to_string();
             tokio::spawn(async move {
                 let mut counts = ChangeCounts::new();
-                while let Some(event) = watch.events.recv().await {
+                loop {
+                    let event = tokio::select! {
+                        event = watch.events.recv() => match event {
+                            Some(event) => event,
+                            None => break,
+                        },
+                        Some(()) = resync_rx.recv() => {
+                            // The watch may be dead: a new one first, so no change falls
+                            // between it and the walk (the old one goes when replaced).
+                            match backend.watch(&root).await {
+                                Ok(renewed) => watch = renewed,
+                                Err(e) => tracing::warn!(
+                                    root,
+                                    error = %e,
+                                    "cannot register the cache's watch again; re-reading anyway"
+                                ),
+                            }
+                            WatchEvent::Resync
+                        }
+                    };
+                    applying.store(true, Ordering::SeqCst);
                     // Everything already queued is applied as one batch: one read per
                     // changed path, issued together, so a busy subtree does not make the
                     // cache fall further and further behind one round trip at a time.
@@ -171,6 +264,7 @@ impl TreeCache {
                         }
                         generation
                     };
+                    applying.store(false, Ordering::SeqCst);
                     generation_tx.send_replace(generation);
                 }
             })
@@ -181,6 +275,7 @@ impl TreeCache {
             generation,
             journal,
             follower,
+            auditor,
         })
     }
 
@@ -204,18 +299,8 @@ impl TreeCache {
 
     /// Names of the cached direct children of `path`.
     pub fn children(&self, path: &str) -> Vec<String> {
-        let prefix = if path == "/" {
-            "/".to_string()
-        } else {
-            format!("{path}/")
-        };
-        self.read()
-            .range(prefix.clone()..)
-            .take_while(|(p, _)| p.starts_with(&prefix))
-            .filter_map(|(p, _)| {
-                let rest = &p[prefix.len()..];
-                (!rest.is_empty() && !rest.contains('/')).then(|| rest.to_string())
-            })
+        child_names(&self.read(), path)
+            .map(str::to_string)
             .collect()
     }
 
@@ -284,9 +369,161 @@ impl TreeCache {
     }
 }
 
+/// The staleness guard's loop: every `audit.interval`, one comparison ([`audit_once`]); a
+/// stale cache is logged as an ERROR, counted, and sent back to a new watch and a full walk.
+/// Ends with the cache.
+async fn audit_loop(
+    backend: Arc<dyn Backend>,
+    root: String,
+    tree: Weak<RwLock<Tree>>,
+    applying: Arc<AtomicBool>,
+    audit: Audit,
+    resync: mpsc::UnboundedSender<()>,
+) {
+    let mut cursor: Option<String> = None;
+    loop {
+        tokio::time::sleep(audit.interval).await;
+        let stale =
+            match audit_once(&backend, &root, &tree, &applying, audit.grace, &mut cursor).await {
+                Ok(stale) => stale,
+                // Cannot compare now (suspended, or the cache is gone): next round.
+                Err(e) => {
+                    tracing::debug!(root, error = %e, "cache audit skipped");
+                    continue;
+                }
+            };
+        let Some(finding) = stale else {
+            continue;
+        };
+        tracing::error!(
+            cache = root,
+            finding,
+            "cache is behind the store; registering its watch again and re-reading the subtree"
+        );
+        staleness::count_stale(&root);
+        if resync.send(()).is_err() {
+            return;
+        }
+    }
+}
+
+/// One comparison of the cache with the store: `Some(what is behind)` when the cache still
+/// fails to show, `grace` later, what the store showed (see [`staleness`]).
+async fn audit_once(
+    backend: &Arc<dyn Backend>,
+    root: &str,
+    tree: &Weak<RwLock<Tree>>,
+    applying: &AtomicBool,
+    grace: Duration,
+    cursor: &mut Option<String>,
+) -> StoreResult<Option<String>> {
+    let gone = || StoreError::Backend("the cache was dropped".to_string());
+    let (sample, cached_children) = {
+        let tree = tree.upgrade().ok_or_else(gone)?;
+        let tree = tree.read().unwrap_or_else(|e| e.into_inner());
+        (
+            next_sample(&tree, root, cursor),
+            direct_children(&tree, root),
+        )
+    };
+    let root_before = backend.exists(root).await?;
+    let stored_sample = match &sample {
+        Some(path) => Some(backend.exists(path).await?),
+        None => None,
+    };
+    let sample_behind = |tree: &Tree| {
+        sample
+            .as_ref()
+            .zip(stored_sample.as_ref())
+            .filter(|(path, stored)| {
+                staleness::entry_behind(stored.as_ref(), tree.get(*path).map(|e| &e.stat))
+            })
+    };
+    let suspicious = {
+        let tree = tree.upgrade().ok_or_else(gone)?;
+        let tree = tree.read().unwrap_or_else(|e| e.into_inner());
+        sample_behind(&tree).is_some()
+            || root_before.is_some_and(|stat| {
+                usize::try_from(stat.num_children).ok() != Some(cached_children)
+            })
+    };
+    if !suspicious {
+        return Ok(None);
+    }
+    tokio::time::sleep(grace).await;
+    let root_after = backend.exists(root).await?;
+    // A follower busy applying (a long walk) is not stale, only slow.
+    if applying.load(Ordering::SeqCst) {
+        return Ok(None);
+    }
+    let tree = tree.upgrade().ok_or_else(gone)?;
+    let tree = tree.read().unwrap_or_else(|e| e.into_inner());
+    if let Some((path, stored)) = sample_behind(&tree) {
+        let cached = tree.get(path).map(|e| e.stat);
+        return Ok(Some(format!(
+            "{path}: the store had {} {grace:?} ago, the cache still has {}",
+            describe(stored.as_ref()),
+            describe(cached.as_ref())
+        )));
+    }
+    if let (Some(before), Some(after)) = (root_before, root_after) {
+        let cached_children = direct_children(&tree, root);
+        if staleness::children_behind(&before, &after, cached_children) {
+            return Ok(Some(format!(
+                "{root}: the store has {} children, the cache {cached_children}",
+                before.num_children
+            )));
+        }
+    }
+    Ok(None)
+}
+
+fn describe(stat: Option<&Stat>) -> String {
+    match stat {
+        Some(stat) => format!("version {} (created at zxid {})", stat.version, stat.czxid),
+        None => "no such znode".to_string(),
+    }
+}
+
+/// The next cached znode after `cursor` (wrapping around) with a real `Stat`: existence-only
+/// entries carry none to compare.
+fn next_sample(tree: &Tree, root: &str, cursor: &mut Option<String>) -> Option<String> {
+    let real = |(path, entry): &(&String, &Entry)| path.as_str() != root && entry.stat.czxid != 0;
+    let after = match cursor.as_deref() {
+        Some(after) => tree
+            .range::<str, _>((Bound::Excluded(after), Bound::Unbounded))
+            .find(real),
+        None => None,
+    };
+    let found = after
+        .or_else(|| tree.iter().find(real))
+        .map(|(p, _)| p.clone());
+    cursor.clone_from(&found);
+    found
+}
+
+/// How many direct children of `root` the cache holds.
+fn direct_children(tree: &Tree, root: &str) -> usize {
+    child_names(tree, root).count()
+}
+
+/// Names of the direct children of `path` in `tree`.
+fn child_names<'a>(tree: &'a Tree, path: &str) -> impl Iterator<Item = &'a str> {
+    let prefix = if path == "/" {
+        "/".to_string()
+    } else {
+        format!("{path}/")
+    };
+    let skip = prefix.len();
+    tree.range(prefix.clone()..)
+        .take_while(move |(p, _)| p.starts_with(&prefix))
+        .map(move |(p, _)| &p[skip..])
+        .filter(|rest| !rest.is_empty() && !rest.contains('/'))
+}
+
 /// How long a batch waits for this process's writes to the paths it changed to be answered
 /// (ZooKeeper sends the event just before the answer; a write stuck longer is read instead).
-const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_millis(100);
+const SETTLE_LIMIT: Duration = Duration::from_millis(100);
 
 /// The most events applied as one batch (and so the most reads in flight at once).
 const MAX_BATCH: usize = 256;

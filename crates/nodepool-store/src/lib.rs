@@ -16,6 +16,7 @@ mod nodes;
 pub mod paths;
 mod requests;
 mod sqlite;
+pub mod staleness;
 mod store;
 pub mod testing;
 mod versioned;
@@ -25,7 +26,7 @@ pub use backend::{
     Backend, CreateMode, Op, OpResult, SessionState, Stat, StoreError, StoreResult, Watch,
     WatchEvent, join, parent_of, validate_path,
 };
-pub use cache::{Changes, Entry, TreeCache};
+pub use cache::{Audit, CacheOptions, Changes, Entry, ExistenceOnly, TreeCache};
 pub use components::{Components, Registered, Registration};
 pub use images::Images;
 pub use lock::{Lock, LockDir, LockWait};

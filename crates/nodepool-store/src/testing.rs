@@ -693,21 +693,43 @@ pub async fn cache_follows_existence_only(h: &dyn Harness) {
     .await;
 }
 
-/// A backend that counts reads (`get`), to show which changes a cache did not read back.
+/// A backend that counts reads (`get`), to show which changes a cache did not read back,
+/// and that can make the watches registered so far deaf (they deliver nothing more), as a
+/// client that fails to register its watches again after a reconnect would.
 #[derive(Debug)]
-struct ReadCounter {
+struct Instrumented {
     inner: Arc<dyn Backend>,
     gets: std::sync::atomic::AtomicUsize,
+    /// Numbers the watches registered through this backend.
+    watches: Arc<std::sync::atomic::AtomicU64>,
+    /// Watches numbered below this deliver nothing.
+    deaf_below: Arc<std::sync::atomic::AtomicU64>,
 }
 
-impl ReadCounter {
+impl Instrumented {
+    fn new(inner: Arc<dyn Backend>) -> Instrumented {
+        Instrumented {
+            inner,
+            gets: Default::default(),
+            watches: Default::default(),
+            deaf_below: Default::default(),
+        }
+    }
+
     fn gets(&self) -> usize {
         self.gets.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Every watch registered so far goes deaf; later ones work.
+    fn deafen(&self) {
+        let registered = self.watches.load(std::sync::atomic::Ordering::SeqCst);
+        self.deaf_below
+            .store(registered, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
 #[async_trait]
-impl Backend for ReadCounter {
+impl Backend for Instrumented {
     async fn get(&self, path: &str) -> crate::StoreResult<Option<(Vec<u8>, crate::Stat)>> {
         self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.get(path).await
@@ -742,7 +764,23 @@ impl Backend for ReadCounter {
         self.inner.children(path).await
     }
     async fn watch(&self, prefix: &str) -> crate::StoreResult<crate::Watch> {
-        self.inner.watch(prefix).await
+        let mut inner = self.inner.watch(prefix).await?;
+        let number = self
+            .watches
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let deaf_below = self.deaf_below.clone();
+        let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(event) = inner.events.recv().await {
+                if number < deaf_below.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue;
+                }
+                if events.send(event).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(crate::Watch { events: receiver })
     }
     async fn wait_deleted(
         &self,
@@ -762,6 +800,107 @@ impl Backend for ReadCounter {
     }
 }
 
+/// How many times the staleness guard re-read the cache rooted at `root`.
+fn stale_count(root: &str) -> u64 {
+    crate::staleness::stale_counts()
+        .into_iter()
+        .find(|(r, _)| r == root)
+        .map_or(0, |(_, n)| n)
+}
+
+/// A cache whose watch goes deaf (the failure of issue 15) is found behind the store by
+/// its staleness guard, counted, and repaired with a new watch: first by a child it lacks,
+/// then by a changed znode it holds at an old version.
+pub async fn cache_guard_repairs_a_deaf_watch(h: &dyn Harness) {
+    use crate::cache::{Audit, CacheOptions, TreeCache};
+    let b = h.client().await;
+    let probe = Arc::new(Instrumented::new(h.client().await));
+    let nodes = format!("{}/nodes", root());
+    let one = format!("{nodes}/0000000001");
+    let two = format!("{nodes}/0000000002");
+    b.create(&one, b"0", CreateMode::Persistent, true)
+        .await
+        .expect("seed");
+    let options = CacheOptions {
+        audit: Some(Audit {
+            interval: Duration::from_millis(100),
+            grace: Duration::from_millis(300),
+        }),
+        ..CacheOptions::default()
+    };
+    let cache = TreeCache::start_with_options(probe.clone(), &nodes, options)
+        .await
+        .expect("cache");
+
+    probe.deafen();
+    b.create(&two, b"", CreateMode::Persistent, false)
+        .await
+        .expect("create");
+    cache_until(&cache, "the child the deaf watch missed", |c| {
+        c.get(&two).is_some()
+    })
+    .await;
+    assert_eq!(stale_count(&nodes), 1, "the guard counted one stale cache");
+    // The repaired cache follows changes on its own again.
+    b.set(&one, b"1", None).await.expect("set");
+    cache_until(&cache, "a change after the repair", |c| {
+        c.get(&one).is_some_and(|e| e.data == b"1")
+    })
+    .await;
+
+    probe.deafen();
+    b.set(&one, b"2", None).await.expect("set");
+    cache_until(&cache, "the data the deaf watch missed", |c| {
+        c.get(&one).is_some_and(|e| e.data == b"2")
+    })
+    .await;
+    assert_eq!(
+        stale_count(&nodes),
+        2,
+        "a stale znode (no child missing) is found too"
+    );
+}
+
+/// The staleness guard never calls a live cache stale, however busy its subtree.
+pub async fn cache_guard_is_quiet_on_a_busy_subtree(h: &dyn Harness) {
+    use crate::cache::{Audit, CacheOptions, TreeCache};
+    let a = h.client().await;
+    let b = h.client().await;
+    let nodes = format!("{}/nodes", root());
+    Store::new(b.clone())
+        .ensure_path(&nodes)
+        .await
+        .expect("root");
+    let options = CacheOptions {
+        audit: Some(Audit {
+            interval: Duration::from_millis(10),
+            grace: Duration::from_secs(1),
+        }),
+        ..CacheOptions::default()
+    };
+    let cache = TreeCache::start_with_options(a, &nodes, options)
+        .await
+        .expect("cache");
+    for i in 0..100 {
+        let path = format!("{nodes}/{i:010}");
+        b.create(&path, b"0", CreateMode::Persistent, false)
+            .await
+            .expect("create");
+        b.set(&path, b"1", None).await.expect("set");
+        if i % 3 == 0 {
+            b.delete(&path, None).await.expect("delete");
+        }
+    }
+    let last = format!("{nodes}/last");
+    b.create(&last, b"", CreateMode::Persistent, false)
+        .await
+        .expect("create");
+    cache_until(&cache, "the last change", |c| c.get(&last).is_some()).await;
+    // Judgements started during the churn end within their grace.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(stale_count(&nodes), 0, "a live cache is never called stale");
+}
+
 /// A cache started on a [`Store`]'s backend shows the process's own writes as soon as they
 /// are answered and does not read them back when their events arrive; another client's
 /// write after them is read.
@@ -769,10 +908,7 @@ pub async fn cache_takes_own_writes_without_reading_them(h: &dyn Harness) {
     use crate::cache::Changes;
     let a = h.client().await;
     let b = h.client().await;
-    let counter = Arc::new(ReadCounter {
-        inner: a,
-        gets: Default::default(),
-    });
+    let counter = Arc::new(Instrumented::new(a));
     let store = Store::new(counter.clone());
     let nodes = format!("{}/nodes", root());
     let one = format!("{nodes}/0000000001");
@@ -1208,6 +1344,7 @@ macro_rules! conformance_tests {
             lock_fairness, watch_delivery, session_expiry_mid_lock, watch_after_reconnect,
             concurrent_compare_and_set, cache_follows_changes, cache_journal_names_changes,
             cache_follows_existence_only, cache_takes_own_writes_without_reading_them,
+            cache_guard_repairs_a_deaf_watch, cache_guard_is_quiet_on_a_busy_subtree,
             multi_is_atomic,
             multi_sequential_and_ephemeral, multi_watch_events,
             node_lock_and_delete_in_one_transaction);

@@ -544,6 +544,13 @@ fn parse_prometheus(text: &str) -> Vec<Sample> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_parse_as_prometheus_text() {
     let site = Site::start().await;
+    // A guarded cache in this process, as the launcher's are.
+    let _cache = nodepool_store::TreeCache::start(
+        site.store.backend().clone(),
+        nodepool_store::paths::NODES,
+    )
+    .await
+    .unwrap();
     let response = site.get("/metrics", None).await;
     assert_eq!(response.status, 200);
     assert!(
@@ -565,6 +572,14 @@ async fn metrics_parse_as_prometheus_text() {
             .map(|(_, _, v)| *v)
     };
     assert_eq!(value("nodepool_webapp_ready", &[]), Some(1.0));
+    assert_eq!(
+        value(
+            "nodepool_cache_stale_total",
+            &[("cache", "/nodepool/nodes")]
+        ),
+        Some(0.0),
+        "every guarded cache is listed, with how often it was found stale"
+    );
     let fixture = fixture::load();
     let nodes: f64 = samples
         .iter()

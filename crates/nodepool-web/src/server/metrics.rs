@@ -1,4 +1,4 @@
-//! `/metrics`: what the store says, in Prometheus text format 0.0.4. Gauges only; every
+//! `/metrics`: what the store says, in Prometheus text format 0.0.4. Gauges and counters; every
 //! family has `# HELP` and `# TYPE` before its samples, labels are escaped.
 //!
 //! Launch results and durations, worker states and quota use come from the launcher running
@@ -215,6 +215,18 @@ async fn render(state: &WebState) -> Result<String, nodepool_store::StoreError> 
                 ("state", record.upload.state.as_str()),
             ],
             (now - record.upload.state_time).max(0.0).trunc(),
+        );
+    }
+    out.typed_family(
+        "nodepool_cache_stale_total",
+        "Times a cache of this process was found behind the store, and re-read, by its root.",
+        "counter",
+    );
+    for (root, count) in nodepool_store::staleness::stale_counts() {
+        out.sample(
+            "nodepool_cache_stale_total",
+            &[("cache", &root)],
+            count as f64,
         );
     }
     if let Some(observed) = state.launcher() {
