@@ -2,14 +2,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use nodepool_model::{ComponentKind, ConnectionPort, ExternalId, Node, NodeState, RequestState};
+use nodepool_model::{ComponentKind, ConnectionPort, ExternalId, Node, NodeState};
 use nodepool_store::{Backend, CreateMode, SqliteBackend, SqliteOptions, Store};
 use nodepool_store_zk::{ZooKeeperBackend, ZooKeeperOptions, ZooKeeperTls};
-use nodepool_testkit::{RequestOptions, ServerOptions, ZooKeeperServer, ZuulClient};
+use nodepool_testkit::load::{Load, LoadOptions};
+use nodepool_testkit::{ServerOptions, ZooKeeperServer, ZuulClient};
 use serde_json::{Value, json};
 
 use crate::counting::Counting;
@@ -359,44 +359,21 @@ async fn run_one(
     let zxid_before = zxid(backend.as_ref()).await?;
     let zuul = Arc::new(ZuulClient::new(store.clone(), "bench-zuul"));
     let labels: Vec<String> = (0..args.labels).map(|l| format!("label-{l}")).collect();
-    let remaining = Arc::new(AtomicUsize::new(args.requests));
     let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..args.concurrency.min(args.requests).max(1) {
-        let zuul = zuul.clone();
-        let remaining = remaining.clone();
-        let labels = labels.clone();
-        tasks.spawn(async move {
-            let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
-            let mut latencies = Vec::new();
-            let mut failed = 0usize;
-            while remaining
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok()
-            {
-                let t0 = Instant::now();
-                let id = zuul.submit(&refs, RequestOptions::default()).await?;
-                let request = zuul.wait(&id, Duration::from_secs(600)).await?;
-                if request.state != RequestState::Fulfilled {
-                    failed += 1;
-                    zuul.cancel(&id).await?;
-                    continue;
-                }
-                latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
-                let mut set = zuul.accept(&id, &request).await?;
-                zuul.use_nodes(&mut set, "bench/project").await?;
-                zuul.return_nodes(set).await?;
-            }
-            Ok::<_, anyhow::Error>((latencies, failed))
-        });
-    }
-    let mut latencies = Vec::new();
-    let mut failed = 0;
-    while let Some(result) = tasks.join_next().await {
-        let (l, f) = result??;
-        latencies.extend(l);
-        failed += f;
-    }
+    let load = Load::start(
+        zuul,
+        LoadOptions {
+            workers: args.concurrency,
+            label_sets: vec![labels],
+            jobs: Some(args.requests),
+            request_timeout: Duration::from_secs(600),
+            stop_on_error: true,
+            project: "bench/project".to_string(),
+        },
+    );
+    let tally = load.finish().await?;
+    let mut latencies = tally.latencies_ms;
+    let failed = tally.failed_requests;
     let wall = started.elapsed().as_secs_f64();
     let drain_started = Instant::now();
     while busy_nodes(&store).await? > 0 {

@@ -24,7 +24,7 @@ use nodepool_model::{
 use nodepool_store::{Backend, SqliteBackend, SqliteOptions, Store, paths};
 use nodepool_store_zk::{ZooKeeperBackend, ZooKeeperOptions};
 use nodepool_testkit::wait::{wait_for, wait_for_store_change};
-use nodepool_testkit::{ServerOptions, ZooKeeperServer, log_errors};
+use nodepool_testkit::{ServerOptions, ZooKeeperServer, fake_dib, log_errors};
 
 const WAIT: Duration = Duration::from_secs(30);
 const IMAGE: &str = "fake-image";
@@ -33,34 +33,6 @@ const PROVIDER: &str = "fake-provider";
 const FAST_CLEANUP: Duration = Duration::from_millis(200);
 /// The janitor period of scenarios that must see records retention would remove.
 const NO_CLEANUP: Duration = Duration::from_secs(3600);
-
-/// Writes the image files of every `-t` format (with an md5 file) and the manifest dir.
-/// A `fail` file next to the script makes it fail; while a `hold` file exists it waits, so
-/// a test can look at a build in progress.
-const FAKE_DIB: &str = r#"#!/bin/sh
-here="$(dirname "$0")"
-out=""
-formats=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    -o) out="$2"; shift 2 ;;
-    -t) formats="$2"; shift 2 ;;
-    --qemu-img-options) shift 2 ;;
-    *) shift ;;
-  esac
-done
-echo "fake-image-create: image $DIB_IMAGE_NAME release $DIB_RELEASE into $out"
-while [ -f "$here/hold" ]; do sleep 0.05; done
-if [ -f "$here/fail" ]; then
-  echo "failing as asked"
-  exit 1
-fi
-for f in $(echo "$formats" | tr , ' '); do
-  echo "fake $DIB_IMAGE_NAME" > "$out.$f"
-  md5sum "$out.$f" | cut -c1-32 > "$out.$f.md5"
-done
-mkdir -p "$out.d"
-"#;
 
 /// Appends its arguments to `hook-calls` next to it, waits while `hook-hold` exists and
 /// fails while `hook-fail` exists.
@@ -295,15 +267,8 @@ impl Harness {
     async fn new(kind: Kind, setup: Setup) -> Harness {
         log_errors::install();
         let dir = tempfile::tempdir().unwrap();
-        for (name, text) in [
-            ("fake-image-create", FAKE_DIB),
-            ("post-upload-hook", POST_UPLOAD_HOOK),
-        ] {
-            let script = dir.path().join(name);
-            std::fs::write(&script, text).unwrap();
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
+        fake_dib::install(dir.path()).unwrap();
+        fake_dib::write_executable(&dir.path().join("post-upload-hook"), POST_UPLOAD_HOOK).unwrap();
         let config_path = dir.path().join("nodepool.yaml");
         std::fs::write(&config_path, config(dir.path(), &setup)).unwrap();
         let backing = match kind {

@@ -21,6 +21,9 @@
 //! [`wait`] holds deadline-bounded waits on store watches, cache changes or (only when
 //! nothing can be watched) polling.
 //!
+//! [`load`] runs Zuul-protocol jobs from many workers at once and tallies them (benchmarks,
+//! fault tests).
+//!
 //! [`fixture`] loads nodepool-web's golden fixture into a store; [`http`] is a tiny HTTP/1.1
 //! client that shows responses byte for byte (webapp tests).
 //!
@@ -29,9 +32,11 @@
 //! needed; see the `sshd` module).
 
 mod certificates;
+pub mod fake_dib;
 pub mod fixture;
 pub mod http;
 pub mod images;
+pub mod load;
 pub mod log_errors;
 mod proxy;
 mod sshd;

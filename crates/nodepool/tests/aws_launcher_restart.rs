@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::launcher::{
-    CloudServer, KillPoint, LauncherProcess, RestartSite, ZooKeeperChroot,
+    CloudServer, DaemonProcess, KillPoint, RestartSite, ZooKeeperChroot,
     killed_mid_launch_then_restarted,
 };
 use nodepool_driver::metadata_keys;
@@ -137,10 +137,10 @@ providers:
         std::fs::rename(&temporary, self.config_path()).expect("replace config");
     }
 
-    fn launcher(&self, name: &str) -> LauncherProcess {
+    fn launcher(&self, name: &str) -> DaemonProcess {
         let log = self.dir.path().join(format!("{name}.log"));
         // The SDK's default chain finds these in the environment; no instance metadata.
-        LauncherProcess::start(
+        DaemonProcess::start(
             &self.config_path(),
             log,
             &[

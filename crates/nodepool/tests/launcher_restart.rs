@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::launcher::{
-    CloudServer, KillPoint, LauncherProcess, RestartSite, killed_mid_launch_then_restarted,
+    CloudServer, DaemonProcess, KillPoint, RestartSite, killed_mid_launch_then_restarted,
 };
 use nodepool_model::{ComponentKind, ExternalId};
 use nodepool_store::{SqliteBackend, SqliteOptions, Store, paths};
@@ -80,9 +80,9 @@ impl RestartSite for Site {
         std::fs::rename(&temporary, self.config_path()).expect("replace config");
     }
 
-    fn launcher(&self, name: &str) -> LauncherProcess {
+    fn launcher(&self, name: &str) -> DaemonProcess {
         let log = self.dir.path().join(format!("{name}.log"));
-        LauncherProcess::start(&self.config_path(), log, &[])
+        DaemonProcess::start(&self.config_path(), log, &[])
     }
 
     /// The fake cloud's servers as its state file shows them.

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::launcher::{
-    CloudServer, KillPoint, LauncherProcess, RestartSite, ZooKeeperChroot,
+    CloudServer, DaemonProcess, KillPoint, RestartSite, ZooKeeperChroot,
     killed_mid_launch_then_restarted,
 };
 use nodepool_driver::metadata_keys;
@@ -168,10 +168,10 @@ providers:
         std::fs::rename(&temporary, self.config_path()).expect("replace config");
     }
 
-    fn launcher(&self, name: &str) -> LauncherProcess {
+    fn launcher(&self, name: &str) -> DaemonProcess {
         let log = self.dir.path().join(format!("{name}.log"));
         let clouds = self.clouds_yaml.to_str().expect("a UTF-8 path");
-        LauncherProcess::start(
+        DaemonProcess::start(
             &self.config_path(),
             log,
             &[("OS_CLIENT_CONFIG_FILE", clouds)],

@@ -13,21 +13,6 @@ use std::time::Duration;
 const BINARY: &str = env!("CARGO_BIN_EXE_nodepool");
 const WAIT: Duration = Duration::from_secs(60);
 
-const FAKE_DIB: &str = r#"#!/bin/sh
-out=""
-formats=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    -o) out="$2"; shift 2 ;;
-    -t) formats="$2"; shift 2 ;;
-    *) shift ;;
-  esac
-done
-for f in $(echo "$formats" | tr ',' ' '); do
-  echo "fake image" > "$out.$f"
-done
-"#;
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -36,10 +21,7 @@ fn free_port() -> u16 {
 }
 
 fn write_site(dir: &Path, port: u16) {
-    let dib = dir.join("fake-image-create");
-    std::fs::write(&dib, FAKE_DIB).unwrap();
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(&dib, std::fs::Permissions::from_mode(0o755)).unwrap();
+    nodepool_testkit::fake_dib::install(dir).unwrap();
     let config = format!(
         "database: {d}/np.db\nimages-dir: {d}/images\nbuild-log-dir: {d}/logs\n\
          webapp:\n  port: {port}\n  listen_address: 127.0.0.1\n\

@@ -23,23 +23,32 @@ use super::BINARY;
 /// How often a process is looked at (exit) when nothing can be watched.
 const PROCESS_POLL: Duration = Duration::from_millis(50);
 
-/// A running `nodepool launcher`; killed on drop if still running.
-pub struct LauncherProcess {
+/// A running `nodepool launcher` (or `nodepool builder`); killed on drop if still running.
+pub struct DaemonProcess {
     child: Child,
     log: PathBuf,
 }
 
-impl LauncherProcess {
+impl DaemonProcess {
     /// Starts `nodepool launcher -c CONFIG -f --no-webapp` with its stderr in `log`, the
     /// test intervals (`NODEPOOL_TEST_FAST_TIMING=1`, see `commands/daemons.rs`) and `env`.
-    pub fn start(config: &Path, log: PathBuf, env: &[(&str, &str)]) -> LauncherProcess {
+    pub fn start(config: &Path, log: PathBuf, env: &[(&str, &str)]) -> DaemonProcess {
+        DaemonProcess::spawn(&["launcher", "--no-webapp"], config, log, env)
+    }
+
+    /// Starts `nodepool builder -c CONFIG -f` as [`DaemonProcess::start`] starts a launcher.
+    pub fn builder(config: &Path, log: PathBuf) -> DaemonProcess {
+        DaemonProcess::spawn(&["builder"], config, log, &[])
+    }
+
+    fn spawn(args: &[&str], config: &Path, log: PathBuf, env: &[(&str, &str)]) -> DaemonProcess {
         let mut command = Command::new(BINARY);
         command
-            .arg("launcher")
+            .arg(args[0])
             .arg("-c")
             .arg(config)
             .arg("-f")
-            .arg("--no-webapp")
+            .args(&args[1..])
             .env("NODEPOOL_TEST_FAST_TIMING", "1")
             .env_remove("RUST_LOG")
             .env_remove("STATSD_HOST")
@@ -52,8 +61,8 @@ impl LauncherProcess {
             .stdout(Stdio::null())
             .stderr(File::create(&log).expect("create log file"))
             .spawn()
-            .expect("start nodepool launcher");
-        LauncherProcess { child, log }
+            .unwrap_or_else(|e| panic!("start nodepool {}: {e}", args[0]));
+        DaemonProcess { child, log }
     }
 
     pub fn log(&self) -> String {
@@ -71,8 +80,8 @@ impl LauncherProcess {
 
     /// SIGKILL: no chance to clean up anything.
     pub fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL the launcher");
-        self.child.wait().expect("reap the launcher");
+        self.child.kill().expect("SIGKILL the daemon");
+        self.child.wait().expect("reap the daemon");
     }
 
     pub fn interrupt(&self) {
@@ -95,7 +104,7 @@ impl LauncherProcess {
     }
 }
 
-impl Drop for LauncherProcess {
+impl Drop for DaemonProcess {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
             let _ = self.child.kill();
@@ -108,7 +117,7 @@ impl Drop for LauncherProcess {
 pub async fn wait_node<T>(
     store: &Store,
     what: &str,
-    launcher: &LauncherProcess,
+    launcher: &DaemonProcess,
     within: Duration,
     condition: impl Fn(NodeId, &Node) -> Option<T>,
 ) -> T {
@@ -137,12 +146,7 @@ pub async fn wait_node<T>(
     })
 }
 
-pub async fn wait_node_gone(
-    store: &Store,
-    id: NodeId,
-    launcher: &LauncherProcess,
-    within: Duration,
-) {
+pub async fn wait_node_gone(store: &Store, id: NodeId, launcher: &DaemonProcess, within: Duration) {
     wait_for_store_change(store.backend().as_ref(), paths::NODES, within, || async {
         matches!(store.nodes().get(id).await, Ok(None)).then_some(())
     })
@@ -150,7 +154,7 @@ pub async fn wait_node_gone(
     .unwrap_or_else(|e| panic!("node {id} remains ({e}); launcher log:\n{}", launcher.log()));
 }
 
-pub async fn wait_no_nodes(store: &Store, launcher: &LauncherProcess, within: Duration) {
+pub async fn wait_no_nodes(store: &Store, launcher: &DaemonProcess, within: Duration) {
     wait_for_store_change(store.backend().as_ref(), paths::NODES, within, || async {
         store.nodes().ids().await.ok()?.is_empty().then_some(())
     })
@@ -245,7 +249,7 @@ pub trait RestartSite {
     fn write_config(&self, hold_launches: bool);
 
     /// Starts a launcher on the site's configuration; `name` names its log.
-    fn launcher(&self, name: &str) -> LauncherProcess;
+    fn launcher(&self, name: &str) -> DaemonProcess;
 
     /// The cloud's live servers (deleted ones are left out).
     fn servers(&self) -> impl Future<Output = Vec<CloudServer>>;
@@ -269,7 +273,7 @@ pub trait RestartSite {
 async fn wait_servers<S: RestartSite>(
     site: &S,
     what: &str,
-    launcher: &LauncherProcess,
+    launcher: &DaemonProcess,
     condition: impl Fn(&[CloudServer]) -> bool,
 ) -> Vec<CloudServer> {
     let condition = &condition;
@@ -289,7 +293,7 @@ async fn wait_servers<S: RestartSite>(
 }
 
 /// The launcher's log lines that mention any of `ids`.
-fn lines_about(launcher: &LauncherProcess, ids: &[&str]) -> String {
+fn lines_about(launcher: &DaemonProcess, ids: &[&str]) -> String {
     launcher
         .log()
         .lines()
@@ -298,7 +302,7 @@ fn lines_about(launcher: &LauncherProcess, ids: &[&str]) -> String {
         .join("\n")
 }
 
-fn assert_no_errors(launcher: &LauncherProcess) {
+fn assert_no_errors(launcher: &DaemonProcess) {
     let errors = launcher.error_lines();
     assert!(
         errors.is_empty(),

@@ -282,7 +282,15 @@ impl Session {
         let err = self.serve_session(endpoints, &mut conn, buf, depot, requester).await.unwrap_err();
         self.resolve_serve_error(&err);
         info!("enter state {} due to {}", self.session_state, err);
-        depot.error(&err);
+        // Patched for nodepool (PATCHED.md): requests in flight on a connection that broke
+        // fail with ConnectionLoss, as ZooKeeper's Java client fails them, whatever broke it
+        // (upstream handed them the cause, e.g. an I/O error, which callers cannot tell
+        // from a permanent failure).
+        if self.session_state == SessionState::Disconnected {
+            depot.error(&Error::ConnectionLoss);
+        } else {
+            depot.error(&err);
+        }
     }
 
     fn handle_notification(&mut self, zxid: i64, mut body: &[u8], depot: &mut Depot) -> Result<(), Error> {
