@@ -168,11 +168,7 @@ impl ZooKeeperServer {
     pub fn start(options: ServerOptions) -> Result<ZooKeeperServer, StartError> {
         check_installed()?;
         let dir = server_directory()?;
-        let tls = if options.tls {
-            Some(certificates::generate(&dir.path().join("tls"))?)
-        } else {
-            None
-        };
+        let tls = tls_material(&dir, options.tls)?;
         let mut server = ZooKeeperServer {
             dir,
             plain_port: 0,
@@ -514,6 +510,18 @@ fn server_directory() -> Result<tempfile::TempDir, StartError> {
         .map_err(|e| StartError::io("create a temporary directory", e))
 }
 
+/// The CA, server and client certificates under `dir/tls`, when `wanted`.
+fn tls_material(
+    dir: &tempfile::TempDir,
+    wanted: bool,
+) -> Result<Option<(ClientTls, ServerTls)>, StartError> {
+    if wanted {
+        certificates::generate(&dir.path().join("tls")).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
 /// Several ZooKeeper servers forming one ensemble on loopback (each a [`ZooKeeperServer`]
 /// with its own directory and ports), for tests of leader loss and of sessions moving between
 /// servers. With TLS, every member serves the same certificate and trusts the same CA.
@@ -529,11 +537,7 @@ impl ZooKeeperEnsemble {
     pub fn start(size: usize, options: ServerOptions) -> Result<ZooKeeperEnsemble, StartError> {
         check_installed()?;
         let dir = server_directory()?;
-        let tls = if options.tls {
-            Some(certificates::generate(&dir.path().join("tls"))?)
-        } else {
-            None
-        };
+        let tls = tls_material(&dir, options.tls)?;
         let mut attempts = 0;
         loop {
             attempts += 1;

@@ -13,10 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::launcher::DaemonProcess;
+use common::launcher::{DaemonProcess, tls_store};
 use nodepool_model::{BuildState, NodeId, UploadState};
-use nodepool_store::{Backend, Store, paths};
-use nodepool_store_zk::{ZooKeeperBackend, ZooKeeperOptions, ZooKeeperTls};
+use nodepool_store::{Store, paths};
 use nodepool_testkit::load::{Load, LoadOptions, Tally};
 use nodepool_testkit::wait::wait_for_store_change;
 use nodepool_testkit::{RequestOptions, ServerOptions, ZooKeeperServer, ZuulClient};
@@ -119,18 +118,7 @@ impl Site {
 
     /// A store session of our own, like Zuul's.
     async fn connect(&self) -> Store {
-        let tls = self.zookeeper.client_tls().expect("client certificate");
-        let mut options = ZooKeeperOptions::new([self.zookeeper.tls_address().expect("TLS port")]);
-        options.chroot = Some(self.chroot.clone());
-        options.tls = Some(ZooKeeperTls {
-            cert: tls.cert.clone(),
-            key: tls.key.clone(),
-            ca: tls.ca.clone(),
-        });
-        let backend = ZooKeeperBackend::connect(options)
-            .await
-            .expect("connect to ZooKeeper");
-        Store::new(Arc::new(backend) as Arc<dyn Backend>)
+        tls_store(&self.zookeeper, &self.chroot).await
     }
 
     /// SIGKILLs the server, leaves it down for [`OUTAGE`], starts it again on its data.

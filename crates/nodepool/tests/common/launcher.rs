@@ -214,20 +214,24 @@ impl ZooKeeperChroot {
 
     /// A store session of our own, like Zuul's.
     pub async fn connect(&self) -> Store {
-        let server = zookeeper();
-        let tls = server.client_tls().expect("client certificate");
-        let mut options = ZooKeeperOptions::new([server.tls_address().expect("TLS port")]);
-        options.chroot = Some(self.chroot.clone());
-        options.tls = Some(ZooKeeperTls {
-            cert: tls.cert.clone(),
-            key: tls.key.clone(),
-            ca: tls.ca.clone(),
-        });
-        let backend = ZooKeeperBackend::connect(options)
-            .await
-            .expect("connect to ZooKeeper");
-        Store::new(Arc::new(backend) as Arc<dyn Backend>)
+        tls_store(zookeeper(), &self.chroot).await
     }
+}
+
+/// A store session on `server`'s TLS port under `chroot`, like Zuul's.
+pub async fn tls_store(server: &ZooKeeperServer, chroot: &str) -> Store {
+    let tls = server.client_tls().expect("client certificate");
+    let mut options = ZooKeeperOptions::new([server.tls_address().expect("TLS port")]);
+    options.chroot = Some(chroot.to_string());
+    options.tls = Some(ZooKeeperTls {
+        cert: tls.cert.clone(),
+        key: tls.key.clone(),
+        ca: tls.ca.clone(),
+    });
+    let backend = ZooKeeperBackend::connect(options)
+        .await
+        .expect("connect to ZooKeeper");
+    Store::new(Arc::new(backend) as Arc<dyn Backend>)
 }
 
 /// A server (or instance) as the cloud lists it.
