@@ -91,20 +91,23 @@ impl Quota {
         self.add_scaled(other, 1.0);
     }
 
-    /// Adds a node's `resources` JSON in place; non-numeric values are ignored.
+    /// Adds a node's `resources` JSON in place; values [`resource_amount`] rejects are
+    /// ignored.
     pub fn add_json(&mut self, map: &serde_json::Map<String, serde_json::Value>) {
         self.add_json_scaled(map, 1.0);
     }
 
     /// `self += factor * resources` for a node's `resources` JSON (-1 takes a node out of a
-    /// sum); non-numeric values are ignored.
+    /// sum); values [`resource_amount`] rejects are ignored.
     pub fn add_json_scaled(
         &mut self,
         map: &serde_json::Map<String, serde_json::Value>,
         factor: f64,
     ) {
         for (key, value) in map {
-            let Some(n) = value.as_f64() else { continue };
+            let Some(n) = resource_amount(value) else {
+                continue;
+            };
             match self.values.get_mut(key.as_str()) {
                 Some(v) => *v += n * factor,
                 None => {
@@ -154,11 +157,11 @@ impl Quota {
             .collect()
     }
 
-    /// Reads a node's `resources`; non-numeric values are ignored.
+    /// Reads a node's `resources`; values [`resource_amount`] rejects are ignored.
     pub fn from_json(map: &serde_json::Map<String, serde_json::Value>) -> Quota {
         let mut quota = Quota::zero();
         for (k, v) in map {
-            if let Some(n) = v.as_f64() {
+            if let Some(n) = resource_amount(v) {
                 quota.set(k, n);
             }
         }
@@ -166,9 +169,38 @@ impl Quota {
     }
 }
 
+/// An amount of a resource as a node record states it, if it may enter a quota sum: a
+/// finite, non-negative number. A record is written by anyone with store access; a negative
+/// or huge figure must not hide usage or make a pool look full for ever.
+pub fn resource_amount(value: &serde_json::Value) -> Option<f64> {
+    value
+        .as_f64()
+        .filter(|n| n.is_finite() && *n >= 0.0 && *n <= MAX_RESOURCE_AMOUNT)
+}
+
+/// The largest amount a node record may state for one resource (2^53: beyond it an `f64`
+/// no longer counts in ones, and no machine has that many cores or MiB).
+const MAX_RESOURCE_AMOUNT: f64 = 9_007_199_254_740_992.0;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_finite_non_negative_amounts_enter_sums() {
+        let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+            r#"{"cores": -64, "ram": 1e300, "instances": 1, "gpus": "2", "disk": 1.5}"#,
+        )
+        .unwrap_or_default();
+        let mut used = Quota::zero();
+        used.add_json(&map);
+        assert_eq!(used.get("cores"), 0.0, "a negative figure hides no usage");
+        assert_eq!(used.get("ram"), 0.0, "an absurd figure fills no pool");
+        assert_eq!(used.get("gpus"), 0.0);
+        assert_eq!(used.get("instances"), 1.0);
+        assert_eq!(used.get("disk"), 1.5);
+        assert_eq!(Quota::from_json(&map).get("cores"), 0.0);
+    }
 
     #[test]
     fn limits_minus_usage_keeps_unset_limits_infinite() {

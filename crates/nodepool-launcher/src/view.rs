@@ -12,7 +12,7 @@ use nodepool_model::{
     ComponentKind, ComponentRole, ImageUpload, Node, NodeId, NodeRequest, PoolDetails, RequestId,
     UploadState,
 };
-use nodepool_store::{Changes, Entry, TreeCache, paths};
+use nodepool_store::{Changes, Entry, TreeCache, paths, unreadable};
 
 /// A node as the cache last saw it.
 #[derive(Debug, Clone)]
@@ -46,10 +46,14 @@ pub struct ReadyUpload {
     pub upload: ImageUpload,
 }
 
+/// Parsed records by id: the `mzxid` parsed and the record, `None` for one that cannot be
+/// read (skipped, and not parsed again until it changes).
+type Memo<K, V> = HashMap<K, (i64, Option<Arc<V>>)>;
+
 /// Parses node documents only when they changed (by `mzxid`), because a pass reads every node.
 #[derive(Debug, Default)]
 pub struct NodeParser {
-    parsed: Mutex<HashMap<NodeId, (i64, Arc<Node>)>>,
+    parsed: Mutex<Memo<NodeId, Node>>,
     /// The last snapshot and the cache generation it was taken at: every loop and every
     /// request task asks for nodes, and between two cache changes the answer is the same.
     last: Mutex<Option<(u64, Arc<Vec<NodeEntry>>)>>,
@@ -184,28 +188,27 @@ impl NodeParser {
     }
 }
 
-/// The node in `entry`, parsed only if its `mzxid` moved since the memo's copy.
+/// The node in `entry`, parsed only if its `mzxid` moved since the memo's copy; `None` for
+/// a record that cannot be read (skipped with one WARNING).
 fn parse_node(
-    parsed: &mut HashMap<NodeId, (i64, Arc<Node>)>,
+    parsed: &mut Memo<NodeId, Node>,
     id: NodeId,
     entry: &Entry,
 ) -> Option<Arc<Node>> {
     if let Some((mzxid, node)) = parsed.get(&id)
         && *mzxid == entry.stat.mzxid
     {
-        return Some(node.clone());
+        return node.clone();
     }
-    match wire::node::from_json(&entry.data) {
-        Ok(node) => {
-            let node = Arc::new(node);
-            parsed.insert(id, (entry.stat.mzxid, node.clone()));
-            Some(node)
-        }
+    let node = match wire::node::from_json(&entry.data) {
+        Ok(node) => Some(Arc::new(node)),
         Err(e) => {
-            tracing::debug!(node_id = %id, error = %e, "skipping unreadable node");
+            unreadable::skipped(&paths::node(id), &e);
             None
         }
-    }
+    };
+    parsed.insert(id, (entry.stat.mzxid, node.clone()));
+    node
 }
 
 /// Calls `changed(before, after)` for every node whose record differs between two snapshots
@@ -246,7 +249,7 @@ pub fn changed_nodes(
 /// Parses request documents only when they changed.
 #[derive(Debug, Default)]
 pub struct RequestParser {
-    parsed: Mutex<HashMap<RequestId, (i64, Arc<NodeRequest>)>>,
+    parsed: Mutex<Memo<RequestId, NodeRequest>>,
 }
 
 impl RequestParser {
@@ -255,6 +258,7 @@ impl RequestParser {
         let prefix_len = paths::REQUESTS.len() + 1;
         let mut parsed = self.parsed.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::with_capacity(parsed.len());
+        let mut unreadable = Vec::new();
         cache.visit_descendants(paths::REQUESTS, |path, entry| {
             let name = &path[prefix_len..];
             if name.contains('/') || entry.data.is_empty() {
@@ -265,27 +269,30 @@ impl RequestParser {
             };
             let request = match parsed.get(&id) {
                 Some((mzxid, request)) if *mzxid == entry.stat.mzxid => request.clone(),
-                _ => match wire::request::from_json(&entry.data) {
-                    Ok(request) => {
-                        let request = Arc::new(request);
-                        parsed.insert(id.clone(), (entry.stat.mzxid, request.clone()));
-                        request
-                    }
-                    Err(e) => {
-                        tracing::debug!(request_id = %name, error = %e, "skipping unreadable request");
-                        return;
-                    }
-                },
+                _ => {
+                    let request = match wire::request::from_json(&entry.data) {
+                        Ok(request) => Some(Arc::new(request)),
+                        Err(e) => {
+                            unreadable::skipped(path, &e);
+                            None
+                        }
+                    };
+                    parsed.insert(id.clone(), (entry.stat.mzxid, request.clone()));
+                    request
+                }
             };
-            out.push(RequestEntry {
-                id,
-                request,
-                version: entry.stat.version,
-            });
+            match request {
+                Some(request) => out.push(RequestEntry {
+                    id,
+                    request,
+                    version: entry.stat.version,
+                }),
+                None => unreadable.push(id),
+            }
         });
-        if parsed.len() > out.len() {
+        if parsed.len() > out.len() + unreadable.len() {
             let present: std::collections::HashSet<&RequestId> =
-                out.iter().map(|r| &r.id).collect();
+                out.iter().map(|r| &r.id).chain(&unreadable).collect();
             parsed.retain(|id, _| present.contains(id));
         }
         out
@@ -324,10 +331,14 @@ pub fn pools(cache: &TreeCache) -> Vec<PoolDetails> {
         let Some(entry) = cache.get(&format!("{dir}/{name}")) else {
             continue;
         };
-        if let Ok(component) = wire::component::from_json(ComponentKind::Pool, &name, &entry.data)
-            && let ComponentRole::Pool(details) = component.role
-        {
-            out.push(details);
+        match wire::component::from_json(ComponentKind::Pool, &name, &entry.data) {
+            Ok(component) => {
+                if let ComponentRole::Pool(details) = component.role {
+                    out.push(details);
+                }
+            }
+            Err(e) if !e.is_empty_data() => unreadable::skipped(&format!("{dir}/{name}"), &e),
+            Err(_) => {}
         }
     }
     out
@@ -350,8 +361,15 @@ pub fn latest_ready_upload(cache: &TreeCache, image: &str, provider: &str) -> Op
             let Some(entry) = cache.get(&path) else {
                 continue;
             };
-            let Ok(upload) = wire::image::upload_from_json(&entry.data) else {
+            if entry.data.is_empty() {
                 continue;
+            }
+            let upload = match wire::image::upload_from_json(&entry.data) {
+                Ok(upload) => upload,
+                Err(e) => {
+                    unreadable::skipped(&path, &e);
+                    continue;
+                }
             };
             if upload.state != UploadState::Ready {
                 continue;

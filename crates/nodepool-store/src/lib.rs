@@ -19,6 +19,7 @@ mod sqlite;
 pub mod staleness;
 mod store;
 pub mod testing;
+pub mod unreadable;
 mod versioned;
 mod write_through;
 

@@ -10,34 +10,33 @@ use nodepool_store::{Store, StoreError, StoreResult, Versioned, paths};
 /// (Nodepool's `Lock.contenders()` also creates the lock directory, spec 8.3 item 29;
 /// we only look.)
 pub async fn nodes(store: &Store) -> StoreResult<Vec<(NodeId, Node, bool)>> {
-    let view = store.nodes();
     let mut nodes = Vec::new();
-    for id in view.ids().await? {
-        if let Some(node) = view.get(id).await? {
-            let locked = !view.lock_contenders(id).await?.is_empty();
-            nodes.push((id, node.value, locked));
+    for id in store.nodes().ids().await? {
+        if let Some(node) = node(store, id).await? {
+            nodes.push(node);
         }
     }
     Ok(nodes)
 }
 
-/// One node with its lock state, if it exists.
+/// One node with its lock state, if it exists and can be read.
 pub async fn node(store: &Store, id: NodeId) -> StoreResult<Option<(NodeId, Node, bool)>> {
     let view = store.nodes();
-    let Some(node) = view.get(id).await? else {
+    let Some(node) = readable(paths::node(id), view.get(id).await)? else {
         return Ok(None);
     };
     let locked = !view.lock_contenders(id).await?.is_empty();
-    Ok(Some((id, node.value, locked)))
+    Ok(Some((id, node, locked)))
 }
 
-/// Every node request (the view sorts them).
+/// Every readable node request (the view sorts them).
 pub async fn requests(store: &Store) -> StoreResult<Vec<(RequestId, NodeRequest)>> {
     let view = store.requests();
     let mut requests = Vec::new();
     for id in view.ids().await? {
-        if let Some(request) = view.get(&id).await? {
-            requests.push((id, request.value));
+        let path = paths::request(&id);
+        if let Some(request) = readable(path, view.get(&id).await)? {
+            requests.push((id, request));
         }
     }
     Ok(requests)
@@ -55,12 +54,13 @@ pub async fn pool_labels(store: &Store) -> StoreResult<Vec<String>> {
     Ok(labels)
 }
 
-/// Nodepool logs an unreadable build or upload and carries on without it.
+/// A record that cannot be read is left out, with one WARNING (as Nodepool logs an
+/// unreadable record and carries on without it).
 fn readable<T>(path: String, result: StoreResult<Option<Versioned<T>>>) -> StoreResult<Option<T>> {
     match result {
         Ok(found) => Ok(found.map(|v| v.value)),
         Err(StoreError::Malformed { reason, .. }) => {
-            tracing::error!(znode = %path, "Error loading json data from {path}: {reason}");
+            nodepool_store::unreadable::skipped(&path, &reason);
             Ok(None)
         }
         Err(e) => Err(e),

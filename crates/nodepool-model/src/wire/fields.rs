@@ -13,6 +13,11 @@ use serde_json::{Map, Value};
 
 use super::{DocumentKind, WireError};
 
+/// The largest document read: ZooKeeper's own limit on znode data (`jute.maxbuffer`, 1 MiB
+/// by default). No Nodepool record comes near it; one that exceeds it (possible in the
+/// embedded store) is rejected before parsing, so a huge record costs no parse per pass.
+pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+
 pub(crate) struct Fields {
     document: DocumentKind,
     /// The object's keys in document order; a taken key's value is `None`. A list, not a
@@ -27,6 +32,12 @@ impl Fields {
     pub(crate) fn parse(document: DocumentKind, data: &[u8]) -> Result<Fields, WireError> {
         if data.is_empty() {
             return Err(WireError::Empty { document });
+        }
+        if data.len() > MAX_DOCUMENT_BYTES {
+            return Err(WireError::TooLarge {
+                document,
+                bytes: data.len(),
+            });
         }
         let mut deserializer = serde_json::Deserializer::from_slice(data);
         if let Ok(entries) = deserializer.deserialize_map(EntriesVisitor)

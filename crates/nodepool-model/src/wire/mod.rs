@@ -33,6 +33,8 @@ pub mod request;
 
 mod fields;
 
+pub use fields::MAX_DOCUMENT_BYTES;
+
 use std::fmt;
 
 use thiserror::Error;
@@ -65,6 +67,12 @@ pub enum WireError {
     /// The znode has no data: "no object here", not corruption.
     #[error("{document} znode has no data")]
     Empty { document: DocumentKind },
+    /// Larger than any record may be (`MAX_DOCUMENT_BYTES`, 1 MiB: ZooKeeper's own limit).
+    #[error("{document} data is {bytes} bytes, more than a record may hold")]
+    TooLarge {
+        document: DocumentKind,
+        bytes: usize,
+    },
     /// Not UTF-8 JSON at all.
     #[error("{document} data is not valid JSON: {source}")]
     InvalidJson {
@@ -103,6 +111,7 @@ impl WireError {
     pub fn document(&self) -> DocumentKind {
         match self {
             WireError::Empty { document }
+            | WireError::TooLarge { document, .. }
             | WireError::InvalidJson { document, .. }
             | WireError::NotAnObject { document, .. }
             | WireError::MissingKey { document, .. }
