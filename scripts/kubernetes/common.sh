@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # sourced: the variables are used by the scripts
 # Shared settings of the local test Kubernetes (sourced by ensure.sh, stop.sh, smoke.sh).
 # Versions: every k8s.io staging module is pinned to the v0.x.y that matches K8S_VERSION.
 # Each of these releases has a go.mod `go` line of 1.26.0, so the machine's Go 1.26 builds
@@ -57,6 +58,10 @@ pid_of() {  # prints the pid of a running component started by ensure.sh, else f
   # A rebuilt binary shows as "PATH (deleted)": still ours.
   [ "${exe% (deleted)}" = "$(bin_of "$1")" ] || return 1
   echo "$pid"
+}
+
+kc() {  # kubectl as the admin user (its discovery cache kept in the run folder, not in ~/.kube)
+  "$KUBECTL" --kubeconfig "$KUBECONFIG_PATH" --cache-dir "$NPK_RUN/kubectl-cache" "$@"
 }
 
 admin_curl() {  # curl the API server as the admin user

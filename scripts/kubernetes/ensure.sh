@@ -30,11 +30,17 @@ all_alive() {
 }
 api_ready() { [ "$(admin_curl -o /dev/null -w '%{http_code}' "$API_URL/readyz" 2>/dev/null)" = 200 ]; }
 node_ready() {
-  [ "$("$KUBECTL" --kubeconfig "$KUBECONFIG_PATH" get node "$NODE_NAME" \
+  [ "$(kc get node "$NODE_NAME" \
       -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
 }
 
-if [ -x "$KUBECTL" ] && [ -s "$KUBECONFIG_PATH" ] && all_alive && api_ready && node_ready; then
+# What the running cluster was started with: these scripts and the ports. A cluster started
+# by other scripts (an older checkout) is restarted with this one's settings.
+STAMP=$({ cat "$HERE/ensure.sh" "$HERE/common.sh"; echo "$ETCD_PORT $ETCD_PEER_PORT $API_PORT $KCM_PORT $SCHED_PORT"; } |
+  sha256sum | cut -c1-32)
+same_stamp() { [ "$(cat "$NPK_RUN/stamp" 2>/dev/null)" = "$STAMP" ]; }
+
+if same_stamp && [ -x "$KUBECTL" ] && [ -s "$KUBECONFIG_PATH" ] && all_alive && api_ready && node_ready; then
   echo "$KUBECONFIG_PATH"
   exit 0
 fi
@@ -50,22 +56,29 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing ${need_pkgs[*]}"
   apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >&2
 fi
-command -v go >/dev/null || die "Go (1.26 or newer) is needed to build the control plane"
-gover=$(go env GOVERSION)  # go1.26.8
-case $gover in
-  go1.2[6-9]* | go1.[3-9]* | go[2-9]*) ;;
-  *) die "Go $gover is too old: the pinned releases need Go 1.26 (their go.mod says go 1.26.0)" ;;
-esac
+need_go() {  # only when something has to be built
+  command -v go >/dev/null || die "Go (1.26 or newer) is needed to build the control plane"
+  local gover
+  gover=$(go env GOVERSION)  # go1.26.8
+  case $gover in
+    go1.2[6-9]* | go1.[3-9][0-9]* | go[2-9]*) ;;
+    *) die "Go $gover is too old: the pinned releases need Go 1.26 (their go.mod says go 1.26.0)" ;;
+  esac
+}
 
 # ---------------------------------------------------------------------------------------
 # Build (only what is missing; each version in its own folder, moved into place when done)
 
 JOBS=${NODEPOOL_K8S_BUILD_JOBS:-2}
+# A build cache of our own (about 4.5 GB after these builds), removed once all is built: the
+# binaries are what we keep, and a new version rebuilds nearly everything anyway.
+BUILD_CACHE=$NPK_ROOT/go-build-cache
 
 # prepare_ws DIR TEMPLATE: write the generated go.mod and `go mod tidy` it, unless the
 # workspace was already made from the same template.
 prepare_ws() {
   local ws=$1 template=$2
+  need_go
   mkdir -p "$ws"
   if [ -s "$ws/go.sum" ] && [ -f "$ws/go.mod.in" ] && [ "$(cat "$ws/go.mod.in")" = "$template" ]; then
     return 0
@@ -85,11 +98,16 @@ go_build() {
   mkdir -p "$out.partial"
   t=$(now)
   log "building $(basename "$out"): $* (go build -p $JOBS; this takes a while the first time)"
-  (cd "$ws" && CGO_ENABLED=0 GOFLAGS="-p=$JOBS -buildvcs=false" nice -n 10 \
+  (cd "$ws" && CGO_ENABLED=0 GOCACHE="$BUILD_CACHE" GOFLAGS="-p=$JOBS -buildvcs=false" nice -n 10 \
     go build -trimpath -ldflags "-s -w $ldflags" -o "$out.partial/" "$@") >&2
   echo "$(date -u +%FT%TZ) $(basename "$out") built in $(($(now) - t)) s (go build -p $JOBS, $(nproc) cores)" \
     >>"$NPK_BIN/build-times.log"
   log "built $(basename "$out") in $(($(now) - t)) s"
+}
+
+finish_build() {  # OUTDIR.partial -> OUTDIR (replacing any incomplete OUTDIR)
+  rm -rf "$1"
+  mv "$1.partial" "$1"
 }
 
 build_kubernetes() {
@@ -101,6 +119,7 @@ build_kubernetes() {
   # k8s.io/kubernetes replaces every staging module with ./staging/src/...; those replace
   # directives do not apply to a dependency, so we pin each one to the published v0.x.y.
   local gomod replaces template ws=$NPK_SRC/kubernetes-$K8S_VERSION
+  need_go
   gomod=$(cd "$NPK_SRC" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/^\t"GoMod": "\(.*\)",$/\1/p')
   [ -s "$gomod" ] || die "could not download k8s.io/kubernetes@$K8S_VERSION from the Go module proxy"
   replaces=$(sed -n '/^replace (/,/^)/p' "$gomod" | sed -n 's#^\s*\(k8s.io/[A-Za-z0-9._-]*\) => \./staging/.*#\t\1 => \1 '"$K8S_STAGING_VERSION"'#p')
@@ -130,7 +149,7 @@ $replaces
   done
   go_build "$ws" "$out" "$ld" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
-  mv "$out.partial" "$out"
+  finish_build "$out"
 }
 
 build_etcd() {
@@ -149,7 +168,7 @@ tool go.etcd.io/etcd/server/v3"
   # the binary is named after the import path ("server", or "v3" with older Go): rename it
   local f
   for f in "$out.partial"/*; do [ "$f" = "$out.partial/etcd" ] || mv "$f" "$out.partial/etcd"; done
-  mv "$out.partial" "$out"
+  finish_build "$out"
 }
 
 build_kwok() {
@@ -173,13 +192,14 @@ tool sigs.k8s.io/kwok/cmd/kwok"
     echo "---"
     cat "$dir/kustomize/stage/$f"
   done >"$out.partial/stages.yaml"
-  mv "$out.partial" "$out"
+  finish_build "$out"
 }
 
 mkdir -p "$NPK_SRC" "$NPK_BIN"
 build_kubernetes
 build_etcd
 build_kwok
+rm -rf "$BUILD_CACHE"
 ln -sfn "kubernetes-$K8S_VERSION/kubectl" "$NPK_BIN/kubectl"  # a stable path for humans
 
 # ---------------------------------------------------------------------------------------
@@ -187,7 +207,8 @@ ln -sfn "kubernetes-$K8S_VERSION/kubectl" "$NPK_BIN/kubectl"  # a stable path fo
 
 PKI_FILES="ca.crt ca.key sa.key sa.pub apiserver.crt apiserver.key etcd.crt etcd.key
   apiserver-etcd-client.crt apiserver-etcd-client.key admin.crt admin.key
-  controller-manager.crt controller-manager.key scheduler.crt scheduler.key"
+  controller-manager.crt controller-manager.key scheduler.crt scheduler.key
+  front-proxy-ca.crt front-proxy-ca.key front-proxy-client.crt front-proxy-client.key"
 
 pki_complete() {
   local f
@@ -197,9 +218,17 @@ pki_complete() {
     openssl x509 -checkend 86400 -noout -in "$PKI/apiserver.crt" >/dev/null
 }
 
-# cert NAME SUBJECT USAGE [SANS]: key + certificate signed by the CA
+# ca NAME CN: a self-signed CA
+ca() {
+  openssl genrsa -out "$PKI/$1.key" 2048 2>/dev/null
+  openssl req -x509 -new -key "$PKI/$1.key" -subj "/CN=$2" -days 3650 -sha256 \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
+    -out "$PKI/$1.crt"
+}
+
+# cert NAME SUBJECT USAGE [SANS] [CA]: key + certificate signed by the CA (default "ca")
 cert() {
-  local name=$1 subj=$2 usage=$3 sans=${4:-}
+  local name=$1 subj=$2 usage=$3 sans=${4:-} ca=${5:-ca}
   openssl genrsa -out "$PKI/$name.key" 2048 2>/dev/null
   openssl req -new -key "$PKI/$name.key" -subj "$subj" -out "$PKI/$name.csr"
   {
@@ -210,7 +239,7 @@ cert() {
     echo "authorityKeyIdentifier=keyid,issuer"  # X509_STRICT (Python 3.13's default) wants it
     [ -z "$sans" ] || echo "subjectAltName=$sans"
   } >"$PKI/$name.ext"
-  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
+  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" -CAcreateserial \
     -days 3650 -sha256 -extfile "$PKI/$name.ext" -out "$PKI/$name.crt" 2>/dev/null
   rm -f "$PKI/$name.csr" "$PKI/$name.ext"
 }
@@ -221,10 +250,8 @@ make_pki() {
   mkdir -p "$PKI.new"
   chmod 700 "$PKI.new"
   local PKI=$PKI.new
-  openssl genrsa -out "$PKI/ca.key" 2048 2>/dev/null
-  openssl req -x509 -new -key "$PKI/ca.key" -subj "/CN=nodepool-test-kubernetes-ca" -days 3650 -sha256 \
-    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
-    -out "$PKI/ca.crt"
+  ca ca nodepool-test-kubernetes-ca
+  ca front-proxy-ca nodepool-test-front-proxy-ca  # request-header (aggregation) client CA
   # service-account token signing key pair
   openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
   openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
@@ -236,7 +263,8 @@ make_pki() {
   cert admin "/O=system:masters/CN=nodepool-admin" clientAuth
   cert controller-manager "/CN=system:kube-controller-manager" clientAuth
   cert scheduler "/CN=system:kube-scheduler" clientAuth
-  rm -f "$PKI/ca.srl"
+  cert front-proxy-client "/CN=front-proxy-client" clientAuth "" front-proxy-ca
+  rm -f "$PKI"/*.srl
   rm -rf "${PKI%.new}"
   mv "$PKI" "${PKI%.new}"
 }
@@ -269,6 +297,11 @@ EOF
 }
 
 mkdir -p "$NPK_RUN" "$LOGS" "$PIDS"
+if ! same_stamp; then
+  # Started with other settings (or by nobody): stop what runs, start afresh below.
+  NODEPOOL_K8S_LOCKED=1 bash "$HERE/stop.sh" 9>&- >&2
+  rm -f "$NPK_RUN/stamp"
+fi
 if ! pki_complete; then
   # Running components would still trust the old CA: stop them first.
   NODEPOOL_K8S_LOCKED=1 bash "$HERE/stop.sh" 9>&- >&2
@@ -351,6 +384,10 @@ if ! pid_of kube-apiserver >/dev/null; then
     --etcd-certfile="$PKI/apiserver-etcd-client.crt" --etcd-keyfile="$PKI/apiserver-etcd-client.key" \
     --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
     --client-ca-file="$PKI/ca.crt" --authorization-mode=Node,RBAC --allow-privileged=true \
+    --requestheader-client-ca-file="$PKI/front-proxy-ca.crt" --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$PKI/front-proxy-client.crt" --proxy-client-key-file="$PKI/front-proxy-client.key" \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
     --service-cluster-ip-range=10.96.0.0/16 --endpoint-reconciler-type=none \
@@ -368,6 +405,7 @@ if ! pid_of kube-controller-manager >/dev/null; then
     --root-ca-file="$PKI/ca.crt" --service-account-private-key-file="$PKI/sa.key" \
     --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
     --service-cluster-ip-range=10.96.0.0/16 --kube-api-qps=100 --kube-api-burst=200 \
+    --flex-volume-plugin-dir="$NPK_RUN/flexvolume" \
     --profiling=false --v=1
 fi
 if ! pid_of kube-scheduler >/dev/null; then
@@ -378,6 +416,9 @@ if ! pid_of kube-scheduler >/dev/null; then
     --leader-elect=false --kube-api-qps=100 --kube-api-burst=200 --profiling=false --v=1
 fi
 if ! pid_of kwok >/dev/null; then
+  # kwok only plays the nodes whose Lease it holds, under a new random identity at each
+  # start: the Lease of the kwok that died would keep pods Pending until it expires (40 s).
+  kc -n kube-node-lease delete lease "$NODE_NAME" --ignore-not-found >&2
   # Pod IPs come from --cidr and are data only: nothing listens on them. The Node's
   # InternalIP is 127.0.0.1, so anything the API server would send to a "kubelet" stays local.
   start kwok --kubeconfig="$KUBECONFIG_PATH" --config="$KWOK_BIN/stages.yaml" --manage-all-nodes=true \
@@ -387,9 +428,9 @@ wait_for kube-controller-manager 90 component_healthy "$KCM_PORT"
 wait_for kube-scheduler 90 component_healthy "$SCHED_PORT"
 
 # The one Node kwok plays (created once; etcd keeps it across restarts).
-if ! "$KUBECTL" --kubeconfig "$KUBECONFIG_PATH" get node "$NODE_NAME" >/dev/null 2>&1; then
+if ! kc get node "$NODE_NAME" >/dev/null 2>&1; then
   log "creating Node $NODE_NAME"
-  "$KUBECTL" --kubeconfig "$KUBECONFIG_PATH" create -f - >&2 <<EOF
+  kc create -f - >&2 <<EOF
 apiVersion: v1
 kind: Node
 metadata:
@@ -420,8 +461,9 @@ fi
 wait_for kwok 90 node_ready
 
 # The service-account controller works (it makes "default" in every namespace).
-sa_ready() { "$KUBECTL" --kubeconfig "$KUBECONFIG_PATH" -n default get serviceaccount default >/dev/null 2>&1; }
+sa_ready() { kc -n default get serviceaccount default >/dev/null 2>&1; }
 wait_for kube-controller-manager 90 sa_ready
 
+echo "$STAMP" >"$NPK_RUN/stamp"
 log "local Kubernetes $K8S_VERSION ready at $API_URL after $(($(now) - T0)) s"
 echo "$KUBECONFIG_PATH"

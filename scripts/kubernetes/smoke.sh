@@ -9,7 +9,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/common.sh"
 
 KCFG=$(bash "$HERE/ensure.sh")
-k() { "$KUBECTL" --kubeconfig "$KCFG" --context "$CONTEXT" "$@"; }
+k() { "$KUBECTL" --kubeconfig "$KCFG" --context "$CONTEXT" --cache-dir "$NPK_RUN/kubectl-cache" "$@"; }
 NS=nodepool-smoke-$$-$RANDOM
 T0=$(now)
 step() { echo "smoke: [$(($(now) - T0)) s] $*"; }
@@ -61,7 +61,7 @@ k -n "$NS" get secret "$NS-token" -o 'jsonpath={.data.ca\.crt}' | base64 -d >"/t
 step "service-account token secret filled (token ${#TOKEN} bytes, ca.crt $(wc -c <"/tmp/$NS-ca.crt") bytes)"
 
 # The token, with the CA from the secret, as Zuul would use them.
-kt() { "$KUBECTL" --kubeconfig /dev/null --server "$API_URL" --certificate-authority "/tmp/$NS-ca.crt" --token "$TOKEN" "$@"; }
+kt() { "$KUBECTL" --kubeconfig /dev/null --cache-dir "$NPK_RUN/kubectl-cache" --server "$API_URL" --certificate-authority "/tmp/$NS-ca.crt" --token "$TOKEN" "$@"; }
 who=$(kt auth whoami -o 'jsonpath={.status.userInfo.username}')
 [ "$who" = "system:serviceaccount:$NS:$NS" ] || fail "token authenticates as '$who'"
 [ "$(kt auth can-i create pods -n "$NS")" = yes ] || fail "the token may not create pods in its namespace"
