@@ -190,11 +190,7 @@ impl NodeParser {
 
 /// The node in `entry`, parsed only if its `mzxid` moved since the memo's copy; `None` for
 /// a record that cannot be read (skipped with one WARNING).
-fn parse_node(
-    parsed: &mut Memo<NodeId, Node>,
-    id: NodeId,
-    entry: &Entry,
-) -> Option<Arc<Node>> {
+fn parse_node(parsed: &mut Memo<NodeId, Node>, id: NodeId, entry: &Entry) -> Option<Arc<Node>> {
     if let Some((mzxid, node)) = parsed.get(&id)
         && *mzxid == entry.stat.mzxid
     {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use nodepool_store::{Registration, SqliteBackend, SqliteOptions, Store};
 use nodepool_testkit::fixture::{self, mask_ages};
 use nodepool_testkit::http::{self, HttpResponse};
-use nodepool_web::server::{LabelSetting, WebState, serve};
+use nodepool_web::server::{LabelSetting, Limits, WebState, serve_with_limits};
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -41,6 +41,10 @@ struct Site {
 
 impl Site {
     async fn start() -> Site {
+        Site::start_with(Limits::default()).await
+    }
+
+    async fn start_with(limits: Limits) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let backend = SqliteBackend::open(SqliteOptions::new(dir.path().join("np.db")))
             .await
@@ -66,7 +70,7 @@ impl Site {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, state, async {
+        let server = tokio::spawn(serve_with_limits(listener, state, limits, async {
             let _ = stopped.await;
         }));
         Site {
@@ -719,5 +723,50 @@ async fn unreadable_records_are_left_out_of_every_answer() {
         fixture::load()["nodes"].as_array().map(Vec::len),
         "the readable nodes are all still served"
     );
+    site.stop().await;
+}
+
+/// Web clients cannot hold the webapp (issue 16): connections that send nothing, or headers
+/// a byte at a time and never finish, are closed after the header-read timeout, and a client
+/// beyond the connection cap is served once they are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_slow_clients_are_cut_off_and_others_served() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let site = Site::start_with(Limits {
+        max_connections: 4,
+        header_read_timeout: Duration::from_millis(500),
+        connection_lifetime: Duration::from_secs(60),
+    })
+    .await;
+    let mut hogs = Vec::new();
+    for slow in [false, false, true, true] {
+        let mut stream = tokio::net::TcpStream::connect(&site.address).await.unwrap();
+        if slow {
+            stream
+                .write_all(b"GET /node-list HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .unwrap();
+        }
+        hogs.push(stream);
+    }
+    // A fifth client, past the cap: answered once the hogs are cut off.
+    let answered = tokio::time::timeout(Duration::from_secs(20), site.get("/ready", None)).await;
+    assert_eq!(
+        answered.expect("the fifth client is served").status,
+        200,
+        "/ready answers"
+    );
+    for mut hog in hogs {
+        let mut buffer = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(20), hog.read_to_end(&mut buffer))
+            .await
+            .expect("the server closes a connection that sends no complete request");
+        // Closed with nothing, or with hyper's 408 for headers that never finished.
+        assert!(
+            closed.is_err() || buffer.is_empty() || buffer.starts_with(b"HTTP/1.1 408"),
+            "{:?}",
+            String::from_utf8_lossy(&buffer)
+        );
+    }
     site.stop().await;
 }

@@ -11,6 +11,7 @@
 //! reads the store on each uncached request, so the webapp shows what any process wrote.
 
 mod api;
+mod connections;
 mod metrics;
 mod negotiate;
 mod nodepool;
@@ -27,6 +28,7 @@ use axum::response::Response;
 use nodepool_store::Store;
 use tokio::net::TcpListener;
 
+pub use connections::{Limits, ServerThread, serve_in_thread};
 pub use negotiate::acceptable_offers;
 
 /// The dashboard: one page, its script and style inline, reading `/api/`.
@@ -117,16 +119,25 @@ impl WebState {
     }
 }
 
-/// Serves until `shutdown` completes, then finishes the requests in flight and returns.
+/// Serves within the default [`Limits`] until `shutdown` completes, then finishes the
+/// requests in flight and returns.
 pub async fn serve(
     listener: TcpListener,
     state: WebState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with_limits(listener, state, Limits::default(), shutdown).await
+}
+
+/// As [`serve`], within `limits`.
+pub async fn serve_with_limits(
+    listener: TcpListener,
+    state: WebState,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let router = Router::new().fallback(handle).with_state(state);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    connections::serve_router(listener, router, limits, shutdown).await
 }
 
 async fn handle(State(state): State<WebState>, request: Request) -> Response {

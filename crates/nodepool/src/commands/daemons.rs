@@ -16,8 +16,6 @@ use nodepool_driver::DriverRegistry;
 use nodepool_launcher::{Launcher, LauncherOptions, Timing};
 use nodepool_store::Store;
 use nodepool_web::server::{LabelSetting, WebState};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::cli::{BuilderArgs, DaemonMode, LauncherArgs, UpArgs};
 use crate::commands::Context;
@@ -87,7 +85,8 @@ pub fn launcher(context: &Context, args: &LauncherArgs) -> anyhow::Result<ExitCo
         let launcher = Launcher::start(store.clone(), drivers(), options).await?;
         tracing::info!("launcher running");
         let webapp = listener
-            .map(|listener| Webapp::start(context, store.clone(), listener, launcher.observer()));
+            .map(|listener| Webapp::start(context, store.clone(), listener, launcher.observer()))
+            .transpose()?;
         let stop = wait_for_stop_signal();
         tokio::pin!(stop);
         match &webapp {
@@ -124,19 +123,17 @@ pub fn launcher(context: &Context, args: &LauncherArgs) -> anyhow::Result<ExitCo
 /// How often the launcher's readiness is looked at until it is ready.
 const READY_CHECK: Duration = Duration::from_millis(100);
 
-/// How long the webapp gets to finish the requests in flight at shutdown.
-const WEBAPP_STOP_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The launcher's webapp (spec 6) on `webapp.listen_address:webapp.port`.
+/// The launcher's webapp (spec 6) on `webapp.listen_address:webapp.port`, on a thread and
+/// runtime of its own (`nodepool_web::server::serve_in_thread`), so no web client can take
+/// the launcher's runtime or its ZooKeeper session from it.
 struct Webapp {
     /// What `/ready` reports; set once the launcher is ready.
     ready: Arc<AtomicBool>,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<std::io::Result<()>>,
+    server: nodepool_web::server::ServerThread,
 }
 
 impl Webapp {
-    async fn bind(context: &Context) -> anyhow::Result<tokio::net::TcpListener> {
+    async fn bind(context: &Context) -> anyhow::Result<std::net::TcpListener> {
         let settings = &context.config.webapp;
         let listener =
             tokio::net::TcpListener::bind((settings.listen_address.as_str(), settings.port))
@@ -152,16 +149,16 @@ impl Webapp {
             .map(|a| a.to_string())
             .unwrap_or_default();
         tracing::info!(%address, "webapp listening");
-        Ok(listener)
+        Ok(listener.into_std()?)
     }
 
     /// Serves on the bound listener, with the launcher's in-process view.
     fn start(
         context: &Context,
         store: Store,
-        listener: tokio::net::TcpListener,
+        listener: std::net::TcpListener,
         launcher: nodepool_launcher::Observer,
-    ) -> Webapp {
+    ) -> anyhow::Result<Webapp> {
         let labels = context
             .config
             .labels
@@ -173,20 +170,21 @@ impl Webapp {
             .collect();
         let ready = Arc::new(AtomicBool::new(false));
         let state = WebState::with_launcher(store, ready.clone(), labels, launcher);
-        let (stop, mut stopped) = watch::channel(false);
-        let task = tokio::spawn(nodepool_web::server::serve(listener, state, async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        }));
-        Webapp { ready, stop, task }
+        let server = nodepool_web::server::serve_in_thread(
+            listener,
+            state,
+            nodepool_web::server::Limits::default(),
+        )
+        .context("cannot start the webapp's thread")?;
+        Ok(Webapp { ready, server })
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(true);
-        match tokio::time::timeout(WEBAPP_STOP_TIMEOUT, self.task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the webapp failed"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "the webapp task ended abnormally"),
-            Err(_) => tracing::warn!("the webapp did not stop in time; leaving it"),
+        let stopped = tokio::task::spawn_blocking(move || self.server.stop()).await;
+        match stopped {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "the webapp failed"),
+            Err(e) => tracing::warn!(error = %e, "the webapp's thread ended abnormally"),
         }
     }
 }
@@ -287,7 +285,7 @@ pub fn up(context: &Context, _args: &UpArgs) -> anyhow::Result<ExitCode> {
             context.settings.secure.clone(),
         );
         let launcher = Launcher::start(store.clone(), drivers(), launcher_options).await?;
-        let webapp = Webapp::start(context, store.clone(), listener, launcher.observer());
+        let webapp = Webapp::start(context, store.clone(), listener, launcher.observer())?;
         let address = format!(
             "http://{}:{}/dashboard",
             context.config.webapp.listen_address, context.config.webapp.port
