@@ -697,7 +697,7 @@ pub async fn cache_follows_existence_only(h: &dyn Harness) {
 /// and that can make the watches registered so far deaf (they deliver nothing more), as a
 /// client that fails to register its watches again after a reconnect would.
 #[derive(Debug)]
-struct Instrumented {
+pub struct Instrumented {
     inner: Arc<dyn Backend>,
     gets: std::sync::atomic::AtomicUsize,
     /// Numbers the watches registered through this backend.
@@ -707,7 +707,7 @@ struct Instrumented {
 }
 
 impl Instrumented {
-    fn new(inner: Arc<dyn Backend>) -> Instrumented {
+    pub fn new(inner: Arc<dyn Backend>) -> Instrumented {
         Instrumented {
             inner,
             gets: Default::default(),
@@ -716,12 +716,13 @@ impl Instrumented {
         }
     }
 
-    fn gets(&self) -> usize {
+    /// How many `get` calls went through so far.
+    pub fn gets(&self) -> usize {
         self.gets.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Every watch registered so far goes deaf; later ones work.
-    fn deafen(&self) {
+    pub fn deafen(&self) {
         let registered = self.watches.load(std::sync::atomic::Ordering::SeqCst);
         self.deaf_below
             .store(registered, std::sync::atomic::Ordering::SeqCst);

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use nodepool_store::{Registration, SqliteBackend, SqliteOptions, Store};
+use nodepool_store::{Backend, Registration, SqliteBackend, SqliteOptions, Store};
 use nodepool_testkit::fixture::{self, mask_ages};
 use nodepool_testkit::http::{self, HttpResponse};
 use nodepool_web::server::{LabelSetting, Limits, WebState, serve_with_limits};
@@ -45,11 +45,19 @@ impl Site {
     }
 
     async fn start_with(limits: Limits) -> Site {
+        Site::start_on(limits, |backend| backend).await
+    }
+
+    /// With the SQLite backend wrapped by `wrap` (to count what the webapp reads).
+    async fn start_on(
+        limits: Limits,
+        wrap: impl FnOnce(Arc<dyn Backend>) -> Arc<dyn Backend>,
+    ) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let backend = SqliteBackend::open(SqliteOptions::new(dir.path().join("np.db")))
             .await
             .unwrap();
-        let store = Store::new(Arc::new(backend));
+        let store = Store::new(wrap(Arc::new(backend)));
         let fixture = fixture::load();
         // Whole seconds, so epoch ages are the goldens' plus `shift` exactly.
         let shift = fixture::shift_to_now(&fixture).ceil() as i64;
@@ -768,5 +776,47 @@ async fn idle_and_slow_clients_are_cut_off_and_others_served() {
             String::from_utf8_lossy(&buffer)
         );
     }
+    site.stop().await;
+}
+
+/// A flood of `/api/nodes` and `/metrics` requests reads the store about once a second, not
+/// once per request (issue 16), and every request is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_flood_reads_the_store_once_a_second() {
+    use nodepool_store::testing::Instrumented;
+    let mut counter = None;
+    let site = Site::start_on(Limits::default(), |backend| {
+        let instrumented = Arc::new(Instrumented::new(backend));
+        counter = Some(instrumented.clone());
+        instrumented
+    })
+    .await;
+    let counter = counter.unwrap();
+    // What one answer of each costs.
+    let before = counter.gets();
+    for target in ["/api/nodes", "/metrics"] {
+        assert_eq!(site.get(target, None).await.status, 200);
+    }
+    let one_each = counter.gets() - before;
+    assert!(one_each > 0, "the listings read the store");
+    let before = counter.gets();
+    let started = Instant::now();
+    let mut flood = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let address = site.address.clone();
+        let target = if i % 2 == 0 { "/api/nodes" } else { "/metrics" };
+        flood.spawn(async move { http::get(&address, target, None).await.unwrap().status });
+    }
+    while let Some(status) = flood.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    // At most one fresh answer of each per second begun (a read per request would be 100
+    // times `one_each`).
+    let seconds = started.elapsed().as_secs() as usize + 1;
+    let reads = counter.gets() - before;
+    assert!(
+        reads <= (seconds + 1) * one_each,
+        "{reads} store reads for 200 requests in {seconds} s; one answer of each reads {one_each}"
+    );
     site.stop().await;
 }

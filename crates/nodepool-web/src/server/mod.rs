@@ -15,6 +15,7 @@ mod connections;
 mod metrics;
 mod negotiate;
 mod nodepool;
+mod short_cache;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,6 +58,9 @@ struct Inner {
     labels: Vec<LabelSetting>,
     /// Nodepool's 1 s response cache. A std mutex: nothing awaits while holding it.
     cache: Mutex<nodepool::ResponseCache>,
+    /// The same second's cache for `/api/*` and `/metrics`, each of which reads the whole
+    /// store: a flood of them costs one read of the store a second.
+    short_cache: short_cache::ShortCache,
     /// The launcher running in this process, for what only it knows (launch results,
     /// worker states, quota use); `None` when the webapp serves the store alone.
     launcher: Option<nodepool_launcher::Observer>,
@@ -70,6 +74,7 @@ impl WebState {
                 ready,
                 labels,
                 cache: Mutex::new(nodepool::ResponseCache::default()),
+                short_cache: short_cache::ShortCache::default(),
                 launcher: None,
             }),
         }
@@ -89,6 +94,7 @@ impl WebState {
                 ready,
                 labels,
                 cache: Mutex::new(nodepool::ResponseCache::default()),
+                short_cache: short_cache::ShortCache::default(),
                 launcher: Some(launcher),
             }),
         }
@@ -147,8 +153,21 @@ async fn handle(State(state): State<WebState>, request: Request) -> Response {
         .into_owned();
     let params = nodepool::parse_params(request.uri().query());
     let headers = request.headers();
-    if path == "/metrics" {
-        return metrics::answer(&state).await;
+    if path == "/metrics" || path.starts_with("/api/") {
+        let key = request.uri().to_string();
+        return state
+            .inner
+            .short_cache
+            .answer(&key, || async {
+                if path == "/metrics" {
+                    return metrics::answer(&state).await;
+                }
+                match api::answer(&state, &path["/api/".len()..]).await {
+                    Some(response) => response,
+                    None => nodepool::answer(&state, &path, &params, headers).await,
+                }
+            })
+            .await;
     }
     if path == "/dashboard" {
         return Response::builder()
@@ -156,11 +175,6 @@ async fn handle(State(state): State<WebState>, request: Request) -> Response {
             .header(header::CACHE_CONTROL, "no-cache")
             .body(Body::from(DASHBOARD))
             .unwrap_or_else(|_| internal_error());
-    }
-    if let Some(rest) = path.strip_prefix("/api/")
-        && let Some(response) = api::answer(&state, rest).await
-    {
-        return response;
     }
     // Everything else is Nodepool's, including its 404s.
     nodepool::answer(&state, &path, &params, headers).await
