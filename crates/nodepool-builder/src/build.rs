@@ -79,7 +79,7 @@ pub fn image_base(images_dir: &Path, image: &str, build_id: &BuildId) -> PathBuf
     images_dir.join(format!("{image}-{build_id}"))
 }
 
-/// Quotes a word for `sh` when it needs it.
+/// Quotes a word for `shlex.split` (and `sh`) when it needs it.
 fn shell_word(word: &str) -> String {
     let plain = !word.is_empty()
         && word
@@ -173,10 +173,15 @@ async fn run_command(
     }
     let line = dib_command_line(image, base);
     tracing::info!(image = %image.name, command = %line, log = %log_path.display(), "running the build command");
-    let mut command = tokio::process::Command::new("/bin/sh");
+    // Split as Nodepool does (`shlex.split`), and run without a shell.
+    let argv = crate::shlex::split(&line)
+        .with_context(|| format!("cannot split the build command line {line:?}"))?;
+    let Some((program, args)) = argv.split_first() else {
+        anyhow::bail!("the build command line is empty");
+    };
+    let mut command = tokio::process::Command::new(program);
     command
-        .arg("-c")
-        .arg(format!("exec {line}"))
+        .args(args)
         .env("DIB_RELEASE", &image.release)
         .env("DIB_IMAGE_NAME", &image.name)
         .env("DIB_IMAGE_FILENAME", base)
@@ -188,7 +193,18 @@ async fn run_command(
         command.env("ELEMENTS_PATH", elements);
     }
     command.envs(&image.env_vars);
-    let mut child = command.spawn().context("starting the build command")?;
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            // Into the build log too, where an operator looks for why a build failed.
+            let said = format!("cannot run {program:?}: {e}\n");
+            let _ = std::fs::OpenOptions::new()
+                .append(true)
+                .open(log_path)
+                .and_then(|mut log| std::io::Write::write_all(&mut log, said.as_bytes()));
+            return Err(e).with_context(|| format!("starting the build command {program:?}"));
+        }
+    };
     let outcome = tokio::select! {
         status = child.wait() => Outcome::Exited(status?.code().unwrap_or(1)),
         _ = tokio::time::sleep(timeout) => Outcome::TimedOut,

@@ -24,6 +24,7 @@ mod context;
 pub mod decide;
 mod janitor;
 mod records;
+mod shlex;
 mod upload;
 
 use std::path::PathBuf;
