@@ -60,7 +60,7 @@ impl Service {
 }
 
 /// A token and what came with it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Token {
     value: String,
     /// When we stop using it (see `decide::token_lifetime`).
@@ -111,6 +111,18 @@ fn versioned(url: &str, service: Service) -> String {
 }
 
 /// Waits so that calls are at least `interval` apart (the provider's `rate`).
+/// The token itself stays out of logs and panics (the client's `Debug` shows this one).
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("value", &"<redacted>")
+            .field("renew_at", &self.renew_at)
+            .field("project_id", &self.project_id)
+            .field("user_id", &self.user_id)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Debug)]
 struct RateLimiter {
     interval: Duration,
@@ -620,6 +632,20 @@ impl OpenStackClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_never_shows_in_debug_output() {
+        let token = Token {
+            value: "gAAAAABsecret-token".to_string(),
+            renew_at: Instant::now(),
+            catalog: serde_json::json!([]),
+            project_id: Some("p".to_string()),
+            user_id: None,
+        };
+        let shown = format!("{token:?} {:?}", Some(token.clone()));
+        assert!(!shown.contains("secret-token"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+    }
 
     #[test]
     fn catalog_lookup_by_type_interface_and_region() {
