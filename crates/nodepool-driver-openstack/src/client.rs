@@ -14,6 +14,32 @@ use crate::decide;
 /// How long one API call may take (uploads have their own timeout).
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The largest answer read from a cloud API (a detailed listing of ten thousand servers is
+/// a few tens of MiB); a bigger one is an error, not a process out of memory.
+const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
+
+/// The largest error answer read (only its message is used).
+const MAX_ERROR_BODY_BYTES: usize = 1024 * 1024;
+
+/// Why a body was not read.
+#[derive(Debug)]
+enum BodyError {
+    Transport(reqwest::Error),
+    TooLarge(usize),
+}
+
+/// Reads `response`'s body as text, refusing one longer than `limit` bytes as it arrives.
+async fn capped_text(mut response: reqwest::Response, limit: usize) -> Result<String, BodyError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
 /// The compute microversion we ask for: 2.47 embeds the flavor's size in servers (quota of
 /// unmanaged servers without a flavor lookup) and lets a server have no network (`none`).
 const COMPUTE_MICROVERSION: (u32, u32) = (2, 47);
@@ -215,6 +241,22 @@ impl OpenStackClient {
         &self.cloud
     }
 
+    /// `capped_text` with the error said as the driver says it.
+    async fn body(
+        &self,
+        what: &str,
+        response: reqwest::Response,
+        limit: usize,
+    ) -> Result<String, DriverError> {
+        capped_text(response, limit).await.map_err(|e| match e {
+            BodyError::Transport(e) => self.transport_error(what, &e),
+            BodyError::TooLarge(limit) => DriverError::Transient(format!(
+                "cloud {}: {what}: the answer is larger than {limit} bytes",
+                self.cloud.name
+            )),
+        })
+    }
+
     fn transport_error(&self, what: &str, e: &reqwest::Error) -> DriverError {
         // Connection failures and timeouts are worth retrying; a request we could not even
         // build is not.
@@ -271,10 +313,7 @@ impl OpenStackClient {
             .get("X-Subject-Token")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let text = response
-            .text()
-            .await
-            .map_err(|e| self.transport_error(what, &e))?;
+        let text = self.body(what, response, MAX_BODY_BYTES).await?;
         if !status.is_success() {
             // A refused login is not worth retrying quickly; Keystone being down is.
             return Err(match status.as_u16() {
@@ -474,10 +513,7 @@ impl OpenStackClient {
                 Err(e) => return Err(self.transport_error(what, &e)),
             };
             let status = response.status();
-            let text = response
-                .text()
-                .await
-                .map_err(|e| self.transport_error(what, &e))?;
+            let text = self.body(what, response, MAX_BODY_BYTES).await?;
             if status == StatusCode::UNAUTHORIZED && tries < 2 {
                 self.forget_token(&token.value).await;
                 continue;
@@ -617,7 +653,9 @@ impl OpenStackClient {
             .map_err(|e| self.transport_error(&what, &e))?;
         let status = response.status();
         if !status.is_success() {
-            let text = response.text().await.unwrap_or_default();
+            let text = capped_text(response, MAX_ERROR_BODY_BYTES)
+                .await
+                .unwrap_or_default();
             return Err(decide::classify(
                 &self.cloud.name,
                 &what,
@@ -632,6 +670,46 @@ impl OpenStackClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Serves one HTTP answer whose body is `length` bytes of `x`, sent in pieces.
+    async fn big_answer(length: usize) -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request).await;
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n");
+            stream.write_all(head.as_bytes()).await.unwrap();
+            let piece = vec![b'x'; 64 * 1024];
+            let mut left = length;
+            while left > 0 {
+                let n = left.min(piece.len());
+                if stream.write_all(&piece[..n]).await.is_err() {
+                    return;
+                }
+                left -= n;
+            }
+        });
+        format!("http://{address}/")
+    }
+
+    #[tokio::test]
+    async fn bodies_are_read_within_a_cap() {
+        let url = big_answer(300 * 1024).await;
+        let response = reqwest::get(&url).await.unwrap();
+        assert!(matches!(
+            capped_text(response, 256 * 1024).await,
+            Err(BodyError::TooLarge(_))
+        ));
+        let url = big_answer(100 * 1024).await;
+        let response = reqwest::get(&url).await.unwrap();
+        assert_eq!(
+            capped_text(response, 256 * 1024).await.unwrap().len(),
+            100 * 1024
+        );
+    }
 
     #[test]
     fn a_token_never_shows_in_debug_output() {
