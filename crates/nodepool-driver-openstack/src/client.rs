@@ -674,14 +674,20 @@ mod tests {
     /// Serves one HTTP answer whose body is `length` bytes of `x`, sent in pieces.
     async fn big_answer(length: usize) -> String {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
         tokio::spawn(async move {
-            let (mut stream, _) = listener.accept().await.unwrap();
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
             let mut request = [0u8; 1024];
             let _ = stream.read(&mut request).await;
             let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n");
-            stream.write_all(head.as_bytes()).await.unwrap();
+            if stream.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
             let piece = vec![b'x'; 64 * 1024];
             let mut left = length;
             while left > 0 {
@@ -698,15 +704,15 @@ mod tests {
     #[tokio::test]
     async fn bodies_are_read_within_a_cap() {
         let url = big_answer(300 * 1024).await;
-        let response = reqwest::get(&url).await.unwrap();
+        let response = reqwest::get(&url).await.expect("get");
         assert!(matches!(
             capped_text(response, 256 * 1024).await,
             Err(BodyError::TooLarge(_))
         ));
         let url = big_answer(100 * 1024).await;
-        let response = reqwest::get(&url).await.unwrap();
+        let response = reqwest::get(&url).await.expect("get");
         assert_eq!(
-            capped_text(response, 256 * 1024).await.unwrap().len(),
+            capped_text(response, 256 * 1024).await.expect("read").len(),
             100 * 1024
         );
     }
