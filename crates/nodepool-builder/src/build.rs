@@ -19,7 +19,7 @@ pub async fn run(ctx: Arc<Context>, name: String) {
     while !ctx.is_stopping() {
         ctx.workers.busy(&name);
         if let Err(e) = pass(&ctx).await {
-            tracing::error!(worker = %name, error = %format!("{e:#}"), "build pass failed");
+            crate::context::log_failure(&e, &name, "build pass failed");
             ctx.workers.error(&name, &e);
         }
         ctx.workers.idle(&name);
@@ -35,7 +35,7 @@ async fn pass(ctx: &Context) -> anyhow::Result<()> {
             break;
         }
         if let Err(e) = consider(ctx, &config, image).await {
-            tracing::error!(image = %image.name, error = %format!("{e:#}"), "cannot build image");
+            crate::context::log_failure(&e, &image.name, "cannot build image");
         }
     }
     Ok(())

@@ -16,6 +16,24 @@ use crate::BuilderOptions;
 use nodepool_model::workers::Workers;
 
 /// Wall-clock seconds since the epoch, as Nodepool writes `state_time`.
+/// Logs a failed pass of a builder loop (`subject`: the worker, or the image a step was for). One the store connection caused is a
+/// WARNING: the session may well survive (a ZooKeeper server restarting, a leader lost) and
+/// the next pass tries again, as the launcher's loops say it. Anything else is an ERROR.
+pub fn log_failure(error: &anyhow::Error, subject: &str, what: &str) {
+    let connection = error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<nodepool_store::StoreError>(),
+            Some(nodepool_store::StoreError::Suspended | nodepool_store::StoreError::SessionLost)
+        )
+    });
+    let error = format!("{error:#}");
+    if connection {
+        tracing::warn!(subject, error, "{what} (store connection; trying again)");
+    } else {
+        tracing::error!(subject, error, "{what}");
+    }
+}
+
 pub fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

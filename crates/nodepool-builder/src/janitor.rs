@@ -18,7 +18,7 @@ pub async fn run(ctx: Arc<Context>, name: String) {
     while !ctx.is_stopping() {
         ctx.workers.busy(&name);
         if let Err(e) = pass(&ctx).await {
-            tracing::error!(worker = %name, error = %format!("{e:#}"), "cleanup pass failed");
+            crate::context::log_failure(&e, &name, "cleanup pass failed");
             ctx.workers.error(&name, &e);
         }
         ctx.workers.idle(&name);

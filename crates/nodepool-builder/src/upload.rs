@@ -29,7 +29,7 @@ pub async fn run(ctx: Arc<Context>, name: String) {
             }
         };
         if let Err(e) = result {
-            tracing::error!(worker = %name, error = %format!("{e:#}"), "upload pass failed");
+            crate::context::log_failure(&e, &name, "upload pass failed");
             ctx.workers.error(&name, &e);
         }
         ctx.workers.idle(&name);
