@@ -541,14 +541,17 @@ impl ZooKeeperEnsemble {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let mut servers = Vec::with_capacity(size);
             let mut members = String::new();
             for myid in 1..=size {
                 let (quorum_port, election_port) = (free_port()?, free_port()?);
                 members.push_str(&format!(
                     "server.{myid}=127.0.0.1:{quorum_port}:{election_port}\n"
                 ));
-                servers.push(ZooKeeperServer {
+            }
+            let mut servers = Vec::with_capacity(size);
+            let mut log_starts = Vec::with_capacity(size);
+            for myid in 1..=size {
+                let mut server = ZooKeeperServer {
                     dir: server_directory()?,
                     plain_port: free_port()?,
                     tls_port: match tls {
@@ -559,18 +562,13 @@ impl ZooKeeperEnsemble {
                     startup_timeout: options.startup_timeout,
                     quorum: Some(Quorum {
                         myid,
-                        members: String::new(),
+                        members: members.clone(),
                     }),
                     process: None,
-                });
-            }
-            let mut log_starts = Vec::with_capacity(size);
-            for server in &mut servers {
-                if let Some(quorum) = &mut server.quorum {
-                    quorum.members = members.clone();
-                }
+                };
                 server.write_config(tls.as_ref().map(|(_, server)| server))?;
                 log_starts.push(server.spawn()?);
+                servers.push(server);
             }
             // Dropping the others on an error stops them too.
             let ready = servers
