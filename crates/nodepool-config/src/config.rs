@@ -402,8 +402,13 @@ pub struct QemuProvider {
     /// Cores and MiB of RAM the provider may use; `None` means "what the host has".
     pub host_cores: Option<u32>,
     pub host_ram: Option<u64>,
-    /// Inclusive range of host ports forwarded to the VMs' SSH.
+    /// `ssh-port-range`: accepted so configurations written for earlier versions (which
+    /// forwarded a port on 127.0.0.1 to each VM's SSH) still load; unused, since each VM's
+    /// SSH is port 22 at its own address in `subnet`.
     pub ssh_port_range: (u16, u16),
+    /// The network the VMs' network namespaces take their veth addresses from, e.g.
+    /// `172.31.224.0/20`.
+    pub subnet: String,
     /// The private key whose `.pub` is injected into every node (made when missing).
     pub ssh_key: PathBuf,
 }
@@ -600,4 +605,7 @@ pub struct LocalLabel {
     pub disk_size: Option<u64>,
     pub console_log: bool,
     pub host_key_checking: bool,
+    /// Containers only: the most processes (and threads) a node may have; `None` is the
+    /// driver's default.
+    pub pids_limit: Option<u32>,
 }

@@ -551,6 +551,7 @@ raw_struct!(RawQemuProvider, "a qemu provider" {
     host_cores: i64 = "host-cores",
     host_ram: i64 = "host-ram",
     ssh_port_range: String = "ssh-port-range",
+    subnet: String = "subnet",
     ssh_key: String = "ssh-key",
     diskimages: Vec<RawLocalDiskImage> = "diskimages",
     cloud_images: Vec<RawLocalCloudImage> = "cloud-images",
@@ -628,6 +629,7 @@ raw_struct!(RawContainerLabel, "a container pool label" {
     diskimage: String = "diskimage",
     cores: i64 = "cores",
     ram: i64 = "ram",
+    pids_limit: i64 = "pids-limit",
 });
 
 // ---------------------------------------------------------------------------------------

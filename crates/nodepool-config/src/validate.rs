@@ -1868,6 +1868,7 @@ fn local_label(
         disk_size: disk_size.as_ref().map(|_| positive(cx, disk_size, 1)),
         console_log,
         host_key_checking,
+        pids_limit: None,
     }
 }
 
@@ -1928,6 +1929,7 @@ fn validate_qemu(p: &RawQemuProvider, known: &KnownNames, cx: &mut Collector) ->
             (42000, 42999)
         }),
     };
+    let subnet = local_subnet(cx, &p.subnet, DEFAULT_QEMU_SUBNET);
     let raw_pools: Vec<&RawQemuPool> = p.pools.iter().flat_map(|v| v.value.iter()).collect();
     check_pools_unique(cx, raw_pools.iter().copied(), |p| &p.name);
     let mut pools = Vec::new();
@@ -2005,6 +2007,7 @@ fn validate_qemu(p: &RawQemuProvider, known: &KnownNames, cx: &mut Collector) ->
                 .map(|_| positive(cx, &p.host_cores, 1) as u32),
             host_ram: p.host_ram.as_ref().map(|_| positive(cx, &p.host_ram, 1)),
             ssh_port_range,
+            subnet,
         }),
     })
 }
@@ -2032,18 +2035,7 @@ fn validate_container(
     let name = common.name.clone();
     let diskimages = local_diskimages(cx, known, &name, &p.diskimages);
     let state_dir = path_or(&p.state_dir, "/var/lib/nodepool/container/nodes");
-    let subnet = string(&p.subnet).unwrap_or_else(|| "172.31.240.0/20".into());
-    if let Some(s) = &p.subnet
-        && !is_ipv4_cidr(&s.value)
-    {
-        cx.error(
-            &s.at,
-            format!(
-                "expected an IPv4 network like `172.31.240.0/20`, found `{}`",
-                s.value
-            ),
-        );
-    }
+    let subnet = local_subnet(cx, &p.subnet, DEFAULT_CONTAINER_SUBNET);
     let raw_pools: Vec<&RawContainerPool> = p.pools.iter().flat_map(|v| v.value.iter()).collect();
     check_pools_unique(cx, raw_pools.iter().copied(), |p| &p.name);
     let mut pools = Vec::new();
@@ -2079,7 +2071,7 @@ fn validate_container(
                     &None,
                 )
             };
-            let settings = local_label(
+            let mut settings = local_label(
                 cx,
                 &label.cores,
                 &label.ram,
@@ -2087,6 +2079,10 @@ fn validate_container(
                 false,
                 host_key_checking,
             );
+            settings.pids_limit = label
+                .pids_limit
+                .as_ref()
+                .map(|_| u32::try_from(positive(cx, &label.pids_limit, 1)).unwrap_or(u32::MAX));
             labels.entry(label_name.value.clone()).or_insert(PoolLabel {
                 name: label_name.value.clone(),
                 image,
@@ -2122,6 +2118,28 @@ fn validate_container(
             launch_retries: positive(cx, &p.launch_retries, 3) as u32,
         }),
     })
+}
+
+/// Where container addresses come from when `subnet` is not set.
+const DEFAULT_CONTAINER_SUBNET: &str = "172.31.240.0/20";
+/// Where VM namespaces' addresses come from when `subnet` is not set: next to the container
+/// default, not overlapping it.
+const DEFAULT_QEMU_SUBNET: &str = "172.31.224.0/20";
+
+/// A local driver's `subnet` (the /30 per node comes from it), or `default`.
+fn local_subnet(cx: &mut Collector, raw: &Option<Sp<String>>, default: &str) -> String {
+    if let Some(s) = raw
+        && !is_ipv4_cidr(&s.value)
+    {
+        cx.error(
+            &s.at,
+            format!(
+                "expected an IPv4 network like `{default}`, found `{}`",
+                s.value
+            ),
+        );
+    }
+    string(raw).unwrap_or_else(|| default.into())
 }
 
 fn is_ipv4_cidr(text: &str) -> bool {

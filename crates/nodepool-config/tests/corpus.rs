@@ -972,6 +972,16 @@ fn mixed_drivers() {
         pools(&[("zz-static", "hosts")])
     );
     assert_eq!(config.pools_for_label("linux").count(), 8);
+    let subnet = |name: &str| match &config.providers[name].settings {
+        ProviderSettings::Qemu(q) => q.subnet.clone(),
+        ProviderSettings::Container(c) => c.subnet.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        (subnet("vm"), subnet("ct")),
+        ("172.31.224.0/20".to_string(), "172.31.240.0/20".to_string()),
+        "the local drivers' default subnets do not overlap"
+    );
     assert_eq!(
         config.diskimages["linux-image"].formats,
         set(&["qcow2", "raw", "tar"]),
@@ -1195,6 +1205,7 @@ fn qemu() {
     };
     assert_eq!(settings.accel, QemuAccel::Tcg);
     assert_eq!(settings.ssh_port_range, (43000, 43099));
+    assert_eq!(settings.subnet, "10.253.0.0/22");
     assert_eq!(
         (settings.host_cores, settings.host_ram),
         (Some(8), Some(16384))
@@ -1255,7 +1266,8 @@ fn qemu() {
             ram: 1024,
             disk_size: None,
             console_log: true,
-            host_key_checking: false
+            host_key_checking: false,
+            pids_limit: None
         }
     );
     assert_eq!(
@@ -1265,7 +1277,8 @@ fn qemu() {
             ram: 512,
             disk_size: None,
             console_log: false,
-            host_key_checking: false
+            host_key_checking: false,
+            pids_limit: None
         }
     );
     assert_eq!(
@@ -1275,7 +1288,8 @@ fn qemu() {
             ram: 8192,
             disk_size: Some(40),
             console_log: true,
-            host_key_checking: true
+            host_key_checking: true,
+            pids_limit: None
         }
     );
     assert_eq!(

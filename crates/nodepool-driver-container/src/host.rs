@@ -1,18 +1,16 @@
 //! This machine: the tools the driver runs, root, mounts, processes and its size.
 //!
-//! Everything that changes the system goes through a subprocess (`ip`, `mount`, `unshare`,
-//! ...): the workspace forbids `unsafe`, and these commands are what an operator would type
-//! to inspect or repair a node by hand.
+//! Everything that changes the system goes through a subprocess (`runc`, `ip`, `nft`,
+//! `mount`, ...): the workspace forbids `unsafe`, and these commands are what an operator
+//! would type to inspect or repair a node by hand.
 
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use nodepool_driver::DriverError;
-use tokio::process::Command;
 
 /// Directories searched for tools besides `PATH`: a launcher started without the `sbin`
 /// directories in its `PATH` still finds `ip` and `chroot`.
@@ -29,16 +27,13 @@ const EXTRA_TOOL_DIRS: &[&str] = &[
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tools {
     pub ip: PathBuf,
-    pub unshare: PathBuf,
-    pub setsid: PathBuf,
+    pub nft: PathBuf,
+    pub runc: PathBuf,
     pub mount: PathBuf,
     pub umount: PathBuf,
     pub tar: PathBuf,
     pub ssh_keygen: PathBuf,
-    pub chroot: PathBuf,
     pub kill: PathBuf,
-    pub hostname: PathBuf,
-    pub sh: PathBuf,
 }
 
 /// Where `program` is, searching `path` (a `PATH` value) then [`EXTRA_TOOL_DIRS`].
@@ -81,16 +76,13 @@ impl Tools {
         };
         let tools = Tools {
             ip: find("ip", "iproute2"),
-            unshare: find("unshare", "util-linux"),
-            setsid: find("setsid", "util-linux"),
+            nft: find("nft", "nftables"),
+            runc: find("runc", "runc"),
             mount: find("mount", "mount"),
             umount: find("umount", "mount"),
             tar: find("tar", "tar"),
             ssh_keygen: find("ssh-keygen", "openssh-client"),
-            chroot: find("chroot", "coreutils"),
             kill: find("kill", "procps"),
-            hostname: find("hostname", "hostname"),
-            sh: find("sh", "dash"),
         };
         if missing.is_empty() {
             Ok(tools)
@@ -103,38 +95,7 @@ impl Tools {
     }
 }
 
-/// The command line as text, for error messages and logs.
-fn describe(command: &Command) -> String {
-    let std = command.as_std();
-    let mut text = std.get_program().to_string_lossy().into_owned();
-    for arg in std.get_args() {
-        text.push(' ');
-        text.push_str(&arg.to_string_lossy());
-    }
-    text
-}
-
-/// Runs `command` to completion; a failure names the command, its status and its stderr.
-pub async fn run(command: &mut Command) -> Result<String, DriverError> {
-    let text = describe(command);
-    let output = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| DriverError::Fatal(format!("cannot run `{text}`: {e}")))?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(DriverError::Fatal(format!(
-            "`{text}` failed ({}): {}",
-            output.status,
-            nodepool_driver::stderr_tail(&output.stderr)
-        )))
-    }
-}
+pub use nodepool_driver::command::run;
 
 /// Decodes the octal escapes (`\040` for a space) `/proc/self/mountinfo` uses in paths.
 fn unescape_mount_path(field: &str) -> String {

@@ -1,20 +1,24 @@
 //! The create and delete state machines of the container provider.
 //!
-//! Create: `start` (node dir, address lease, `metadata.json`) -> `mounting overlay` ->
-//! `configuring root` (keys, host keys, hostname) -> `creating network` (namespace, veth) ->
-//! `starting container` -> `waiting for ssh` -> `complete`. The external id (the hostname) is
-//! known before the first step. A failed step cleans nothing up: the launcher runs the delete
-//! machine, so every step can be repeated and the delete handles any partial state.
+//! Create: `start` (node dir, address lease, `metadata.json`, the image's ids shifted once)
+//! -> `mounting overlay` -> `configuring root` (keys, host keys, hostname, name servers, ids
+//! shifted into the container range) -> `creating container` (`config.json`, `runc create`:
+//! the container's namespaces exist, its sshd waits) -> `creating network` (the runtime's
+//! network namespace named and joined to this machine by a veth pair; the node firewall) ->
+//! `starting container` (`runc start`) -> `waiting for ssh` -> `complete`. The external id
+//! (the hostname) is known before the first step. A failed step cleans nothing up: the
+//! launcher runs the delete machine, so every step can be repeated and the delete handles
+//! any partial state.
 //!
-//! Delete: `start` (kill the container) -> `stopping` (wait for its processes to end) ->
-//! `removing network` -> `unmounting` -> `removing files` -> `complete`.
+//! Delete: `start` (kill the container) -> `stopping` (wait for it to stop, remove it from the
+//! runtime) -> `removing network` -> `unmounting` -> `removing files` -> `complete`. Nodes
+//! started by the driver before it used runc (an `unshare` process in a pidfile) are killed
+//! by their pid.
 
-use std::collections::BTreeSet;
 use std::fs;
-use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::fs::{PermissionsExt, lchown};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,12 +28,15 @@ use nodepool_model::ExternalId;
 use tokio::net::TcpStream;
 use tokio::process::Command;
 
-use crate::address::{VETH_PREFIX, first_free_block, host_link_name, namespace_name};
-use crate::host::{self, Tools};
-use crate::image::{remove_tree, rootfs_path};
-use crate::node_dir::{
-    InitPlan, Leases, NodeDir, NodeRecord, StartPlan, init_script, start_script, valid_name,
+use nodepool_driver::node_network::{
+    Leases, NodeKind, firewall, host_link_name, links, namespace_name,
 };
+
+use crate::bundle::{self, BundlePlan, DEFAULT_PIDS_LIMIT};
+use crate::host::{self, Tools};
+use crate::idmap::{self, HOST_ID_BASE};
+use crate::image::{remove_tree, rootfs_path};
+use crate::node_dir::{NodeDir, NodeRecord, valid_name};
 use crate::provider::{Shared, console_tail};
 use crate::rootfs;
 
@@ -41,10 +48,6 @@ const DELETE_POLL: Duration = Duration::from_millis(20);
 const BOOT_POLL: Duration = Duration::from_millis(50);
 /// One connection attempt; the address is on this machine, so an answer is quick.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-/// How long the started container has to write its pidfile (its first command).
-const PIDFILE_GRACE: Duration = Duration::from_secs(10);
-/// Between looks for the pidfile.
-const PIDFILE_POLL: Duration = Duration::from_millis(2);
 /// How long killed processes have to disappear before the delete reports an error (and is
 /// run again by the launcher).
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -54,6 +57,7 @@ const SSH_PORT: u16 = 22;
 const START: &str = "start";
 const MOUNTING: &str = "mounting overlay";
 const CONFIGURING: &str = "configuring root";
+const CREATING: &str = "creating container";
 const NETWORKING: &str = "creating network";
 const STARTING: &str = "starting container";
 const BOOTING: &str = "waiting for ssh";
@@ -74,12 +78,10 @@ fn fatal(what: String) -> impl FnOnce(std::io::Error) -> DriverError {
     move |e| DriverError::Fatal(format!("{what}: {e}"))
 }
 
-fn netns_exists(namespace: &str) -> bool {
-    Path::new("/run/netns").join(namespace).exists()
-}
-
-fn link_exists(link: &str) -> bool {
-    Path::new("/sys/class/net").join(link).exists()
+/// The runtime's id of a node's container, which is also its network namespace's name:
+/// unique on this machine (see `namespace_name`).
+pub fn container_id(record: &NodeRecord) -> String {
+    namespace_name(&record.hostname, record.address)
 }
 
 #[derive(Debug)]
@@ -157,62 +159,41 @@ impl ContainerCreateMachine {
                 "hostname {hostname:?} cannot name a node directory"
             )));
         }
-        self.lower()?;
+        let lower = self.lower()?;
         // Checked before anything is made: a label this provider does not have is a
         // configuration error, not a node to clean up.
         self.shared.label(&self.spec.pool, &self.spec.label)?;
         for dir in [self.node.upper(), self.node.work(), self.node.merged()] {
             fs::create_dir_all(&dir).map_err(fatal(format!("cannot create {}", dir.display())))?;
         }
+        if let Some(image_dir) = lower.parent() {
+            idmap::ensure_image_shifted(image_dir, &lower)?;
+        }
+        // The upper layer's root is the container's `/`: owned by the container's root.
+        let upper = self.node.upper();
+        lchown(&upper, Some(HOST_ID_BASE), Some(HOST_ID_BASE))
+            .map_err(fatal(format!("cannot chown {}", upper.display())))?;
         if let Some(record) = self.node.read_record()? {
             self.record = Some(record);
             return Ok(());
         }
-        let leases = Leases::new(&self.shared.settings.state_dir);
-        let held = leases.list()?;
-        let address = match held.iter().find(|(_, holder)| *holder == hostname) {
-            Some((address, _)) => subnet
-                .block_of(*address)
-                .and_then(|b| subnet.block_addresses(b)),
-            None => None,
-        };
-        let pair = match address {
-            Some(pair) => pair,
-            None => {
-                // Taken: every lease, and every node record (a node made before its lease
-                // was lost must not share its address).
-                let mut used: BTreeSet<u32> = held
-                    .iter()
-                    .filter_map(|(address, _)| subnet.block_of(*address))
-                    .collect();
-                for other in crate::node_dir::node_hostnames(&self.shared.settings.state_dir)? {
-                    if let Ok(Some(record)) = self.shared.node_dir(&other).read_record()
-                        && let Some(block) = subnet.block_of(record.address)
-                    {
-                        used.insert(block);
-                    }
-                }
-                loop {
-                    let block = first_free_block(&subnet, &used).ok_or_else(|| {
-                        DriverError::Capacity(format!(
-                            "subnet {} of provider {} has no free address for {hostname}",
-                            self.shared.settings.subnet, self.shared.name
-                        ))
-                    })?;
-                    let Some(pair) = subnet.block_addresses(block) else {
-                        return Err(DriverError::Fatal(format!(
-                            "block {block} is outside subnet {}",
-                            self.shared.settings.subnet
-                        )));
-                    };
-                    if leases.claim(pair.container, &hostname)? {
-                        break pair;
-                    }
-                    // Claimed by a concurrent create since the listing: try the next one.
-                    used.insert(block);
-                }
+        // Taken besides leases: every node record (a node made before its lease was lost
+        // must not share its address).
+        let mut also_used: Vec<Ipv4Addr> = Vec::new();
+        for other in crate::node_dir::node_hostnames(&self.shared.settings.state_dir)? {
+            if let Ok(Some(record)) = self.shared.node_dir(&other).read_record() {
+                also_used.push(record.address);
             }
-        };
+        }
+        let pair = Leases::new(&self.shared.settings.state_dir)
+            .claim_for(&subnet, &hostname, &also_used)
+            .map_err(|e| match e {
+                DriverError::Capacity(message) => DriverError::Capacity(format!(
+                    "provider {}: {message}",
+                    self.shared.name
+                )),
+                other => other,
+            })?;
         let record = NodeRecord {
             hostname: hostname.clone(),
             label: self.spec.label.clone(),
@@ -268,140 +249,124 @@ impl ContainerCreateMachine {
         fs::create_dir_all(&privsep)
             .and_then(|()| fs::set_permissions(&privsep, fs::Permissions::from_mode(0o755)))
             .map_err(fatal(format!("cannot create {}", privsep.display())))?;
-        rootfs::set_hostname(&merged, &self.node.hostname)
-    }
-
-    /// A fresh namespace and veth pair. Whatever exists under these names is stale (an
-    /// earlier failed try, or a killed installation that had the same address) and is
-    /// removed first.
-    async fn network(&mut self) -> Result<(), DriverError> {
-        let tools = self.shared.tools()?.clone();
-        let record = self.record()?.clone();
-        let namespace = namespace_name(&record.hostname, record.address);
-        let link = host_link_name(record.address);
-        remove_network(&tools, &namespace, &link).await?;
-        let ip = |args: &[&str]| {
-            let mut command = Command::new(&tools.ip);
-            command.args(args);
-            command
-        };
-        let host_cidr = format!("{}/{VETH_PREFIX}", record.host_address);
-        let container_cidr = format!("{}/{VETH_PREFIX}", record.address);
-        let host_address = record.host_address.to_string();
-        host::run(&mut ip(&["netns", "add", &namespace])).await?;
-        host::run(&mut ip(&[
-            "link", "add", &link, "type", "veth", "peer", "name", "eth0", "netns", &namespace,
-        ]))
-        .await?;
-        host::run(&mut ip(&["addr", "add", &host_cidr, "dev", &link])).await?;
-        host::run(&mut ip(&["link", "set", &link, "up"])).await?;
-        host::run(&mut ip(&["-n", &namespace, "link", "set", "lo", "up"])).await?;
-        host::run(&mut ip(&[
-            "-n",
-            &namespace,
-            "addr",
-            "add",
-            &container_cidr,
-            "dev",
-            "eth0",
-        ]))
-        .await?;
-        host::run(&mut ip(&["-n", &namespace, "link", "set", "eth0", "up"])).await?;
-        host::run(&mut ip(&[
-            "-n",
-            &namespace,
-            "route",
-            "add",
-            "default",
-            "via",
-            &host_address,
-        ]))
-        .await?;
-        tracing::debug!(hostname = %record.hostname, namespace, link, "network ready");
+        rootfs::set_hostname(&merged, &self.node.hostname)?;
+        let servers = nodepool_driver::node_network::dns::node_nameservers();
+        if servers.is_empty() {
+            tracing::warn!(hostname = %self.node.hostname, "this machine names no name server a node can reach (only loopback ones); the node has no DNS");
+        }
+        rootfs::set_resolv_conf(
+            &merged,
+            &nodepool_driver::node_network::dns::resolv_conf(&servers),
+        )?;
+        let shifted = idmap::shift_through(&self.node.upper(), &merged)?;
+        tracing::debug!(hostname = %self.node.hostname, shifted, "node files moved into the container's id range");
         Ok(())
     }
 
-    async fn start(&mut self) -> Result<(), DriverError> {
-        let tools = self.shared.tools()?.clone();
+    /// `config.json` and `runc create`: the container's namespaces and mounts exist and its
+    /// sshd waits to be started. A container left by an earlier try is reused while it has not
+    /// started, and replaced when it has stopped.
+    async fn create_container(&mut self) -> Result<(), DriverError> {
+        let runtime = self.shared.runtime()?;
         let record = self.record()?.clone();
-        let marker = self.node.process_marker();
-        if let Some(pid) = self.node.read_pid()
-            && host::process_alive(pid, &marker).await
-        {
-            // Started by an earlier try of this step.
-            self.started_at.get_or_insert_with(Instant::now);
-            return Ok(());
+        let id = container_id(&record);
+        match runtime.state(&id).await? {
+            Some(state) if !state.is_stopped() => return Ok(()),
+            Some(_) => runtime.delete(&id).await?,
+            None => {}
         }
-        let _ = fs::remove_file(self.node.pidfile());
-        let namespace = namespace_name(&record.hostname, record.address);
-        let start = start_script(&StartPlan {
-            node: &self.node,
-            namespace: &namespace,
-            ip: &tools.ip,
-            unshare: &tools.unshare,
-            sh: &tools.sh,
+        let label = self.shared.label(&self.spec.pool, &self.spec.label)?;
+        let merged = self.node.merged();
+        let config = bundle::config(&BundlePlan {
+            hostname: &record.hostname,
+            rootfs: &merged,
+            id: &id,
+            cores: label.cores,
+            ram: label.ram,
+            pids_limit: label.pids_limit.unwrap_or(DEFAULT_PIDS_LIMIT),
         });
-        let init = init_script(&InitPlan {
-            node: &self.node,
-            hostname_tool: &tools.hostname,
-            mount: &tools.mount,
-            chroot: &tools.chroot,
-        });
-        for (path, text) in [
-            (self.node.start_script(), start),
-            (self.node.init_script(), init),
-        ] {
-            fs::write(&path, text).map_err(fatal(format!("cannot write {}", path.display())))?;
-        }
+        let config_path = self.node.config();
+        let text = serde_json::to_vec_pretty(&config).map_err(|e| {
+            DriverError::Fatal(format!("cannot encode {}: {e}", config_path.display()))
+        })?;
+        fs::write(&config_path, text)
+            .map_err(fatal(format!("cannot write {}", config_path.display())))?;
         let console_path = self.node.console_log();
         let console = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&console_path)
             .map_err(fatal(format!("cannot open {}", console_path.display())))?;
-        let console_err = console
-            .try_clone()
-            .map_err(fatal(format!("cannot open {}", console_path.display())))?;
-        // `setsid --fork` returns at once; the container runs in its own session, reparented
-        // to init, so it neither is the launcher's child nor dies with it.
-        let status = Command::new(&tools.setsid)
-            .arg("--fork")
-            .arg(&tools.sh)
-            .arg(self.node.start_script())
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(console))
-            .stderr(Stdio::from(console_err))
-            .status()
+        let _ = fs::remove_file(self.node.pidfile());
+        runtime
+            .create(&id, &self.node.dir, &self.node.pidfile(), console)
             .await
             .map_err(|e| {
                 DriverError::Fatal(format!(
-                    "{}: cannot run {}: {e}",
+                    "{}: {e}; console log:\n{}",
                     record.hostname,
-                    tools.setsid.display()
+                    console_tail(&console_path)
                 ))
             })?;
-        if !status.success() {
+        tracing::debug!(hostname = %record.hostname, id, "container created");
+        Ok(())
+    }
+
+    /// Names the container's network namespace (made by the runtime inside the container's
+    /// user namespace) and joins it to this machine; installs the node firewall.
+    async fn network(&mut self) -> Result<(), DriverError> {
+        let tools = self.shared.tools()?.clone();
+        let runtime = self.shared.runtime()?;
+        let subnet = self.shared.subnet()?;
+        let record = self.record()?.clone();
+        let id = container_id(&record);
+        let state = runtime.state(&id).await?.ok_or_else(|| {
+            DriverError::Fatal(format!("{}: container {id} is gone", record.hostname))
+        })?;
+        if state.is_stopped() || state.pid == 0 {
             return Err(DriverError::Fatal(format!(
-                "{}: starting the container failed ({status}); console log:\n{}",
+                "{}: container {id} stopped before it was started; console log:\n{}",
                 record.hostname,
-                console_tail(&console_path)
+                console_tail(&self.node.console_log())
             )));
         }
-        self.started_at = Some(Instant::now());
-        // The script records its pid first thing; waiting for it here means a delete after
-        // this step always finds the process to kill.
-        let began = Instant::now();
-        while self.node.read_pid().is_none() {
-            if began.elapsed() > PIDFILE_GRACE {
+        let namespace = id.clone();
+        let link = host_link_name(NodeKind::Container, record.address);
+        // A name left by an earlier try may point at another process's namespace.
+        links::remove(&tools.ip, &namespace, &link).await?;
+        host::run(
+            Command::new(&tools.ip)
+                .args(["netns", "attach", &namespace])
+                .arg(state.pid.to_string()),
+        )
+        .await?;
+        let pair = nodepool_driver::node_network::AddressPair {
+            host: record.host_address,
+            container: record.address,
+        };
+        links::join(&tools.ip, &namespace, &link, pair).await?;
+        firewall::ensure(&tools.nft, &subnet).await?;
+        tracing::debug!(hostname = %record.hostname, namespace, link, "network ready");
+        Ok(())
+    }
+
+    async fn start(&mut self) -> Result<(), DriverError> {
+        let runtime = self.shared.runtime()?;
+        let record = self.record()?.clone();
+        let id = container_id(&record);
+        match runtime.state(&id).await? {
+            Some(state) if state.status == "created" => runtime.start(&id).await?,
+            Some(state) if state.status == "running" => {}
+            other => {
                 return Err(DriverError::Fatal(format!(
-                    "the container of {} wrote no pidfile within {} s; console log:\n{}",
+                    "{}: container {id} cannot be started ({}); console log:\n{}",
                     record.hostname,
-                    PIDFILE_GRACE.as_secs(),
-                    console_tail(&console_path)
+                    other.map_or_else(|| "gone".to_string(), |s| s.status),
+                    console_tail(&self.node.console_log())
                 )));
             }
-            tokio::time::sleep(PIDFILE_POLL).await;
         }
+        self.started_at = Some(Instant::now());
         tracing::info!(hostname = %record.hostname, address = %record.address, "container started");
         Ok(())
     }
@@ -411,14 +376,13 @@ impl ContainerCreateMachine {
         let record = self.record()?.clone();
         let started = *self.started_at.get_or_insert_with(Instant::now);
         let waited = started.elapsed();
-        let Some(pid) = self.node.read_pid() else {
-            return Err(DriverError::Fatal(format!(
-                "the container of {} has no pidfile; console log:\n{}",
-                record.hostname,
-                console_tail(&self.node.console_log())
-            )));
-        };
-        if !host::process_alive(pid, &self.node.process_marker()).await {
+        let running = self
+            .shared
+            .runtime()?
+            .state(&container_id(&record))
+            .await?
+            .is_some_and(|state| state.status == "running");
+        if !running {
             return Err(DriverError::Fatal(format!(
                 "the container of {} exited before sshd answered; console log:\n{}",
                 record.hostname,
@@ -470,7 +434,8 @@ impl CreateMachine for ContainerCreateMachine {
         let (step, next) = match self.state {
             START => (self.prepare().await, MOUNTING),
             MOUNTING => (self.mount().await, CONFIGURING),
-            CONFIGURING => (self.configure().await, NETWORKING),
+            CONFIGURING => (self.configure().await, CREATING),
+            CREATING => (self.create_container().await, NETWORKING),
             NETWORKING => (self.network().await, STARTING),
             STARTING => (self.start().await, BOOTING),
             BOOTING => return self.boot().await,
@@ -501,22 +466,6 @@ impl CreateMachine for ContainerCreateMachine {
     }
 }
 
-/// Removes a namespace and this machine's end of a veth pair, whichever exist.
-async fn remove_network(tools: &Tools, namespace: &str, link: &str) -> Result<(), DriverError> {
-    if netns_exists(namespace) {
-        host::run(Command::new(&tools.ip).args(["netns", "del", namespace])).await?;
-    }
-    // Deleting the namespace usually takes the pair with it; the link can also outlive a
-    // namespace that was never made or is still held by a dying process.
-    if link_exists(link)
-        && let Err(e) = host::run(Command::new(&tools.ip).args(["link", "del", link])).await
-        && link_exists(link)
-    {
-        return Err(e);
-    }
-    Ok(())
-}
-
 #[derive(Debug)]
 pub struct ContainerDeleteMachine {
     shared: Arc<Shared>,
@@ -524,8 +473,10 @@ pub struct ContainerDeleteMachine {
     hostname: Option<String>,
     state: &'static str,
     record: Option<NodeRecord>,
-    /// The processes killed, waited for in `stopping`.
+    /// The processes killed, waited for in `stopping` (nodes from before runc).
     killed: Vec<u32>,
+    /// The runtime's container, waited for in `stopping` and then removed.
+    container: Option<String>,
     stopping_since: Option<Instant>,
 }
 
@@ -537,13 +488,32 @@ impl ContainerDeleteMachine {
             state: START,
             record: None,
             killed: Vec::new(),
+            container: None,
             stopping_since: None,
         }
     }
 
-    /// Kills the container's outer process and its child, the PID 1 of the container's PID
-    /// namespace, whose death ends every process in it.
+    /// Kills the container through the runtime; a node started before the driver used runc
+    /// is killed by its pidfile.
     async fn kill(&mut self, tools: &Tools, node: &NodeDir) -> Result<(), DriverError> {
+        if let Some(record) = &self.record {
+            let runtime = self.shared.runtime()?;
+            let id = container_id(record);
+            if let Some(state) = runtime.state(&id).await? {
+                if !state.is_stopped() {
+                    runtime.kill(&id).await?;
+                    tracing::info!(hostname = %node.hostname, id, "container killed");
+                }
+                self.container = Some(id);
+                return Ok(());
+            }
+        }
+        self.kill_legacy(tools, node).await
+    }
+
+    /// Kills the outer process of a node started by `unshare` (before runc) and its child,
+    /// the PID 1 of the node's PID namespace, whose death ends every process in it.
+    async fn kill_legacy(&mut self, tools: &Tools, node: &NodeDir) -> Result<(), DriverError> {
         let Some(pid) = node.read_pid() else {
             return Ok(());
         };
@@ -598,6 +568,26 @@ impl DeleteMachine for ContainerDeleteMachine {
             self.stopping_since = Some(Instant::now());
             self.state = STOPPING;
         }
+        if self.state == STOPPING
+            && let Some(id) = self.container.clone()
+        {
+            let runtime = self.shared.runtime()?;
+            let stopped = runtime
+                .state(&id)
+                .await?
+                .is_none_or(|state| state.is_stopped());
+            if !stopped {
+                let since = self.stopping_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > STOP_TIMEOUT {
+                    return Err(DriverError::Transient(format!(
+                        "container {id} of {hostname} still runs {} s after SIGKILL",
+                        STOP_TIMEOUT.as_secs()
+                    )));
+                }
+                return Ok(false);
+            }
+            runtime.delete(&id).await?;
+        }
         if self.state == STOPPING {
             let running: Vec<u32> = self
                 .killed
@@ -620,10 +610,10 @@ impl DeleteMachine for ContainerDeleteMachine {
         if self.state == UNNETWORKING {
             if let Some(record) = &self.record {
                 let tools = self.shared.tools()?;
-                remove_network(
-                    tools,
-                    &namespace_name(&record.hostname, record.address),
-                    &host_link_name(record.address),
+                links::remove(
+                    &tools.ip,
+                    &container_id(record),
+                    &host_link_name(NodeKind::Container, record.address),
                 )
                 .await?;
             }

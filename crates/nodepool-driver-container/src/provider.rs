@@ -18,11 +18,12 @@ use nodepool_driver::{
 use nodepool_model::ExternalId;
 use tokio::process::Command;
 
-use crate::address::Subnet;
+use nodepool_driver::node_network::Subnet;
 use crate::host::{self, Tools};
 use crate::image;
 use crate::machines::{ContainerCreateMachine, ContainerDeleteMachine};
 use crate::node_dir::{self, NodeDir, NodeRecord};
+use crate::runtime::Runtime;
 
 /// The most of a console log handed to the launcher: its end, where a failure shows.
 const CONSOLE_LOG_TAIL: u64 = 64 * 1024;
@@ -51,6 +52,11 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn tools(&self) -> Result<&Tools, DriverError> {
         self.tools.as_ref().map_err(Clone::clone)
+    }
+
+    /// The provider's runc, with its own state directory.
+    pub fn runtime(&self) -> Result<Runtime, DriverError> {
+        Ok(Runtime::new(&self.tools()?.runc, &self.settings.state_dir))
     }
 
     pub fn subnet(&self) -> Result<Subnet, DriverError> {

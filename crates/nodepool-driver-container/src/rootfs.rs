@@ -194,6 +194,17 @@ pub fn set_hostname(root: &Path, hostname: &str) -> Result<(), DriverError> {
         .map_err(io_fatal(format!("write {}", hosts_file.display())))
 }
 
+/// Writes the node's `/etc/resolv.conf`. An image's may be a symlink (to a resolver's stub
+/// file); the link itself is replaced, never followed, since it would resolve against this
+/// machine's root while the driver writes.
+pub fn set_resolv_conf(root: &Path, text: &str) -> Result<(), DriverError> {
+    let path = inside(root, "etc/resolv.conf");
+    if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+        fs::remove_file(&path).map_err(io_fatal(format!("remove {}", path.display())))?;
+    }
+    fs::write(&path, text).map_err(io_fatal(format!("write {}", path.display())))
+}
+
 /// The public host keys under the root's `/etc/ssh`, sorted by file name.
 pub fn host_keys(root: &Path) -> Result<Vec<String>, DriverError> {
     let ssh_dir = inside(root, "etc/ssh");

@@ -190,6 +190,18 @@ fn address_of(instance: &Instance) -> std::net::Ipv4Addr {
         .expect("an IPv4 address")
 }
 
+/// Whether the provider's runc knows container `id`.
+fn runc_has(cloud: &Cloud, id: &str) -> bool {
+    Command::new("runc")
+        .arg("--root")
+        .arg(cloud.state_dir().join(".runc"))
+        .args(["state", id])
+        .output()
+        .expect("run runc")
+        .status
+        .success()
+}
+
 fn netns_exists(name: &str) -> bool {
     Path::new("/run/netns").join(name).exists()
 }
@@ -206,7 +218,7 @@ fn assert_gone(cloud: &Cloud, hostname: &str, ip: std::net::Ipv4Addr) {
         "netns of {hostname} left"
     );
     assert!(
-        !link_exists(&address::host_link_name(ip)),
+        !link_exists(&address::host_link_name(address::NodeKind::Container, ip)),
         "veth of {hostname} left"
     );
     assert!(
@@ -384,13 +396,14 @@ async fn a_create_stopped_at_any_step_is_deleted_completely() {
     let cloud = cloud("172.31.249.0/24");
     let image = upload(&cloud).await;
     let provider = cloud.provider.as_ref();
-    // Stop after 1 (directory and lease), 3 (mounted, configured), 4 (network) and 5
-    // (container started) steps: the delete must clean up each partial node.
+    // Stop after 1 (directory and lease), 3 (mounted, configured), 4 (container created),
+    // 5 (network) and 6 (container started) steps: the delete must clean up each partial node.
     for (steps, node_id) in [
         (1, "0000000011"),
         (3, "0000000013"),
         (4, "0000000014"),
         (5, "0000000015"),
+        (6, "0000000016"),
     ] {
         let mut machine = provider.create_machine(spec(node_id, &image));
         for _ in 0..steps {
@@ -411,12 +424,17 @@ async fn a_create_stopped_at_any_step_is_deleted_completely() {
             .expect("address")
             .parse()
             .expect("ip");
+        let id = address::namespace_name(&hostname, ip);
         if steps >= 4 {
-            assert!(netns_exists(&address::namespace_name(&hostname, ip)));
+            assert!(runc_has(&cloud, &id), "container {id} exists");
+        }
+        if steps >= 5 {
+            assert!(netns_exists(&id));
         }
         drop(machine);
         delete(provider, &hostname).await.expect("delete");
         assert_gone(&cloud, &hostname, ip);
+        assert!(!runc_has(&cloud, &id), "container {id} left in the runtime");
     }
     assert!(provider.list_resources().await.expect("list").is_empty());
     provider.delete_image(&image).await.expect("delete image");

@@ -8,8 +8,10 @@
 //!
 //! [`nodescan`] is the shared "is the node reachable, and what are its host keys" step.
 
+pub mod command;
 mod error;
 mod instance;
+pub mod node_network;
 pub mod nodescan;
 mod provider;
 mod quota;
