@@ -25,6 +25,9 @@ fi
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v ssh-keyscan >/dev/null || need_apt+=(openssh-client)
 command -v ip >/dev/null || need_apt+=(iproute2)
+# The container driver runs nodes with runc and both local drivers guard nodes with nftables.
+command -v runc >/dev/null || need_apt+=(runc)
+command -v nft >/dev/null || need_apt+=(nftables)
 # The native image builder (debootstrap, GRUB's BIOS images, mke2fs/debugfs) and the qemu
 # driver.
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)

@@ -306,7 +306,12 @@ mod tests {
         let caps = config["process"]["capabilities"]["bounding"]
             .as_array()
             .expect("caps");
-        for forbidden in ["CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_SYS_MODULE", "CAP_SYS_PTRACE"] {
+        for forbidden in [
+            "CAP_SYS_ADMIN",
+            "CAP_NET_ADMIN",
+            "CAP_SYS_MODULE",
+            "CAP_SYS_PTRACE",
+        ] {
             assert!(!caps.iter().any(|c| c == forbidden), "{forbidden}");
         }
         assert_eq!(config["process"]["noNewPrivileges"], json!(false));
@@ -319,10 +324,19 @@ mod tests {
         let config = config(&plan());
         let resources = &config["linux"]["resources"];
         assert_eq!(resources["memory"]["limit"], json!(512u64 * 1024 * 1024));
-        assert_eq!(resources["cpu"], json!({"quota": 200_000, "period": 100_000}));
+        assert_eq!(
+            resources["cpu"],
+            json!({"quota": 200_000, "period": 100_000})
+        );
         assert_eq!(resources["pids"]["limit"], json!(300));
-        assert_eq!(config["linux"]["cgroupsPath"], "/nodepool/np0000000001-ac1ff002");
-        assert_eq!(resources["devices"][0], json!({"allow": false, "access": "rwm"}));
+        assert_eq!(
+            config["linux"]["cgroupsPath"],
+            "/nodepool/np0000000001-ac1ff002"
+        );
+        assert_eq!(
+            resources["devices"][0],
+            json!({"allow": false, "access": "rwm"})
+        );
     }
 
     #[test]
@@ -330,7 +344,15 @@ mod tests {
         let filter = seccomp();
         assert_eq!(filter["defaultAction"], "SCMP_ACT_ALLOW");
         let denied = filter["syscalls"][0]["names"].as_array().expect("names");
-        for call in ["init_module", "finit_module", "mount", "unshare", "setns", "bpf", "open_by_handle_at"] {
+        for call in [
+            "init_module",
+            "finit_module",
+            "mount",
+            "unshare",
+            "setns",
+            "bpf",
+            "open_by_handle_at",
+        ] {
             assert!(denied.iter().any(|c| c == call), "{call}");
         }
         let clone_rules = filter["syscalls"]
@@ -340,10 +362,22 @@ mod tests {
             .filter(|r| r["names"] == json!(["clone"]))
             .count();
         assert_eq!(clone_rules, NAMESPACE_CLONE_FLAGS.len());
-        assert!(config(&plan())["linux"]["maskedPaths"]
-            .as_array()
-            .expect("masked")
-            .iter()
-            .any(|p| p == "/proc/kcore"));
+        let linux = &config(&plan())["linux"];
+        assert!(
+            linux["maskedPaths"]
+                .as_array()
+                .expect("masked")
+                .iter()
+                .any(|p| p == "/proc/kcore")
+        );
+        for read_only in ["/proc/sys", "/proc/sysrq-trigger"] {
+            assert!(
+                linux["readonlyPaths"]
+                    .as_array()
+                    .expect("read-only")
+                    .iter()
+                    .any(|p| p == read_only)
+            );
+        }
     }
 }

@@ -61,11 +61,7 @@ fn walk(root: &Path, target: &Path, changed: &mut u64) -> io::Result<()> {
     if meta.is_dir() {
         for entry in fs::read_dir(root)? {
             let entry = entry?;
-            walk(
-                &entry.path(),
-                &target.join(entry.file_name()),
-                changed,
-            )?;
+            walk(&entry.path(), &target.join(entry.file_name()), changed)?;
         }
     }
     Ok(())
@@ -88,8 +84,10 @@ pub fn shift_tree(tree: &Path) -> Result<u64, DriverError> {
 /// overlay's cached inodes, and the container would be refused its own files).
 pub fn shift_through(upper: &Path, merged: &Path) -> Result<u64, DriverError> {
     let mut changed = 0;
-    walk(upper, merged, &mut changed)
-        .map_err(fatal(format!("cannot shift the ids of {}", merged.display())))?;
+    walk(upper, merged, &mut changed).map_err(fatal(format!(
+        "cannot shift the ids of {}",
+        merged.display()
+    )))?;
     Ok(changed)
 }
 
@@ -142,14 +140,25 @@ mod tests {
         fs::write(&outside, "host file").expect("write");
         symlink(&outside, root.join("link")).expect("symlink");
 
-        assert_eq!(shift_tree(&root).expect("shift"), 6, "root, usr, bin, sudo, home, link");
+        assert_eq!(
+            shift_tree(&root).expect("shift"),
+            6,
+            "root, usr, bin, sudo, home, link"
+        );
         let meta = fs::metadata(&sudo).expect("stat");
         assert_eq!((meta.uid(), meta.gid()), (HOST_ID_BASE, HOST_ID_BASE));
         assert_eq!(meta.mode() & 0o7777, 0o4755, "setuid kept");
-        assert_eq!(fs::metadata(&home).expect("stat").uid(), HOST_ID_BASE + 1000);
+        assert_eq!(
+            fs::metadata(&home).expect("stat").uid(),
+            HOST_ID_BASE + 1000
+        );
         let link = fs::symlink_metadata(root.join("link")).expect("stat");
         assert_eq!(link.uid(), HOST_ID_BASE);
-        assert_eq!(fs::metadata(&outside).expect("stat").uid(), 0, "target untouched");
+        assert_eq!(
+            fs::metadata(&outside).expect("stat").uid(),
+            0,
+            "target untouched"
+        );
         assert_eq!(shift_tree(&root).expect("again"), 0, "idempotent");
 
         ensure_image_shifted(dir.path(), &root).expect("marker");

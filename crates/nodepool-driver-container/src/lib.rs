@@ -33,8 +33,8 @@ mod provider;
 pub mod rootfs;
 pub mod runtime;
 
-/// Addresses and link names, shared with the qemu driver.
-pub use nodepool_driver::node_network::address;
 pub use driver::ContainerDriver;
 pub use machines::{ContainerCreateMachine, ContainerDeleteMachine};
+/// Addresses and link names, shared with the qemu driver.
+pub use nodepool_driver::node_network::address;
 pub use provider::ContainerProvider;

@@ -188,10 +188,9 @@ impl ContainerCreateMachine {
         let pair = Leases::new(&self.shared.settings.state_dir)
             .claim_for(&subnet, &hostname, &also_used)
             .map_err(|e| match e {
-                DriverError::Capacity(message) => DriverError::Capacity(format!(
-                    "provider {}: {message}",
-                    self.shared.name
-                )),
+                DriverError::Capacity(message) => {
+                    DriverError::Capacity(format!("provider {}: {message}", self.shared.name))
+                }
                 other => other,
             })?;
         let record = NodeRecord {

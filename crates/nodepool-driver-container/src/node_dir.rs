@@ -201,6 +201,5 @@ mod tests {
             node_hostnames(dir.path()).expect("list"),
             vec!["np0000000001"]
         );
-
     }
 }

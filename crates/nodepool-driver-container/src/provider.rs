@@ -18,12 +18,12 @@ use nodepool_driver::{
 use nodepool_model::ExternalId;
 use tokio::process::Command;
 
-use nodepool_driver::node_network::Subnet;
 use crate::host::{self, Tools};
 use crate::image;
 use crate::machines::{ContainerCreateMachine, ContainerDeleteMachine};
 use crate::node_dir::{self, NodeDir, NodeRecord};
 use crate::runtime::Runtime;
+use nodepool_driver::node_network::Subnet;
 
 /// The most of a console log handed to the launcher: its end, where a failure shows.
 const CONSOLE_LOG_TAIL: u64 = 64 * 1024;

@@ -104,7 +104,9 @@ impl Runtime {
     pub async fn state(&self, id: &str) -> Result<Option<ContainerState>, DriverError> {
         match run(self.command().arg("state").arg(id)).await {
             Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
-                DriverError::Fatal(format!("runc state {id} answered something unreadable: {e}"))
+                DriverError::Fatal(format!(
+                    "runc state {id} answered something unreadable: {e}"
+                ))
             }),
             Err(DriverError::Fatal(message)) if is_missing(&message) => Ok(None),
             Err(e) => Err(e),
