@@ -23,7 +23,7 @@ use crate::image;
 use crate::machines::{ContainerCreateMachine, ContainerDeleteMachine};
 use crate::node_dir::{self, NodeDir, NodeRecord};
 use crate::runtime::Runtime;
-use nodepool_driver::node_network::Subnet;
+use nodepool_driver::node_network::{Leases, Subnet};
 
 /// The most of a console log handed to the launcher: its end, where a failure shows.
 const CONSOLE_LOG_TAIL: u64 = 64 * 1024;
@@ -180,6 +180,40 @@ impl Shared {
         Ok(out)
     }
 
+    /// Removes containers of this provider's runtime that no node directory names, and
+    /// address leases no node directory holds. Every
+    /// node's record is written before its container is created and removed after it is
+    /// deleted, so such a container belongs to no node, live or being made: a leak (a node
+    /// directory removed by hand, a state dir restored from a backup). Nodes need no store
+    /// record to be found this way, so the provider cleans them itself.
+    pub async fn remove_orphan_containers(&self) -> Result<(), DriverError> {
+        let runtime = self.runtime()?;
+        // By hostname (a container's id is `<hostname>-<address>`), so a node whose record
+        // cannot be read keeps its container for a person to look at.
+        let hostnames: BTreeSet<String> = node_dir::node_hostnames(&self.settings.state_dir)?
+            .into_iter()
+            .collect();
+        for id in runtime.list().await? {
+            let hostname = id.rsplit_once('-').map_or(id.as_str(), |(h, _)| h);
+            if hostnames.contains(hostname) {
+                continue;
+            }
+            tracing::warn!(provider = %self.name, id, "removing a container that no node directory names");
+            runtime.kill(&id).await?;
+            runtime.delete(&id).await?;
+        }
+        // Address leases the same way: a create makes its directory before it claims an
+        // address, and a delete removes the directory before the lease.
+        let leases = Leases::new(&self.settings.state_dir);
+        for (address, holder) in leases.list()? {
+            if !hostnames.contains(&holder) {
+                tracing::warn!(provider = %self.name, %address, holder, "releasing an address no node directory holds");
+                leases.release(&holder)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The images that nodes are running from.
     pub fn images_in_use(&self) -> Result<BTreeSet<String>, DriverError> {
         Ok(self
@@ -298,6 +332,7 @@ impl Provider for ContainerProvider {
     }
 
     async fn list_resources(&self) -> Result<Vec<Resource>, DriverError> {
+        self.shared.remove_orphan_containers().await?;
         Ok(self
             .shared
             .records()?

@@ -263,6 +263,42 @@ async fn a_create_stopped_at_any_step_is_deleted_completely() {
         assert!(!runc_has(&cloud, &id), "container {id} left in the runtime");
     }
     assert!(provider.list_resources().await.expect("list").is_empty());
+
+    // A container and a lease that no node directory names (the directory removed by hand)
+    // are removed by the next listing.
+    let mut machine = provider.create_machine(spec("0000000019", &image));
+    for _ in 0..4 {
+        assert_eq!(machine.advance().await.expect("step"), None);
+    }
+    drop(machine);
+    let node_dir = cloud.state_dir().join("np0000000019");
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(node_dir.join("metadata.json")).expect("record"))
+            .expect("json");
+    let ip: std::net::Ipv4Addr = record["address"]
+        .as_str()
+        .expect("address")
+        .parse()
+        .expect("ip");
+    let id = address::namespace_name("np0000000019", ip);
+    assert!(runc_has(&cloud, &id));
+    let umount = Command::new("umount")
+        .arg("-l")
+        .arg(node_dir.join("merged"))
+        .status()
+        .expect("umount");
+    assert!(umount.success());
+    std::fs::remove_dir_all(&node_dir).expect("remove the node directory");
+    assert!(provider.list_resources().await.expect("list").is_empty());
+    assert!(!runc_has(&cloud, &id), "the orphan container is removed");
+    assert!(
+        !cloud
+            .state_dir()
+            .join(".leases")
+            .join(ip.to_string())
+            .exists(),
+        "the orphan lease is released"
+    );
     provider.delete_image(&image).await.expect("delete image");
 }
 
