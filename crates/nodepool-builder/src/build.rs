@@ -192,7 +192,7 @@ async fn run_command(
     if let Some(elements) = &config.elements_dir {
         command.env("ELEMENTS_PATH", elements);
     }
-    command.envs(&image.env_vars);
+    command.envs(image.env_vars.iter());
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {

@@ -112,11 +112,43 @@ pub struct Label {
 /// or any driver resource); a missing resource is unlimited.
 pub type ResourceLimits = BTreeMap<String, i64>;
 
+/// A diskimage's `env-vars`. The secure file's values (registry passwords, tokens) are
+/// merged in, so `Debug` shows the names only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct EnvVars(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for EnvVars {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|name| (name, "<hidden>")))
+            .finish()
+    }
+}
+
+impl std::ops::Deref for EnvVars {
+    type Target = BTreeMap<String, String>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for EnvVars {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl PartialEq<BTreeMap<String, String>> for EnvVars {
+    fn eq(&self, other: &BTreeMap<String, String>) -> bool {
+        self.0 == *other
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct DiskImage {
     pub name: String,
     pub elements: Vec<String>,
-    pub env_vars: BTreeMap<String, String>,
+    pub env_vars: EnvVars,
     /// Configured formats united with the image type of every provider that uploads it.
     pub formats: BTreeSet<String>,
     pub keep_formats: BTreeSet<String>,
@@ -608,4 +640,20 @@ pub struct LocalLabel {
     /// Containers only: the most processes (and threads) a node may have; `None` is the
     /// driver's default.
     pub pids_limit: Option<u32>,
+}
+
+#[cfg(test)]
+mod env_vars_tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_names_not_values() {
+        let vars = EnvVars(BTreeMap::from([(
+            "REG_PASSWORD".to_string(),
+            "s3cret".to_string(),
+        )]));
+        let shown = format!("{vars:?}");
+        assert_eq!(shown, r#"{"REG_PASSWORD": "<hidden>"}"#);
+        assert_eq!(vars["REG_PASSWORD"], "s3cret");
+    }
 }

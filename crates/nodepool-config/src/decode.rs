@@ -17,10 +17,15 @@ pub(crate) trait Decode: Sized {
 }
 
 pub(crate) fn type_error(node: &Node, at: &At, cx: &mut Collector, expected: &str) {
-    cx.error(at, format!("expected {expected}, found {}", describe(node)));
+    let found = describe(node, cx);
+    cx.error(at, format!("expected {expected}, found {found}"));
 }
 
-fn describe(node: &Node) -> String {
+/// What a value is, for a message: its text where short, only its kind in the secure file.
+fn describe(node: &Node, cx: &Collector) -> String {
+    if cx.hide_values {
+        return format!("{} (its value is not shown: the secure file holds secrets)", node.kind_name());
+    }
     match &node.value {
         Value::Str(s) if s.len() <= 40 => format!("the string `{s}`"),
         Value::Int(i) => format!("the integer {i}"),
@@ -35,14 +40,19 @@ impl Decode for String {
         match &node.value {
             Value::Str(s) => Some(s.clone()),
             Value::Int(_) | Value::Float(_) => {
-                cx.error(
-                    at,
+                let message = if cx.hide_values {
+                    format!(
+                        "expected a string, found {}; quote it if it is meant as text",
+                        describe(node, cx)
+                    )
+                } else {
                     format!(
                         "expected a string, found {}; quote it (`\"{}\"`) if it is meant as text",
-                        describe(node),
+                        describe(node, cx),
                         node.scalar_text().unwrap_or_default()
-                    ),
-                );
+                    )
+                };
+                cx.error(at, message);
                 None
             }
             Value::Bool(_) => {
@@ -51,7 +61,7 @@ impl Decode for String {
                     at,
                     format!(
                         "expected a string, found {} (YAML reads yes/no/on/off/true/false unquoted as booleans); quote the value if it is meant as text",
-                        describe(node)
+                        describe(node, cx)
                     ),
                 );
                 None

@@ -107,6 +107,9 @@ impl<T> Deref for Sp<T> {
 pub(crate) struct Collector {
     pub file: PathBuf,
     pub diagnostics: Vec<Diagnostic>,
+    /// The file holds secrets (the secure file): messages name a value's kind, never the
+    /// value, so a mistyped password does not end up in a log or a terminal.
+    pub hide_values: bool,
 }
 
 impl Collector {
@@ -114,6 +117,15 @@ impl Collector {
         Collector {
             file: file.to_path_buf(),
             diagnostics: Vec::new(),
+            hide_values: false,
+        }
+    }
+
+    /// A collector for the secure file: see `hide_values`.
+    pub fn for_secrets(file: &Path) -> Collector {
+        Collector {
+            hide_values: true,
+            ..Collector::new(file)
         }
     }
 

@@ -91,7 +91,7 @@ pub fn parse_config(
     let mut cx = Collector::new(path);
     let raw = read_raw::<raw::RawConfig>(&mut cx, text, env, false);
     let secure_parts = secure.map(|(secure_path, secure_text)| {
-        let mut secure_cx = Collector::new(secure_path);
+        let mut secure_cx = Collector::for_secrets(secure_path);
         let raw_secure = read_raw::<raw::RawSecure>(&mut secure_cx, secure_text, env, true);
         (secure_cx, raw_secure)
     });

@@ -612,7 +612,7 @@ fn validate_diskimages(raw: &RawConfig, cx: &mut Collector) -> BTreeMap<String, 
         let mut image = DiskImage {
             name: name.value.clone(),
             elements: Vec::new(),
-            env_vars: BTreeMap::new(),
+            env_vars: EnvVars::default(),
             formats: BTreeSet::new(),
             keep_formats: BTreeSet::new(),
             delete_after_upload: false,
@@ -1916,6 +1916,8 @@ fn validate_qemu(p: &RawQemuProvider, known: &KnownNames, cx: &mut Collector) ->
         _ => QemuAccel::Auto,
     };
     let image_format = one_of(cx, &p.image_format, &["qcow2", "raw"], "qcow2");
+    // Unused since each VM's SSH is port 22 at its own address; still read, so older
+    // configurations load and a malformed value is reported.
     let ssh_port_range = match &p.ssh_port_range {
         None => (42000, 42999),
         Some(r) => parse_port_range(&r.value).unwrap_or_else(|| {

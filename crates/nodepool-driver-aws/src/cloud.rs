@@ -23,12 +23,32 @@ use crate::tags::ec2_tags;
 
 /// How to reach AWS: the provider's region, profile and endpoint, and (for tests and local
 /// emulators) fixed credentials instead of the default chain.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Connection {
     pub region: String,
     pub profile: Option<String>,
     pub endpoint_url: Option<String>,
+    /// (access key id, secret access key).
     pub static_credentials: Option<(String, String)>,
+}
+
+/// The access key id is shown (it names the key, as AWS's own tools show it); the secret is
+/// never shown.
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("region", &self.region)
+            .field("profile", &self.profile)
+            .field("endpoint_url", &self.endpoint_url)
+            .field(
+                "static_credentials",
+                &self
+                    .static_credentials
+                    .as_ref()
+                    .map(|(id, _)| (id.as_str(), "<hidden>")),
+            )
+            .finish()
+    }
 }
 
 /// The SDK clients, made on first use (loading credentials is async; building a provider
@@ -994,6 +1014,19 @@ fn metadata_options(imdsv2: Option<&str>) -> Option<InstanceMetadataOptionsReque
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_never_shows_the_secret_key() {
+        let connection = Connection {
+            region: "us-east-1".into(),
+            profile: None,
+            endpoint_url: None,
+            static_credentials: Some(("AKIAEXAMPLE".into(), "wJalrXUtnFEMI".into())),
+        };
+        let shown = format!("{connection:?}");
+        assert!(shown.contains("AKIAEXAMPLE"), "{shown}");
+        assert!(!shown.contains("wJalrXUtnFEMI"), "{shown}");
+    }
 
     #[test]
     fn newest_image_sorts_by_creation_date() {

@@ -83,14 +83,13 @@ impl NodeDir {
         }
     }
 
-    /// Writes the record through a temporary file and a rename: a reader never sees half.
+    /// Writes the record atomically and durably: a reader, or the launcher after a crash or
+    /// a power cut, never sees half of it.
     pub fn write_record(&self, record: &NodeRecord) -> Result<(), DriverError> {
         let path = self.metadata();
-        let tmp = self.dir.join("metadata.json.tmp");
         let bytes = serde_json::to_vec_pretty(record)
             .map_err(|e| DriverError::Fatal(format!("cannot encode {}: {e}", path.display())))?;
-        fs::write(&tmp, bytes)
-            .and_then(|()| fs::rename(&tmp, &path))
+        nodepool_driver::durable::replace_file(&path, &bytes)
             .map_err(|e| DriverError::Fatal(format!("cannot write {}: {e}", path.display())))
     }
 

@@ -4,10 +4,10 @@
 //! same cloud. It holds only what a real cloud would still have after the launcher died:
 //! servers and images. Fault counters and pending status changes are process state; a server
 //! that was still building comes back active, one that was being deleted comes back gone.
-//! The file is replaced atomically (write a temporary file, then rename) so a kill never
-//! leaves half a document.
+//! The file is replaced atomically and durably (`nodepool_driver::durable`) so a kill or a
+//! power cut never leaves half a document.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -36,23 +36,8 @@ pub(crate) fn load(path: &Path) -> Result<Option<StateDocument>, String> {
 pub(crate) fn save(path: &Path, document: &StateDocument) -> Result<(), String> {
     let text = serde_json::to_string_pretty(document)
         .map_err(|e| format!("cannot encode the fake cloud state: {e}"))?;
-    let temporary = temporary_path(path);
-    std::fs::write(&temporary, text)
-        .map_err(|e| format!("cannot write {}: {e}", temporary.display()))?;
-    std::fs::rename(&temporary, path).map_err(|e| {
-        format!(
-            "cannot rename {} to {}: {e}",
-            temporary.display(),
-            path.display()
-        )
-    })
-}
-
-/// `<path>.tmp`, next to the file so the rename stays on one file system.
-fn temporary_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".tmp");
-    PathBuf::from(name)
+    nodepool_driver::durable::replace_file(path, text.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 #[cfg(test)]
@@ -80,7 +65,11 @@ mod tests {
         };
         save(&path, &document).expect("save");
         assert_eq!(load(&path), Ok(Some(document)));
-        assert!(!temporary_path(&path).exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).expect("list").count(),
+            1,
+            "no temporary file is left"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! [`nodescan`] is the shared "is the node reachable, and what are its host keys" step.
 
 pub mod command;
+pub mod durable;
 mod error;
 mod instance;
 pub mod node_network;

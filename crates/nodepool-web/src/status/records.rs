@@ -28,12 +28,26 @@ fn with_leading(leading: Vec<(&str, Value)>, document: Map<String, Value>) -> Ma
     object
 }
 
-/// One node: `id`, every key of its record, then `locked`.
+/// The keys of a node record that may hold a credentials object (the Kubernetes drivers
+/// store the service account's token there).
+const PORT_KEYS: [&str; 2] = ["connection_port", "ssh_port"];
+
+/// One node: `id`, every key of its record, then `locked`. A port that is not a number is
+/// shown as `"redacted"`, as Nodepool's own node tables show it: it is the credentials
+/// object of a Kubernetes node, and web clients are not trusted with it (docs/security.md).
+/// Nodepool 11 has no JSON form of whole records, so nothing of its output changes.
 pub fn node(id: NodeId, node: &Node, locked: Option<bool>) -> Value {
     let mut object = with_leading(
         vec![("id", Value::String(id.to_string()))],
         document(&wire::node::to_json(node)),
     );
+    for key in PORT_KEYS {
+        if let Some(value) = object.get_mut(key)
+            && value.is_object()
+        {
+            *value = Value::String("redacted".to_owned());
+        }
+    }
     if let Some(locked) = locked {
         object.insert("locked".to_owned(), Value::Bool(locked));
     }
@@ -176,4 +190,31 @@ pub fn info(view: &InfoView, nodes: &[(NodeId, Node)]) -> Value {
     object.insert("builds".to_owned(), Value::Array(builds));
     object.insert("nodes".to_owned(), Value::Array(node_records));
     Value::Object(object)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nodepool_model::{ConnectionPort, NodeState};
+    use serde_json::json;
+
+    #[test]
+    fn credentials_in_a_port_are_redacted_and_numbers_kept() {
+        let mut credentials = Node::new(NodeState::Ready, 1.0);
+        let secret = json!({"token": "s3cret", "host": "https://k8s", "namespace": "ns"});
+        credentials.connection_port = Some(ConnectionPort::Credentials(
+            secret.as_object().cloned().expect("object"),
+        ));
+        let id = NodeId::parse("0000000001").expect("id");
+        let shown = node(id, &credentials, Some(false));
+        assert_eq!(shown["connection_port"], "redacted");
+        assert_eq!(shown["ssh_port"], "redacted");
+        assert!(!shown.to_string().contains("s3cret"));
+
+        let mut plain = Node::new(NodeState::Ready, 1.0);
+        plain.connection_port = Some(ConnectionPort::Port(2222));
+        let shown = node(id, &plain, None);
+        assert_eq!(shown["connection_port"], 2222);
+        assert_eq!(shown["ssh_port"], 2222);
+    }
 }
