@@ -24,7 +24,10 @@ pub(crate) fn type_error(node: &Node, at: &At, cx: &mut Collector, expected: &st
 /// What a value is, for a message: its text where short, only its kind in the secure file.
 fn describe(node: &Node, cx: &Collector) -> String {
     if cx.hide_values {
-        return format!("{} (its value is not shown: the secure file holds secrets)", node.kind_name());
+        return format!(
+            "{} (its value is not shown: the secure file holds secrets)",
+            node.kind_name()
+        );
     }
     match &node.value {
         Value::Str(s) if s.len() <= 40 => format!("the string `{s}`"),

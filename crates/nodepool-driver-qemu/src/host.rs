@@ -1,9 +1,53 @@
-//! Facts about this machine: acceleration, cores, memory, and the node SSH key.
+//! Facts about this machine: the tools the driver runs, acceleration, cores, memory, and
+//! the node SSH key.
 
-use std::path::Path;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
 
 use nodepool_config::QemuAccel;
 use nodepool_driver::DriverError;
+use nodepool_driver::command::find_program;
+
+/// Absolute paths of the programs that make a VM's network, found once per provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tools {
+    pub ip: PathBuf,
+    pub nft: PathBuf,
+}
+
+impl Tools {
+    /// Checks that this process is root and finds every tool, naming what is missing.
+    pub fn find() -> Result<Tools, DriverError> {
+        // `/proc/self` belongs to the process's effective user.
+        let uid = std::fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .map_err(|e| DriverError::Fatal(format!("cannot read /proc/self: {e}")))?;
+        if uid != 0 {
+            return Err(DriverError::Fatal(format!(
+                "the qemu driver needs root (a network namespace per VM, the node firewall); running as uid {uid}"
+            )));
+        }
+        let mut missing = Vec::new();
+        let mut find = |program: &str, package: &str| {
+            find_program(program).unwrap_or_else(|| {
+                missing.push(format!("{program} (package {package})"));
+                PathBuf::new()
+            })
+        };
+        let tools = Tools {
+            ip: find("ip", "iproute2"),
+            nft: find("nft", "nftables"),
+        };
+        if missing.is_empty() {
+            Ok(tools)
+        } else {
+            Err(DriverError::Fatal(format!(
+                "the qemu driver needs programs that are not installed: {}",
+                missing.join(", ")
+            )))
+        }
+    }
+}
 
 /// KVM when asked for, or on `auto` when `/dev/kvm` opens and the CPU shows virtualization
 /// extensions (some sandboxes expose a `/dev/kvm` whose guests hang at boot: no `vmx`/`svm`
@@ -80,7 +124,7 @@ pub async fn public_key(private: &Path) -> Result<String, DriverError> {
         .map_err(|e| DriverError::Fatal(format!("reading {}: {e}", public.display())))
 }
 
-fn public_key_path(private: &Path) -> std::path::PathBuf {
+fn public_key_path(private: &Path) -> PathBuf {
     let mut text = private.as_os_str().to_owned();
     text.push(".pub");
     text.into()

@@ -2,12 +2,17 @@
 //!
 //! Uploading an image copies it into the provider's `image-dir`. A node is
 //! `qemu-system-x86_64` (KVM when it works, TCG otherwise) on a qcow2 overlay of the image,
-//! with user-mode networking and a host port on 127.0.0.1 forwarded to its SSH, and a small
-//! config disk carrying its hostname and the provider's SSH key for the image's first-boot
-//! step (`nodepool-native-image`). VMs are daemons tracked by pidfile in a node directory
-//! named after the node (`<state-dir>/np<id>`), so they outlive a launcher restart and leak
-//! cleanup finds them by node id. Quota is the host's cores and memory (or `host-cores` /
-//! `host-ram`).
+//! and a small config disk carrying its hostname and the provider's SSH key for the image's
+//! first-boot step (`nodepool-native-image`). QEMU runs inside a network namespace of the
+//! node's own, joined to this machine by a veth pair with a /30 from the provider's `subnet`
+//! (`nodepool_driver::node_network`); its user-mode network forwards port 22 of the
+//! namespace's address to the guest's SSH, and the node firewall lets the guest reach the
+//! world through NAT but no address of this machine and no other node (see `machines`).
+//! VMs are daemons tracked by pidfile in a node directory named after the node
+//! (`<state-dir>/np<id>`), so they outlive a launcher restart and leak cleanup finds them by
+//! node id. Quota is the host's cores and memory (or `host-cores` / `host-ram`).
+//!
+//! The driver runs only as root, with `ip` (iproute2) and `nft` (nftables).
 
 // Tests may unwrap: a panic there is a test failure with a backtrace.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -24,13 +29,14 @@ use nodepool_config::{
     CloudImageSource, DriverKind, LabelImage, LabelSettings, LocalLabel,
     Provider as ProviderConfig, ProviderSettings, QemuAccel,
 };
+use nodepool_driver::node_network::Subnet;
 use nodepool_driver::{
     CreateMachine, CreateSpec, DeleteMachine, Driver, DriverError, ImageUploadSpec, Instance,
     Provider, Quota, Resource,
 };
 use nodepool_model::ExternalId;
 
-pub use host::{cpu_has_virtualization, use_kvm};
+pub use host::{Tools, cpu_has_virtualization, use_kvm};
 pub use machines::tail;
 pub use node_dir::{NodeDir, NodeRecord};
 
@@ -43,10 +49,20 @@ pub struct Settings {
     pub qemu_binary: String,
     pub accel: QemuAccel,
     pub boot_timeout: u64,
-    pub ssh_port_range: (u16, u16),
+    /// Where each node's /30 comes from.
+    pub subnet: Subnet,
     pub ssh_key: PathBuf,
     pub host_cores: Option<u32>,
     pub host_ram: Option<u64>,
+    /// `ip` and `nft`, or why they cannot be used (not root, not installed): found when
+    /// the provider is made, reported by the first create or delete that needs them.
+    pub tools: Result<Tools, DriverError>,
+}
+
+impl Settings {
+    pub fn tools(&self) -> Result<&Tools, DriverError> {
+        self.tools.as_ref().map_err(Clone::clone)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -82,6 +98,8 @@ impl QemuProvider {
                 config.name
             )));
         };
+        let subnet = Subnet::parse(&s.subnet)
+            .map_err(|e| DriverError::Fatal(format!("provider {}: {e}", config.name)))?;
         Ok(QemuProvider {
             settings: Arc::new(Settings {
                 provider: config.name.clone(),
@@ -90,10 +108,11 @@ impl QemuProvider {
                 qemu_binary: s.qemu_binary.clone(),
                 accel: s.accel,
                 boot_timeout: s.boot_timeout,
-                ssh_port_range: s.ssh_port_range,
+                subnet,
                 ssh_key: s.ssh_key.clone(),
                 host_cores: s.host_cores,
                 host_ram: s.host_ram,
+                tools: Tools::find(),
             }),
             config: config.clone(),
         })
@@ -158,35 +177,39 @@ impl QemuProvider {
         }
         Ok(self.settings.image_dir.join(id))
     }
+}
 
-    fn instance_of(&self, record: &NodeRecord) -> Instance {
-        Instance {
-            external_id: Some(ExternalId::Id(record.hostname.clone())),
-            interface_ip: Some("127.0.0.1".into()),
-            public_ipv4: Some("127.0.0.1".into()),
-            private_ipv4: None,
-            public_ipv6: None,
-            private_ipv6: None,
-            cloud: None,
-            region: None,
-            az: None,
-            host_id: None,
-            driver_data: serde_json::Value::Null,
-            slot: None,
-            node_properties: None,
-            metadata: record.metadata.clone(),
-            resources: Some(
-                Quota::one_instance()
-                    .with("cores", f64::from(record.cores))
-                    .with("ram", record.ram as f64),
-            ),
-            username: None,
-            python_path: None,
-            shell_type: None,
-            connection_port: Some(record.port),
-            connection_type: Some("ssh".into()),
-            host_keys: None,
-        }
+/// What the launcher is told about a node: its SSH is port 22 at its namespace's address
+/// (or, for a node made before VMs had namespaces, a port on 127.0.0.1).
+pub(crate) fn instance_of(record: &NodeRecord, username: Option<String>) -> Instance {
+    let ssh = record.ssh_address();
+    let ip = ssh.ip().to_string();
+    Instance {
+        external_id: Some(ExternalId::Id(record.hostname.clone())),
+        interface_ip: Some(ip.clone()),
+        public_ipv4: Some(ip.clone()),
+        private_ipv4: record.address.map(|_| ip),
+        public_ipv6: None,
+        private_ipv6: None,
+        cloud: None,
+        region: None,
+        az: None,
+        host_id: None,
+        driver_data: serde_json::Value::Null,
+        slot: None,
+        node_properties: None,
+        metadata: record.metadata.clone(),
+        resources: Some(
+            Quota::one_instance()
+                .with("cores", f64::from(record.cores))
+                .with("ram", record.ram as f64),
+        ),
+        username,
+        python_path: None,
+        shell_type: None,
+        connection_port: Some(ssh.port()),
+        connection_type: Some("ssh".into()),
+        host_keys: None,
     }
 }
 
@@ -245,16 +268,13 @@ impl Provider for QemuProvider {
             ExternalId::Id(id) => id.clone(),
             ExternalId::Fields(_) => String::new(),
         };
-        Box::new(machines::QemuDelete::new(
-            &self.settings.state_dir,
-            &hostname,
-        ))
+        Box::new(machines::QemuDelete::new(self.settings.clone(), &hostname))
     }
 
     async fn list_instances(&self) -> Result<Vec<Instance>, DriverError> {
         Ok(node_dir::all_records(&self.settings.state_dir)
             .values()
-            .map(|r| self.instance_of(r))
+            .map(|r| instance_of(r, None))
             .collect())
     }
 

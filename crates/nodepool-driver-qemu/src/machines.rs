@@ -1,18 +1,32 @@
 //! The create and delete state machines: each `advance` is one short step, and everything
 //! a step needs is in the node directory, so a restarted launcher can delete what it made.
+//!
+//! A VM's network (issue 16): QEMU runs inside a network namespace of the node's own
+//! (`ip netns exec`), still with user-mode networking, whose SSH forward listens on port 22 of
+//! the namespace's address. A veth pair with a /30 from the provider's `subnet` joins the
+//! namespace to this machine, and the node firewall (`node_network::firewall`) drops what
+//! arrives from it for this machine or another node and masquerades the rest. The guest's
+//! `10.0.2.2` (user-mode networking's "host") is the namespace's own loopback, where nothing
+//! listens; its `10.0.2.3` resolver forwards to the name servers of
+//! `/etc/netns/<namespace>/resolv.conf`, which `ip netns exec` puts over `/etc/resolv.conf`.
 
 use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use nodepool_driver::{CreateMachine, DeleteMachine, DriverError, Instance, Quota};
+use nodepool_driver::command::run;
+use nodepool_driver::node_network::{AddressPair, Leases, dns, firewall, links};
+use nodepool_driver::{CreateMachine, DeleteMachine, DriverError, Instance};
 use nodepool_model::ExternalId;
 use tokio::io::AsyncReadExt as _;
+use tokio::process::Command;
 
 use crate::host;
-use crate::node_dir::{self, NodeDir, NodeRecord, io_error};
+use crate::node_dir::{self, NodeDir, NodeRecord, SSH_PORT, io_error};
 
 /// What a create needs from the provider.
 #[derive(Debug, Clone)]
@@ -31,11 +45,17 @@ pub struct Launch {
     pub username: Option<String>,
 }
 
-/// Serializes port choice across concurrent creates in this process.
-static PORTS: Mutex<u16> = Mutex::new(0);
+/// Whether "nodes get no DNS" was logged: once per process is enough.
+static WARNED_NO_NAMESERVERS: AtomicBool = AtomicBool::new(false);
 
-/// The qemu command line for one node.
-pub fn qemu_args(launch: &Launch, node: &NodeDir, port: u16, kvm: bool) -> Vec<String> {
+/// Files `ip netns exec <namespace>` puts over `/etc` for the processes it starts.
+fn netns_etc(namespace: &str) -> PathBuf {
+    Path::new("/etc/netns").join(namespace)
+}
+
+/// The qemu command line for one node, whose SSH is forwarded from port 22 of `ssh` (the
+/// address of the network namespace QEMU runs in).
+pub fn qemu_args(launch: &Launch, node: &NodeDir, ssh: Ipv4Addr, kvm: bool) -> Vec<String> {
     let path = |p: PathBuf| p.to_string_lossy().into_owned();
     let mut args = vec![
         // The node's name tags the process, so a pid is only ever taken for this node's VM.
@@ -76,7 +96,7 @@ pub fn qemu_args(launch: &Launch, node: &NodeDir, port: u16, kvm: bool) -> Vec<S
         "-device".into(),
         "virtio-blk-pci,drive=nodepool-config,serial=nodepool-config".into(),
         "-netdev".into(),
-        format!("user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22"),
+        format!("user,id=net0,hostfwd=tcp:{ssh}:{SSH_PORT}-:22"),
         "-device".into(),
         "virtio-net-pci,netdev=net0".into(),
     ]);
@@ -86,8 +106,9 @@ pub fn qemu_args(launch: &Launch, node: &NodeDir, port: u16, kvm: bool) -> Vec<S
 #[derive(Debug)]
 enum CreateStep {
     Prepare,
+    Network,
     Start,
-    Booting { port: u16, deadline: Instant },
+    Booting { ssh: SocketAddr, deadline: Instant },
     Done,
 }
 
@@ -96,6 +117,8 @@ pub struct QemuCreate {
     launch: Launch,
     node: NodeDir,
     step: CreateStep,
+    /// The node's addresses, claimed by `Prepare`.
+    pair: Option<AddressPair>,
 }
 
 impl QemuCreate {
@@ -105,6 +128,7 @@ impl QemuCreate {
             launch,
             node,
             step: CreateStep::Prepare,
+            pair: None,
         }
     }
 
@@ -118,49 +142,62 @@ impl QemuCreate {
         })
     }
 
-    /// Node directory, port, record, overlay disk and config disk.
+    /// The addresses `Prepare` claimed, with the node's namespace and host link.
+    fn network(&self) -> Result<(AddressPair, String, String), DriverError> {
+        let pair = self.pair.ok_or_else(|| {
+            DriverError::Fatal(format!("node {}: no address claimed", self.launch.hostname))
+        })?;
+        let (namespace, link) = NodeRecord::network_names_of(&self.launch.hostname, pair.container);
+        Ok((pair, namespace, link))
+    }
+
+    /// Node directory, address lease, record, overlay disk and config disk.
     async fn prepare(&mut self) -> Result<(), DriverError> {
         let settings = &self.launch.settings;
+        let hostname = &self.launch.hostname;
         if !self.launch.image.is_file() {
             return Err(DriverError::Fatal(format!(
-                "node {}: image {} does not exist",
-                self.launch.hostname,
+                "node {hostname}: image {} does not exist",
                 self.launch.image.display()
             )));
         }
+        // Checked before anything is made: without them there is no node to clean up.
+        settings.tools()?;
         let key = host::public_key(&settings.ssh_key).await?;
-        let port = {
-            let mut last = PORTS.lock().unwrap_or_else(PoisonError::into_inner);
-            let used: BTreeSet<u16> = node_dir::all_records(&settings.state_dir)
-                .values()
-                .map(|r| r.port)
-                .collect();
-            let port = free_port(settings.ssh_port_range, &used, *last).ok_or_else(|| {
-                DriverError::Quota(format!(
-                    "no free port left in {}-{} for the VM's SSH",
-                    settings.ssh_port_range.0, settings.ssh_port_range.1
-                ))
-            })?;
-            *last = port;
-            self.node.write_record(&NodeRecord {
-                hostname: self.launch.hostname.clone(),
-                pool: self.launch.pool.clone(),
-                label: self.launch.label.clone(),
-                image: self.launch.image.clone(),
-                port,
-                cores: self.launch.cores,
-                ram: self.launch.ram,
-                metadata: self.launch.metadata.clone(),
-                created: SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_secs_f64())
-                    .unwrap_or(0.0),
-            })?;
-            port
-        };
-        tracing::debug!(hostname = %self.launch.hostname, port, "qemu node prepared");
+        // The directory before the lease: a delete of this node finds the directory, and
+        // releases the lease with it.
+        std::fs::create_dir_all(&self.node.path)
+            .map_err(|e| io_error("creating", &self.node.path, e))?;
+        // Taken besides the leases: addresses of this provider's nodes whose lease was lost,
+        // and of every node link on this machine (another provider or state dir on an
+        // overlapping subnet, a container).
+        let also_used: Vec<Ipv4Addr> = node_dir::all_records(&settings.state_dir)
+            .values()
+            .filter(|record| record.hostname != *hostname)
+            .filter_map(|record| record.address)
+            .chain(links::node_link_addresses())
+            .collect();
+        let pair =
+            Leases::new(&settings.state_dir).claim_for(&settings.subnet, hostname, &also_used)?;
+        self.node.write_record(&NodeRecord {
+            hostname: hostname.clone(),
+            pool: self.launch.pool.clone(),
+            label: self.launch.label.clone(),
+            image: self.launch.image.clone(),
+            port: SSH_PORT,
+            address: Some(pair.container),
+            cores: self.launch.cores,
+            ram: self.launch.ram,
+            metadata: self.launch.metadata.clone(),
+            created: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+        })?;
+        self.pair = Some(pair);
+        tracing::debug!(hostname = %hostname, address = %pair.container, "qemu node prepared");
         let format = image_format(&self.launch.image).await?;
-        let mut create = tokio::process::Command::new("qemu-img");
+        let mut create = Command::new("qemu-img");
         create
             .args(["create", "-q", "-f", "qcow2", "-F", &format, "-b"])
             .arg(&self.launch.image)
@@ -168,87 +205,68 @@ impl QemuCreate {
         if let Some(gib) = self.launch.disk_size {
             create.arg(format!("{gib}G"));
         }
-        run(&mut create, "qemu-img create").await?;
-        let config = node_dir::config_disk(&self.launch.hostname, &key);
+        run(&mut create).await?;
+        let config = node_dir::config_disk(hostname, &key);
         std::fs::write(self.node.config_disk(), config)
             .map_err(|e| io_error("writing", &self.node.config_disk(), e))
     }
 
-    async fn start(&mut self) -> Result<u16, DriverError> {
-        let record = self.record()?;
+    /// The firewall, the node's namespace joined to this machine, and its resolv.conf.
+    /// Every part is repeatable.
+    async fn make_network(&mut self) -> Result<(), DriverError> {
+        let settings = &self.launch.settings;
+        let tools = settings.tools()?;
+        let (pair, namespace, link) = self.network()?;
+        // Before the link exists, so nothing ever leaves the namespace unfiltered.
+        firewall::ensure(&tools.nft, &settings.subnet).await?;
+        if !links::netns_exists(&namespace) {
+            run(Command::new(&tools.ip).args(["netns", "add", &namespace])).await?;
+        }
+        links::join(&tools.ip, &namespace, &link, pair).await?;
+        let servers = dns::node_nameservers();
+        if servers.is_empty() && !WARNED_NO_NAMESERVERS.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "no name server this machine uses is reachable from nodes (only loopback ones in {} and {}): VMs get no DNS",
+                dns::RESOLV_CONF,
+                dns::RESOLVED_UPSTREAM
+            );
+        }
+        let etc = netns_etc(&namespace);
+        std::fs::create_dir_all(&etc).map_err(|e| io_error("creating", &etc, e))?;
+        let resolv = etc.join("resolv.conf");
+        std::fs::write(&resolv, dns::resolv_conf(&servers))
+            .map_err(|e| io_error("writing", &resolv, e))?;
+        tracing::info!(hostname = %self.launch.hostname, %namespace, address = %pair.container, "VM network ready");
+        Ok(())
+    }
+
+    async fn start(&mut self) -> Result<SocketAddr, DriverError> {
+        let (pair, namespace, _) = self.network()?;
+        let ssh = SocketAddr::from((pair.container, SSH_PORT));
         if self.node.live_pid(&self.launch.hostname).is_some() {
-            return Ok(record.port);
+            return Ok(ssh);
         }
         let settings = &self.launch.settings;
+        let tools = settings.tools()?;
         let kvm = host::use_kvm(settings.accel);
-        let args = qemu_args(&self.launch, &self.node, record.port, kvm);
-        tracing::info!(hostname = %self.launch.hostname, port = record.port, kvm, "starting the VM");
-        run(
-            tokio::process::Command::new(&settings.qemu_binary).args(&args),
-            &settings.qemu_binary,
-        )
+        let args = qemu_args(&self.launch, &self.node, pair.container, kvm);
+        tracing::info!(hostname = %self.launch.hostname, %namespace, kvm, "starting the VM");
+        run(Command::new(&tools.ip)
+            .args(["netns", "exec", &namespace])
+            .arg(&settings.qemu_binary)
+            .args(&args))
         .await?;
-        Ok(record.port)
-    }
-
-    fn instance(&self, port: u16) -> Instance {
-        let resources = Quota::one_instance()
-            .with("cores", f64::from(self.launch.cores))
-            .with("ram", self.launch.ram as f64);
-        Instance {
-            external_id: Some(ExternalId::Id(self.launch.hostname.clone())),
-            interface_ip: Some("127.0.0.1".into()),
-            public_ipv4: Some("127.0.0.1".into()),
-            private_ipv4: None,
-            public_ipv6: None,
-            private_ipv6: None,
-            cloud: None,
-            region: None,
-            az: None,
-            host_id: None,
-            driver_data: serde_json::Value::Null,
-            slot: None,
-            node_properties: None,
-            metadata: self.launch.metadata.clone(),
-            resources: Some(resources),
-            username: self.launch.username.clone(),
-            python_path: None,
-            shell_type: None,
-            connection_port: Some(port),
-            connection_type: Some("ssh".into()),
-            host_keys: None,
-        }
-    }
-}
-
-/// A port in the range nobody else's VM has and nothing on this machine listens on.
-fn free_port(range: (u16, u16), used: &BTreeSet<u16>, hint: u16) -> Option<u16> {
-    let mut taken = used.clone();
-    loop {
-        let port = node_dir::choose_port(range, &taken, hint)?;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return Some(port);
-        }
-        taken.insert(port);
+        Ok(ssh)
     }
 }
 
 /// The image file's format, as qemu-img sees it.
 async fn image_format(image: &Path) -> Result<String, DriverError> {
-    let output = tokio::process::Command::new("qemu-img")
+    let output = run(Command::new("qemu-img")
         .args(["info", "--output=json"])
-        .arg(image)
-        .output()
-        .await
-        .map_err(|e| DriverError::Fatal(format!("running qemu-img info: {e}")))?;
-    if !output.status.success() {
-        return Err(DriverError::Fatal(format!(
-            "qemu-img info {}: {}",
-            image.display(),
-            nodepool_driver::stderr_tail(&output.stderr)
-        )));
-    }
-    let info: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .arg(image))
+    .await?;
+    let info: serde_json::Value = serde_json::from_str(&output)
         .map_err(|e| DriverError::Fatal(format!("qemu-img info {}: {e}", image.display())))?;
     info.get("format")
         .and_then(|f| f.as_str())
@@ -256,30 +274,11 @@ async fn image_format(image: &Path) -> Result<String, DriverError> {
         .ok_or_else(|| DriverError::Fatal(format!("qemu-img info {}: no format", image.display())))
 }
 
-async fn run(command: &mut tokio::process::Command, what: &str) -> Result<(), DriverError> {
-    let output = command
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .map_err(|e| DriverError::Fatal(format!("running {what}: {e}")))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(DriverError::Fatal(format!(
-            "{what} failed ({}): {}",
-            output.status,
-            nodepool_driver::stderr_tail(&output.stderr)
-        )))
-    }
-}
-
-/// Whether an SSH server answers on the forwarded port. User-mode networking accepts the
-/// connection even before the guest listens, so only the server's banner counts.
-async fn ssh_banner(port: u16) -> bool {
+/// Whether an SSH server answers at `ssh`. User-mode networking accepts the connection even
+/// before the guest listens, so only the server's banner counts.
+async fn ssh_banner(ssh: SocketAddr) -> bool {
     let attempt = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()?;
+        let mut stream = tokio::net::TcpStream::connect(ssh).await.ok()?;
         let mut buf = [0u8; 8];
         let mut got = 0;
         while got < 4 {
@@ -304,17 +303,22 @@ impl CreateMachine for QemuCreate {
         match self.step {
             CreateStep::Prepare => {
                 self.prepare().await?;
+                self.step = CreateStep::Network;
+                Ok(None)
+            }
+            CreateStep::Network => {
+                self.make_network().await?;
                 self.step = CreateStep::Start;
                 Ok(None)
             }
             CreateStep::Start => {
-                let port = self.start().await?;
+                let ssh = self.start().await?;
                 let deadline =
                     Instant::now() + Duration::from_secs(self.launch.settings.boot_timeout);
-                self.step = CreateStep::Booting { port, deadline };
+                self.step = CreateStep::Booting { ssh, deadline };
                 Ok(None)
             }
-            CreateStep::Booting { port, deadline } => {
+            CreateStep::Booting { ssh, deadline } => {
                 if self.node.live_pid(&self.launch.hostname).is_none() {
                     return Err(DriverError::Fatal(format!(
                         "node {}: the VM exited while booting; console: {}",
@@ -322,9 +326,13 @@ impl CreateMachine for QemuCreate {
                         tail(&self.node.console(), 2000)
                     )));
                 }
-                if ssh_banner(port).await {
+                if ssh_banner(ssh).await {
                     self.step = CreateStep::Done;
-                    return Ok(Some(self.instance(port)));
+                    let record = self.record()?;
+                    return Ok(Some(crate::instance_of(
+                        &record,
+                        self.launch.username.clone(),
+                    )));
                 }
                 if Instant::now() >= deadline {
                     return Err(DriverError::Transient(format!(
@@ -341,6 +349,7 @@ impl CreateMachine for QemuCreate {
     fn state(&self) -> &str {
         match self.step {
             CreateStep::Prepare => "preparing",
+            CreateStep::Network => "making the network",
             CreateStep::Start => "starting",
             CreateStep::Booting { .. } => "booting",
             CreateStep::Done => "complete",
@@ -381,23 +390,63 @@ enum DeleteStep {
 
 #[derive(Debug)]
 pub struct QemuDelete {
+    settings: Arc<crate::Settings>,
     hostname: String,
     node: NodeDir,
     step: DeleteStep,
 }
 
 impl QemuDelete {
-    pub fn new(state_dir: &Path, hostname: &str) -> QemuDelete {
+    pub fn new(settings: Arc<crate::Settings>, hostname: &str) -> QemuDelete {
         QemuDelete {
+            node: NodeDir::new(&settings.state_dir, hostname),
+            settings,
             hostname: hostname.to_string(),
-            node: NodeDir::new(state_dir, hostname),
             step: DeleteStep::Stop,
+        }
+    }
+
+    /// Once QEMU is gone: the node's network (namespace, veth pair, `/etc/netns` files),
+    /// its address lease, then its directory. Every part is repeatable, and the network is
+    /// found from what is on disk: the record's address, and the lease in case the record
+    /// is unreadable. A record made before VMs had namespaces has neither.
+    async fn remove(&self) -> Result<(), DriverError> {
+        let leases = Leases::new(&self.settings.state_dir);
+        let mut addresses: BTreeSet<Ipv4Addr> = leases
+            .list()?
+            .into_iter()
+            .filter(|(_, holder)| *holder == self.hostname)
+            .map(|(address, _)| address)
+            .collect();
+        if let Some(address) = self.node.read_record().and_then(|r| r.address) {
+            addresses.insert(address);
+        }
+        for address in addresses {
+            let (namespace, link) = NodeRecord::network_names_of(&self.hostname, address);
+            let etc = netns_etc(&namespace);
+            if links::netns_exists(&namespace) || links::link_exists(&link) {
+                let tools = self.settings.tools()?;
+                links::remove(&tools.ip, &namespace, &link).await?;
+            }
+            match std::fs::remove_dir_all(&etc) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io_error("removing", &etc, e));
+                }
+                _ => {}
+            }
+        }
+        leases.release(&self.hostname)?;
+        match std::fs::remove_dir_all(&self.node.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(io_error("removing", &self.node.path, e))
+            }
+            _ => Ok(()),
         }
     }
 }
 
 async fn signal(pid: u32, signal: &str) {
-    let _ = tokio::process::Command::new("kill")
+    let _ = Command::new("kill")
         .arg(format!("-{signal}"))
         .arg(pid.to_string())
         .output()
@@ -450,12 +499,7 @@ impl DeleteMachine for QemuDelete {
                 Ok(false)
             }
             DeleteStep::Remove => {
-                match std::fs::remove_dir_all(&self.node.path) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(io_error("removing", &self.node.path, e));
-                    }
-                    _ => {}
-                }
+                self.remove().await?;
                 tracing::info!(hostname = %self.hostname, "qemu node deleted");
                 Ok(true)
             }
@@ -482,20 +526,25 @@ impl DeleteMachine for QemuDelete {
 mod tests {
     use super::*;
 
+    fn settings(state_dir: &Path) -> Arc<crate::Settings> {
+        Arc::new(crate::Settings {
+            provider: "local".into(),
+            image_dir: "/i".into(),
+            state_dir: state_dir.into(),
+            qemu_binary: "qemu-system-x86_64".into(),
+            accel: nodepool_config::QemuAccel::Auto,
+            boot_timeout: 300,
+            subnet: nodepool_driver::node_network::Subnet::parse("172.31.224.0/20").unwrap(),
+            ssh_key: state_dir.join("id_ed25519"),
+            host_cores: None,
+            host_ram: None,
+            tools: Err(DriverError::Fatal("no tools in unit tests".into())),
+        })
+    }
+
     fn launch() -> Launch {
         Launch {
-            settings: Arc::new(crate::Settings {
-                provider: "local".into(),
-                image_dir: "/i".into(),
-                state_dir: "/s".into(),
-                qemu_binary: "qemu-system-x86_64".into(),
-                accel: nodepool_config::QemuAccel::Auto,
-                boot_timeout: 300,
-                ssh_port_range: (42000, 42999),
-                ssh_key: "/s/id_ed25519".into(),
-                host_cores: None,
-                host_ram: None,
-            }),
+            settings: settings(Path::new("/s")),
             hostname: "np0000000007".into(),
             pool: "main".into(),
             label: "debian".into(),
@@ -509,10 +558,11 @@ mod tests {
     }
 
     #[test]
-    fn command_line_tags_the_process_and_forwards_ssh() {
+    fn command_line_tags_the_process_and_forwards_ssh_from_the_namespace_address() {
         let l = launch();
         let node = NodeDir::new(Path::new("/s"), &l.hostname);
-        let args = qemu_args(&l, &node, 42007, false).join(" ");
+        let address = Ipv4Addr::new(172, 31, 224, 6);
+        let args = qemu_args(&l, &node, address, false).join(" ");
         assert!(
             args.contains("-name np0000000007,process=qemu-np0000000007"),
             "{args}"
@@ -520,42 +570,77 @@ mod tests {
         assert!(args.contains("-pidfile /s/np0000000007/qemu.pid"));
         assert!(args.contains("-m 768M -smp 2"));
         assert!(args.contains("-accel tcg,tb-size=256"));
-        assert!(args.contains("hostfwd=tcp:127.0.0.1:42007-:22"));
+        assert!(
+            args.contains("-netdev user,id=net0,hostfwd=tcp:172.31.224.6:22-:22 "),
+            "{args}"
+        );
+        assert!(
+            !args.contains("127.0.0.1"),
+            "nothing on this machine's loopback"
+        );
         assert!(args.contains("serial=nodepool-config"));
         assert!(args.contains("-serial file:/s/np0000000007/console.log"));
-        let kvm = qemu_args(&l, &node, 42007, true).join(" ");
+        let kvm = qemu_args(&l, &node, address, true).join(" ");
         assert!(kvm.contains("-accel kvm -cpu host"));
     }
 
     #[tokio::test]
     async fn delete_of_an_unknown_node_is_not_found() {
         let dir = tempfile::tempdir().unwrap();
-        let mut delete = QemuDelete::new(dir.path(), "np404");
+        let mut delete = QemuDelete::new(settings(dir.path()), "np404");
         assert!(matches!(
             delete.advance().await,
             Err(DriverError::NotFound(_))
         ));
-        let mut sneaky = QemuDelete::new(dir.path(), "../etc");
+        let mut sneaky = QemuDelete::new(settings(dir.path()), "../etc");
         assert!(matches!(
             sneaky.advance().await,
             Err(DriverError::NotFound(_))
         ));
     }
 
+    async fn delete_to_the_end(dir: &Path, hostname: &str) {
+        let mut delete = QemuDelete::new(settings(dir), hostname);
+        for _ in 0..5 {
+            if delete.advance().await.unwrap() {
+                return;
+            }
+        }
+        panic!(
+            "the delete of {hostname} did not finish: {}",
+            delete.state()
+        );
+    }
+
     #[tokio::test]
-    async fn delete_removes_a_node_without_a_vm() {
+    async fn delete_removes_a_node_without_a_vm_and_releases_its_lease() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("np1")).unwrap();
         std::fs::write(dir.path().join("np1/qemu.pid"), "1\n").unwrap();
-        let mut delete = QemuDelete::new(dir.path(), "np1");
-        let mut done = false;
-        for _ in 0..5 {
-            if delete.advance().await.unwrap() {
-                done = true;
-                break;
-            }
-        }
-        assert!(done);
+        let leases = Leases::new(dir.path());
+        // Claimed, but the create died before its record and network were made: no
+        // namespace or link exists, so the delete needs no tools.
+        let subnet = nodepool_driver::node_network::Subnet::parse("198.51.100.0/24").unwrap();
+        leases.claim_for(&subnet, "np1", &[]).unwrap();
+        leases.claim_for(&subnet, "np2", &[]).unwrap();
+        delete_to_the_end(dir.path(), "np1").await;
         assert!(!dir.path().join("np1").exists());
+        let held: Vec<String> = leases.list().unwrap().into_iter().map(|(_, h)| h).collect();
+        assert_eq!(held, ["np2"], "only np1's lease is released");
+    }
+
+    #[tokio::test]
+    async fn a_node_recorded_before_network_namespaces_still_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("np3")).unwrap();
+        std::fs::write(
+            dir.path().join("np3/node.json"),
+            r#"{"hostname": "np3", "pool": "main", "label": "debian",
+                "image": "/i/debian.qcow2", "port": 42003, "cores": 1, "ram": 1024,
+                "metadata": {}, "created": 1.0}"#,
+        )
+        .unwrap();
+        delete_to_the_end(dir.path(), "np3").await;
+        assert!(!dir.path().join("np3").exists());
     }
 }

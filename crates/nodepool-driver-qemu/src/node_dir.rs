@@ -3,13 +3,19 @@
 //!
 //! `<state-dir>/<hostname>/` holds `node.json` ([`NodeRecord`]), `overlay.qcow2` (the VM's
 //! disk on top of the uploaded image), `config.img` (hostname and SSH keys for the first-boot
-//! step), `qemu.pid` and `console.log`.
+//! step), `qemu.pid` and `console.log`. Address leases live in `<state-dir>/.leases`
+//! (`nodepool_driver::node_network::Leases`), which is not a node.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use nodepool_driver::node_network::{NodeKind, host_link_name, namespace_name};
 use nodepool_driver::{DriverError, Metadata};
 use serde::{Deserialize, Serialize};
+
+/// Where a node's SSH listens in its namespace: slirp forwards it to the guest's port 22.
+pub const SSH_PORT: u16 = 22;
 
 /// What the driver records about a node when it starts making it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,14 +25,37 @@ pub struct NodeRecord {
     pub label: String,
     /// The image file the overlay is based on.
     pub image: PathBuf,
-    /// The host port forwarded to the VM's SSH.
+    /// The port the VM's SSH is reached on: [`SSH_PORT`] at `address`; or, in records made
+    /// before VMs had network namespaces, a port on 127.0.0.1.
     pub port: u16,
+    /// The node's end of its veth pair: the address of its network namespace, where QEMU
+    /// forwards SSH to the guest. Names the namespace and the host link, so a delete (in
+    /// any later launcher) finds them. `None` in records made before VMs had network
+    /// namespaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<Ipv4Addr>,
     pub cores: u32,
     /// MiB.
     pub ram: u64,
     pub metadata: Metadata,
     /// Seconds since the epoch.
     pub created: f64,
+}
+
+impl NodeRecord {
+    /// Where the VM's SSH answers.
+    pub fn ssh_address(&self) -> SocketAddr {
+        let ip = self.address.unwrap_or(Ipv4Addr::LOCALHOST);
+        SocketAddr::from((ip, self.port))
+    }
+
+    /// The network namespace and host end of the veth pair of node `hostname` at `address`.
+    pub fn network_names_of(hostname: &str, address: Ipv4Addr) -> (String, String) {
+        (
+            namespace_name(hostname, address),
+            host_link_name(NodeKind::Vm, address),
+        )
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -70,10 +99,9 @@ impl NodeDir {
         std::fs::create_dir_all(&self.path).map_err(|e| io_error("creating", &self.path, e))?;
         let text = serde_json::to_vec_pretty(record)
             .map_err(|e| DriverError::Fatal(format!("encoding the node record: {e}")))?;
-        let tmp = self.path.join("node.json.tmp");
-        std::fs::write(&tmp, text).map_err(|e| io_error("writing", &tmp, e))?;
-        std::fs::rename(&tmp, self.record_path())
-            .map_err(|e| io_error("renaming", &self.record_path(), e))
+        // Durable: a delete after a crash or power cut finds the node's network from it.
+        nodepool_driver::durable::replace_file(&self.record_path(), &text)
+            .map_err(|e| io_error("writing", &self.record_path(), e))
     }
 
     /// The VM's process id, if its pidfile names a live process that is this node's qemu.
@@ -95,24 +123,17 @@ impl NodeDir {
 
 /// Every node directory with a readable record, by hostname.
 pub fn all_records(state_dir: &Path) -> BTreeMap<String, NodeRecord> {
-    let mut records = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(state_dir) else {
-        return records;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !entry.path().is_dir() {
-            continue;
-        }
-        if let Some(record) = NodeDir::new(state_dir, &name).read_record() {
-            records.insert(name, record);
-        }
-    }
-    records
+    all_dirs(state_dir)
+        .into_iter()
+        .filter_map(|name| {
+            let record = NodeDir::new(state_dir, &name).read_record()?;
+            Some((name, record))
+        })
+        .collect()
 }
 
 /// The hostnames of node directories (with or without a record: a create that died before
-/// writing one still leaves a directory to clean).
+/// writing one still leaves a directory to clean). Dot names (`.leases`) are not nodes.
 pub fn all_dirs(state_dir: &Path) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(state_dir) else {
         return Vec::new();
@@ -121,22 +142,8 @@ pub fn all_dirs(state_dir: &Path) -> Vec<String> {
         .flatten()
         .filter(|e| e.path().is_dir())
         .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with('.'))
         .collect()
-}
-
-/// The first port of `range` not in `used`, starting after `hint` so ports rotate and a
-/// just-freed port is not handed out again at once.
-pub fn choose_port(range: (u16, u16), used: &BTreeSet<u16>, hint: u16) -> Option<u16> {
-    let (low, high) = range;
-    let span = u32::from(high - low) + 1;
-    let start = if hint >= low && hint <= high {
-        u32::from(hint - low) + 1
-    } else {
-        0
-    };
-    (0..span)
-        .map(|i| low + ((start + i) % span) as u16)
-        .find(|p| !used.contains(p))
 }
 
 /// The config disk's contents: `key=value` lines the first-boot step reads, padded with NULs
@@ -167,17 +174,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ports_rotate_and_skip_used_ones() {
-        let used: BTreeSet<u16> = [42000, 42001].into();
-        assert_eq!(choose_port((42000, 42003), &used, 0), Some(42002));
-        assert_eq!(choose_port((42000, 42003), &used, 42002), Some(42003));
-        assert_eq!(choose_port((42000, 42003), &used, 42003), Some(42002));
-        let full: BTreeSet<u16> = (42000..=42003).collect();
-        assert_eq!(choose_port((42000, 42003), &full, 0), None);
-        assert_eq!(choose_port((5, 5), &BTreeSet::new(), 5), Some(5));
-    }
-
-    #[test]
     fn config_disk_holds_hostname_and_keys() {
         let disk = config_disk("np0000000001", "ssh-ed25519 AAAA one\n\nssh-rsa BBBB two\n");
         assert_eq!(disk.len() % 512, 0);
@@ -196,7 +192,8 @@ mod tests {
             pool: "main".into(),
             label: "debian".into(),
             image: "/images/debian.qcow2".into(),
-            port: 42001,
+            port: SSH_PORT,
+            address: Some(Ipv4Addr::new(172, 31, 224, 6)),
             cores: 1,
             ram: 1024,
             metadata: [("nodepool_node_id".to_string(), "1".to_string())].into(),
@@ -204,12 +201,28 @@ mod tests {
         };
         node.write_record(&record).unwrap();
         std::fs::create_dir(dir.path().join("np2")).unwrap();
+        std::fs::create_dir(dir.path().join(".leases")).unwrap();
         let all = all_records(dir.path());
         assert_eq!(all.len(), 1);
         assert_eq!(all["np1"], record);
         let mut dirs = all_dirs(dir.path());
         dirs.sort();
-        assert_eq!(dirs, ["np1", "np2"]);
+        assert_eq!(dirs, ["np1", "np2"], "the leases are not a node");
         assert_eq!(node.live_pid("np1"), None);
+        assert_eq!(record.ssh_address().to_string(), "172.31.224.6:22");
+        assert_eq!(
+            NodeRecord::network_names_of("np1", Ipv4Addr::new(172, 31, 224, 6)),
+            ("np1-ac1fe006".to_string(), "npqac1fe006".to_string())
+        );
+    }
+
+    #[test]
+    fn a_record_from_before_network_namespaces_is_reached_on_the_loopback_port() {
+        let old = r#"{"hostname": "np3", "pool": "main", "label": "debian",
+            "image": "/i/debian.qcow2", "port": 42003, "cores": 1, "ram": 1024,
+            "metadata": {}, "created": 1.0}"#;
+        let record: NodeRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(record.address, None);
+        assert_eq!(record.ssh_address().to_string(), "127.0.0.1:42003");
     }
 }

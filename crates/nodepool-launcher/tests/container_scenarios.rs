@@ -199,7 +199,10 @@ async fn a_container_node_serves_a_job_and_is_deleted_after_it() {
                     .join(address::namespace_name(&hostname, container))
                     .exists()
                 && !Path::new("/sys/class/net")
-                    .join(address::host_link_name(address::NodeKind::Container, container))
+                    .join(address::host_link_name(
+                        address::NodeKind::Container,
+                        container,
+                    ))
                     .exists()
         }
     })

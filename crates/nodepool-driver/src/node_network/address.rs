@@ -283,7 +283,9 @@ impl Leases {
             .collect();
         loop {
             let block = first_free_block(subnet, &used).ok_or_else(|| {
-                DriverError::Capacity(format!("subnet {subnet} has no free address for {hostname}"))
+                DriverError::Capacity(format!(
+                    "subnet {subnet} has no free address for {hostname}"
+                ))
             })?;
             let pair = subnet.block_addresses(block).ok_or_else(|| {
                 DriverError::Fatal(format!("block {block} is outside subnet {subnet}"))
@@ -366,13 +368,17 @@ mod tests {
         let c = NodeKind::Container;
         assert_eq!(host_link_name(c, a), "npcac1ffa02");
         assert_eq!(host_link_name(NodeKind::Vm, a), "npqac1ffa02");
-        assert!(
-            host_link_name(c, Ipv4Addr::new(255, 255, 255, 254)).len() <= MAX_INTERFACE_NAME
-        );
+        assert!(host_link_name(c, Ipv4Addr::new(255, 255, 255, 254)).len() <= MAX_INTERFACE_NAME);
         assert_ne!(host_link_name(c, a), host_link_name(c, b));
         assert_eq!(link_address(&host_link_name(c, a)), Some(a));
         assert_eq!(link_address(&host_link_name(NodeKind::Vm, b)), Some(b));
-        for other in ["eth0", "npcxyz", "npc0000000", "npcac1ffa02x", "npxac1ffa02"] {
+        for other in [
+            "eth0",
+            "npcxyz",
+            "npc0000000",
+            "npcac1ffa02x",
+            "npxac1ffa02",
+        ] {
             assert_eq!(link_address(other), None, "{other}");
         }
         assert_eq!(namespace_name("np0000000001", a), "np0000000001-ac1ffa02");

@@ -81,9 +81,12 @@ const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
 /// Applies [`ruleset`] for `subnet` and turns on IPv4 forwarding (which nodes' outbound
 /// traffic needs; logged when this changes it).
 pub async fn ensure(nft: &Path, subnet: &Subnet) -> Result<(), DriverError> {
-    run_with_input(Command::new(nft).arg("-f").arg("-"), Some(ruleset(subnet).as_bytes()))
-        .await
-        .map_err(|e| DriverError::Fatal(format!("cannot install the node firewall: {e}")))?;
+    run_with_input(
+        Command::new(nft).arg("-f").arg("-"),
+        Some(ruleset(subnet).as_bytes()),
+    )
+    .await
+    .map_err(|e| DriverError::Fatal(format!("cannot install the node firewall: {e}")))?;
     let forwarding = std::fs::read_to_string(IP_FORWARD)
         .map_err(|e| DriverError::Fatal(format!("cannot read {IP_FORWARD}: {e}")))?;
     if forwarding.trim() != "1" {
@@ -114,8 +117,8 @@ mod tests {
             "ip saddr 172.31.240.0/20 oifname != \"npc*\" oifname != \"npq*\" masquerade\n"
         ));
         // Made, deleted and made again in one transaction: idempotent.
-        assert!(rules.starts_with(
-            "table inet nodepool_nodes {}\ndelete table inet nodepool_nodes\n"
-        ));
+        assert!(
+            rules.starts_with("table inet nodepool_nodes {}\ndelete table inet nodepool_nodes\n")
+        );
     }
 }

@@ -347,7 +347,8 @@ async fn report_ready_nodes(store: Store, config: Arc<nodepool_config::Config>) 
     }
 }
 
-/// `node 0000000001 (debian on local-qemu) is ready: ssh -i KEY -p PORT zuul@127.0.0.1`.
+/// `node 0000000001 (debian on local-qemu) is ready: ssh -i KEY zuul@172.31.224.2` (`-p PORT`
+/// when the port is not 22).
 fn how_to_reach(
     config: &nodepool_config::Config,
     id: nodepool_model::NodeId,
