@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio::sync::{Mutex, OnceCell};
 
-use crate::clouds::{CloudConfig, Credentials};
+use crate::clouds::{CloudConfig, Credentials, TlsVerify};
 use crate::decide;
 
 /// How long one API call may take (uploads have their own timeout).
@@ -171,6 +171,121 @@ impl RateLimiter {
     }
 }
 
+/// The largest CA bundle read (Mozilla's whole bundle is about 250 KiB).
+const MAX_CA_BUNDLE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Clouds already warned about for having TLS checks off: one WARNING per cloud per
+/// process, not one per provider or reload. A std mutex: nothing awaits under it.
+static TLS_OFF_WARNED: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// `builder` set up to check certificates as `cloud.tls` says.
+fn with_tls(
+    builder: reqwest::ClientBuilder,
+    cloud: &CloudConfig,
+) -> Result<reqwest::ClientBuilder, DriverError> {
+    match &cloud.tls {
+        TlsVerify::System => Ok(builder),
+        TlsVerify::Off { ignored_cacert } => {
+            let first = TLS_OFF_WARNED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(cloud.name.clone());
+            if first {
+                let ignored = ignored_cacert
+                    .as_ref()
+                    .map(|p| format!(" (its cacert {} is not used)", p.display()))
+                    .unwrap_or_default();
+                tracing::warn!(
+                    cloud = %cloud.name,
+                    "TLS certificate checks are off for cloud {}{ignored}: anyone on the path can read its password and tokens",
+                    cloud.name
+                );
+            }
+            Ok(builder.danger_accept_invalid_certs(true))
+        }
+        TlsVerify::Bundle { path, key } => {
+            let certificates = read_ca_bundle(path).map_err(|e| {
+                let hint = if matches!(
+                    path.to_str().map(str::to_ascii_lowercase).as_deref(),
+                    Some("true" | "false" | "yes" | "no" | "on" | "off")
+                ) {
+                    " (a quoted boolean is a path: write it without quotes)"
+                } else {
+                    ""
+                };
+                DriverError::Fatal(format!(
+                    "cloud {}: {key} {}: {e}{hint}",
+                    cloud.name,
+                    path.display()
+                ))
+            })?;
+            // requests' `verify=<path>` trusts that bundle only, not the built-in roots.
+            let mut builder = builder.tls_built_in_root_certs(false);
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+            Ok(builder)
+        }
+    }
+}
+
+/// The certificates of a PEM CA bundle (one or more `CERTIFICATE` blocks).
+fn read_ca_bundle(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open the CA bundle: {e}"))?;
+    let mut pem = Vec::new();
+    file.take(MAX_CA_BUNDLE_BYTES + 1)
+        .read_to_end(&mut pem)
+        .map_err(|e| format!("cannot read the CA bundle: {e}"))?;
+    if pem.len() as u64 > MAX_CA_BUNDLE_BYTES {
+        return Err(format!(
+            "the CA bundle is larger than {MAX_CA_BUNDLE_BYTES} bytes"
+        ));
+    }
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("not a PEM CA bundle: {e}"))?;
+    if certificates.is_empty() {
+        return Err("not a PEM CA bundle: it holds no CERTIFICATE block".to_string());
+    }
+    Ok(certificates)
+}
+
+/// Follows a redirect only to the origin the request went to: the `X-Auth-Token` header
+/// goes with every request (reqwest drops only `Authorization` and cookies on a change of
+/// host), so a cloud must not be able to send it elsewhere.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let Some(first) = attempt.previous().first().cloned() else {
+            return attempt.follow();
+        };
+        if !decide::same_origin(&first, attempt.url()) {
+            let message = format!(
+                "{first} redirects to {}, another origin: not followed",
+                attempt.url()
+            );
+            attempt.error(message)
+        } else if attempt.previous().len() > 10 {
+            attempt.error(format!("more than 10 redirects from {first}"))
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// An error's message followed by its causes: reqwest's own says only "error sending
+/// request for url (..)" or "builder error"; what went wrong (a refused certificate, a
+/// redirect elsewhere, a bad CA certificate) is in its sources.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
 /// A response body and the headers the driver reads.
 #[derive(Debug)]
 pub struct Reply {
@@ -194,36 +309,23 @@ pub struct OpenStackClient {
 impl OpenStackClient {
     /// A client for `cloud` with `rate` seconds between calls. Makes no request yet.
     pub fn new(cloud: CloudConfig, rate: f64) -> Result<OpenStackClient, DriverError> {
-        let mut builder = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .user_agent(concat!("nodepool-rs/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(20))
             // Keystone under uwsgi closes connections; idle ones are not worth keeping long.
             .pool_idle_timeout(Duration::from_secs(10));
-        if !cloud.verify {
-            builder = builder.danger_accept_invalid_certs(true);
-        }
-        if let Some(path) = &cloud.cacert {
-            let pem = std::fs::read(path).map_err(|e| {
-                DriverError::Fatal(format!(
-                    "cloud {}: cacert {}: {e}",
-                    cloud.name,
-                    path.display()
-                ))
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                DriverError::Fatal(format!(
-                    "cloud {}: cacert {}: {e}",
-                    cloud.name,
-                    path.display()
-                ))
-            })?;
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let http = builder
-            .build()
-            .map_err(|e| DriverError::Fatal(format!("cloud {}: HTTP client: {e}", cloud.name)))?;
+        let builder = builder.redirect(same_origin_redirects());
+        let http = with_tls(builder, &cloud)?.build().map_err(|e| {
+            let bundle = match &cloud.tls {
+                TlsVerify::Bundle { path, key } => format!(" with {key} {}", path.display()),
+                _ => String::new(),
+            };
+            DriverError::Fatal(format!(
+                "cloud {}: HTTP client{bundle}: {}",
+                cloud.name,
+                with_causes(&e)
+            ))
+        })?;
         let interval = Duration::try_from_secs_f64(rate.max(0.0)).unwrap_or(Duration::ZERO);
         Ok(OpenStackClient {
             cloud,
@@ -259,9 +361,9 @@ impl OpenStackClient {
 
     fn transport_error(&self, what: &str, e: &reqwest::Error) -> DriverError {
         // Connection failures and timeouts are worth retrying; a request we could not even
-        // build is not.
-        let text = format!("cloud {}: {what}: {e}", self.cloud.name);
-        if e.is_builder() {
+        // build, or a redirect to another origin, is not.
+        let text = format!("cloud {}: {what}: {}", self.cloud.name, with_causes(e));
+        if e.is_builder() || e.is_redirect() {
             DriverError::Fatal(text)
         } else {
             DriverError::Transient(text)
@@ -459,6 +561,20 @@ impl OpenStackClient {
     ) -> Result<Reply, DriverError> {
         let base = self.require_endpoint(service).await?;
         let url = if path.starts_with("http://") || path.starts_with("https://") {
+            // Full URLs come from answers (next links); the token goes only where the
+            // catalog said this service is.
+            let same_origin = match (reqwest::Url::parse(&base), reqwest::Url::parse(path)) {
+                (Ok(base), Ok(url)) => decide::same_origin(&base, &url),
+                _ => false,
+            };
+            if !same_origin {
+                return Err(DriverError::Fatal(format!(
+                    "cloud {}: {method} {} {path}: not on the origin of the endpoint {base}, \
+                     so not requested",
+                    self.cloud.name,
+                    service.name()
+                )));
+            }
             path.to_string()
         } else {
             format!("{base}{path}")
@@ -577,24 +693,27 @@ impl OpenStackClient {
             .map(|_| ())
     }
 
-    /// Every item under `key` of a paginated listing, following the `next` links.
+    /// Every item under `key` of a paginated listing, following the `next` links that stay
+    /// on the endpoint's origin (a link elsewhere would get our token; it ends the listing
+    /// with an error and is never requested).
     pub async fn list_all(
         &self,
         service: Service,
         first: &str,
         key: &str,
     ) -> Result<Vec<Value>, DriverError> {
+        let endpoint = self.require_endpoint(service).await?;
         let mut items = Vec::new();
-        let mut next = Some(first.to_string());
+        let mut next = Some(format!("{endpoint}{first}"));
         let mut seen = std::collections::HashSet::new();
-        while let Some(path) = next.take() {
-            if !seen.insert(path.clone()) {
+        while let Some(url) = next.take() {
+            if !seen.insert(url.clone()) {
                 return Err(DriverError::Transient(format!(
-                    "cloud {}: endless pagination at {path}",
+                    "cloud {}: endless pagination at {url}",
                     self.cloud.name
                 )));
             }
-            let body = self.get(service, &path).await?;
+            let body = self.get(service, &url).await?;
             let page = match body.get(key) {
                 Some(Value::Array(page)) => page.clone(),
                 _ => Vec::new(),
@@ -604,20 +723,22 @@ impl OpenStackClient {
             if empty {
                 break;
             }
-            next = decide::next_link(&body, key).map(|link| self.relative(service, &link));
+            next = match decide::next_link(&body, key) {
+                Some(link) => Some(
+                    decide::next_page_url(&endpoint, service.version_suffix(), &link).map_err(
+                        |e| {
+                            DriverError::Fatal(format!(
+                                "cloud {}: listing {} {first}: {e}",
+                                self.cloud.name,
+                                service.name()
+                            ))
+                        },
+                    )?,
+                ),
+                None => None,
+            };
         }
         Ok(items)
-    }
-
-    /// Glance gives next links as `/v2/images?...`: make them relative to the endpoint.
-    fn relative(&self, service: Service, link: &str) -> String {
-        if link.starts_with("http://") || link.starts_with("https://") {
-            return link.to_string();
-        }
-        match service.version_suffix() {
-            Some(suffix) => link.strip_prefix(suffix).unwrap_or(link).to_string(),
-            None => link.to_string(),
-        }
     }
 
     /// Streams a file as the body of a PUT (Glance image data).

@@ -56,10 +56,114 @@ pub struct CloudConfig {
     pub private: bool,
     /// `force_ipv4: true`: never use an IPv6 interface address.
     pub force_ipv4: bool,
-    /// `verify: false` turns TLS verification off.
-    pub verify: bool,
-    /// `cacert`: extra CA bundle (PEM).
-    pub cacert: Option<PathBuf>,
+    /// How server certificates are checked (`verify`, `cacert`, `insecure`).
+    pub tls: TlsVerify,
+}
+
+/// How the client checks the cloud's TLS certificates, decided by [`tls_verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsVerify {
+    /// Against the built-in Mozilla roots (as requests does with certifi).
+    System,
+    /// Against the certificates of this PEM bundle only (requests' `verify=<path>`).
+    Bundle {
+        path: PathBuf,
+        /// The key it came from (`cacert` or `verify`), for error messages.
+        key: &'static str,
+    },
+    /// No checks at all (`verify: false` or `insecure: true`).
+    Off {
+        /// A `cacert` that is set but not used, named in the warning.
+        ignored_cacert: Option<PathBuf>,
+    },
+}
+
+/// `verify`, `cacert` and `insecure` as openstacksdk's `get_requests_verify_args` reads them:
+/// `insecure: true` wins, then `verify: false`; with checks on, `cacert` wins over `verify`,
+/// and a string `verify` is a CA bundle path (requests takes it so). `cacert` has `~`
+/// expanded (with `home`), a string `verify` does not (requests does not either).
+///
+/// Stricter than openstacksdk where it would fail open: a `verify` that is neither a
+/// boolean nor a non-empty string (a number, a list, null, "") is an error here, where
+/// Python's truthiness would turn checks off for `0`, `""` or null. Whether a path exists
+/// is for the client to find out when it reads the bundle.
+pub fn tls_verify(
+    cloud: &str,
+    insecure: Option<&Value>,
+    verify: Option<&Value>,
+    cacert: Option<&Value>,
+    home: Option<&Path>,
+) -> Result<TlsVerify, String> {
+    // openstacksdk's `get_boolean`: a boolean, or a string that is "true" in any case.
+    let insecure = match insecure {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        Some(other) => {
+            return Err(format!(
+                "cloud {cloud}: insecure must be true or false, not {other}"
+            ));
+        }
+    };
+    // `None`: checks on; `Some(path)`: checks on against that bundle.
+    let verify_path = match verify {
+        None | Some(Value::Bool(true)) => None,
+        Some(Value::Bool(false)) => {
+            return Ok(TlsVerify::Off {
+                ignored_cacert: cacert_path(cloud, cacert, home)?,
+            });
+        }
+        Some(Value::String(s)) if !s.is_empty() => Some(PathBuf::from(s)),
+        Some(other) => {
+            return Err(format!(
+                "cloud {cloud}: verify must be true, false or the path of a CA bundle, not {other}"
+            ));
+        }
+    };
+    let cacert = cacert_path(cloud, cacert, home)?;
+    if insecure {
+        return Ok(TlsVerify::Off {
+            ignored_cacert: cacert,
+        });
+    }
+    Ok(match (cacert, verify_path) {
+        (Some(path), _) => TlsVerify::Bundle {
+            path,
+            key: "cacert",
+        },
+        (None, Some(path)) => TlsVerify::Bundle {
+            path,
+            key: "verify",
+        },
+        (None, None) => TlsVerify::System,
+    })
+}
+
+/// `cacert` as a path; `""` or null is no cacert, as in openstacksdk (checks stay on).
+fn cacert_path(
+    cloud: &str,
+    cacert: Option<&Value>,
+    home: Option<&Path>,
+) -> Result<Option<PathBuf>, String> {
+    match cacert {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(expand_user(s, home))),
+        Some(other) => Err(format!(
+            "cloud {cloud}: cacert must be the path of a CA bundle, not {other}"
+        )),
+    }
+}
+
+/// `~` and `~/...` with the home directory, as Python's `os.path.expanduser` (no `~user`).
+fn expand_user(path: &str, home: Option<&Path>) -> PathBuf {
+    match (path.strip_prefix('~'), home) {
+        (Some(""), Some(home)) => home.to_path_buf(),
+        (Some(rest), Some(home)) if rest.starts_with('/') => {
+            home.join(rest.trim_start_matches('/'))
+        }
+        _ => PathBuf::from(path),
+    }
 }
 
 /// Where openstacksdk looks for `name` (`clouds`/`secure`), in order.
@@ -139,37 +243,35 @@ fn read_yaml(path: &Path) -> Result<Value, String> {
     yaml_to_json(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Parses YAML text into JSON values (mappings with non-string keys use their text).
+/// Parses YAML text into JSON values the way openstacksdk's `yaml.safe_load` reads it
+/// (YAML 1.1: `verify: no` is a boolean, not the string "no"), with the configuration
+/// loader's limits on depth and alias expansion. Mapping keys that are not strings use
+/// their text.
 pub fn yaml_to_json(text: &str) -> Result<Value, String> {
-    let docs = yaml_rust2::YamlLoader::load_from_str(text).map_err(|e| e.to_string())?;
-    Ok(docs.first().map(convert).unwrap_or(Value::Null))
+    let document = nodepool_config::yaml::parse(text)
+        .map_err(|problem| format!("{}: {}", problem.mark, problem.message))?;
+    Ok(document.root.as_ref().map(convert).unwrap_or(Value::Null))
 }
 
-fn convert(yaml: &yaml_rust2::Yaml) -> Value {
-    use yaml_rust2::Yaml;
-    match yaml {
-        Yaml::Real(text) => text
-            .parse::<f64>()
-            .ok()
-            .and_then(serde_json::Number::from_f64)
+fn convert(node: &nodepool_config::yaml::Node) -> Value {
+    use nodepool_config::yaml::Value as Yaml;
+    match &node.value {
+        Yaml::Null => Value::Null,
+        Yaml::Bool(b) => Value::Bool(*b),
+        Yaml::Int(i) => Value::from(*i),
+        Yaml::Float(f) => serde_json::Number::from_f64(*f)
             .map(Value::Number)
-            .unwrap_or_else(|| Value::String(text.clone())),
-        Yaml::Integer(i) => Value::from(*i),
-        Yaml::String(s) => Value::String(s.clone()),
-        Yaml::Boolean(b) => Value::Bool(*b),
-        Yaml::Array(items) => Value::Array(items.iter().map(convert).collect()),
-        Yaml::Hash(hash) => {
+            .unwrap_or_else(|| Value::String(node.scalar_text().unwrap_or_default())),
+        Yaml::Str(s) => Value::String(s.clone()),
+        Yaml::Seq(items) => Value::Array(items.iter().map(convert).collect()),
+        Yaml::Map(pairs) => {
             let mut map = Map::new();
-            for (k, v) in hash {
-                let key = match convert(k) {
-                    Value::String(s) => s,
-                    other => other.to_string(),
-                };
+            for (k, v) in pairs {
+                let key = k.scalar_text().unwrap_or_else(|| convert(k).to_string());
                 map.insert(key, convert(v));
             }
             Value::Object(map)
         }
-        Yaml::Alias(_) | Yaml::Null | Yaml::BadValue => Value::Null,
     }
 }
 
@@ -326,6 +428,13 @@ pub fn cloud_from_documents(
     let interface = text(&entry, &["interface", "endpoint_type"])
         .map(|i| i.trim_end_matches("URL").to_ascii_lowercase())
         .unwrap_or_else(|| "public".into());
+    let tls = tls_verify(
+        cloud,
+        entry.get("insecure"),
+        entry.get("verify"),
+        entry.get("cacert"),
+        env_path("HOME").as_deref(),
+    )?;
     Ok(CloudConfig {
         name: cloud.to_string(),
         auth_url: keystone_v3(&auth_url),
@@ -335,8 +444,7 @@ pub fn cloud_from_documents(
         image_format: text(&entry, &["image_format"]).unwrap_or_else(|| "qcow2".into()),
         private: boolean(&entry, "private", false),
         force_ipv4: boolean(&entry, "force_ipv4", false),
-        verify: boolean(&entry, "verify", true),
-        cacert: text(&entry, &["cacert"]).map(PathBuf::from),
+        tls,
     })
 }
 
@@ -408,6 +516,166 @@ mod tests {
                 .expect_err("no password")
                 .contains("password")
         );
+    }
+
+    fn tls(
+        insecure: Option<Value>,
+        verify: Option<Value>,
+        cacert: Option<Value>,
+    ) -> Result<TlsVerify, String> {
+        tls_verify(
+            "c",
+            insecure.as_ref(),
+            verify.as_ref(),
+            cacert.as_ref(),
+            Some(Path::new("/home/u")),
+        )
+    }
+
+    fn bundle(path: &str, key: &'static str) -> Result<TlsVerify, String> {
+        Ok(TlsVerify::Bundle {
+            path: PathBuf::from(path),
+            key,
+        })
+    }
+
+    #[test]
+    fn verify_and_cacert_as_openstacksdk_reads_them() {
+        use serde_json::json;
+        let off = |cacert: Option<&str>| {
+            Ok(TlsVerify::Off {
+                ignored_cacert: cacert.map(PathBuf::from),
+            })
+        };
+        // Checks are on unless switched off; a bundle path replaces the built-in roots.
+        assert_eq!(tls(None, None, None), Ok(TlsVerify::System));
+        assert_eq!(tls(None, Some(json!(true)), None), Ok(TlsVerify::System));
+        assert_eq!(
+            tls(None, None, Some(json!("/ca.pem"))),
+            bundle("/ca.pem", "cacert")
+        );
+        assert_eq!(
+            tls(None, Some(json!("/v.pem")), None),
+            bundle("/v.pem", "verify")
+        );
+        // cacert wins over a true or path verify.
+        assert_eq!(
+            tls(None, Some(json!(true)), Some(json!("/ca.pem"))),
+            bundle("/ca.pem", "cacert")
+        );
+        assert_eq!(
+            tls(None, Some(json!("/v.pem")), Some(json!("/ca.pem"))),
+            bundle("/ca.pem", "cacert")
+        );
+        // verify: false and insecure: true win over cacert (which the warning names).
+        assert_eq!(tls(None, Some(json!(false)), None), off(None));
+        assert_eq!(
+            tls(None, Some(json!(false)), Some(json!("/ca.pem"))),
+            off(Some("/ca.pem"))
+        );
+        assert_eq!(
+            tls(Some(json!(true)), Some(json!(true)), Some(json!("/ca.pem"))),
+            off(Some("/ca.pem"))
+        );
+        // insecure is openstacksdk's get_boolean: only a true bool or "true" in any case.
+        assert_eq!(tls(Some(json!("TRUE")), None, None), off(None));
+        assert_eq!(tls(Some(json!("yes")), None, None), Ok(TlsVerify::System));
+        assert_eq!(tls(Some(json!(false)), None, None), Ok(TlsVerify::System));
+        // `~` in cacert is the home directory (os.path.expanduser); not in verify.
+        assert_eq!(
+            tls(None, None, Some(json!("~/ca.pem"))),
+            bundle("/home/u/ca.pem", "cacert")
+        );
+        assert_eq!(
+            tls(None, Some(json!("~/v.pem")), None),
+            bundle("~/v.pem", "verify")
+        );
+        // An empty or null cacert is no cacert (checks stay on).
+        assert_eq!(tls(None, None, Some(json!(""))), Ok(TlsVerify::System));
+        assert_eq!(tls(None, None, Some(Value::Null)), Ok(TlsVerify::System));
+        // Anything else is an error naming the cloud, never "off" (Python's truthiness
+        // would turn checks off for 0, "" and null).
+        for verify in [
+            json!(0),
+            json!(1),
+            json!(""),
+            Value::Null,
+            json!(["/a"]),
+            json!({"a": 1}),
+        ] {
+            let err = tls(None, Some(verify.clone()), None).expect_err("refused");
+            assert!(err.contains("cloud c: verify must be"), "{verify}: {err}");
+        }
+        for cacert in [json!(5), json!(true), json!(["/a"])] {
+            let err = tls(None, None, Some(cacert.clone())).expect_err("refused");
+            assert!(err.contains("cloud c: cacert must be"), "{cacert}: {err}");
+        }
+        let err = tls(Some(json!(1)), None, None).expect_err("refused");
+        assert!(err.contains("cloud c: insecure must be"), "{err}");
+    }
+
+    #[test]
+    fn clouds_yaml_booleans_are_yaml_1_1_and_secure_yaml_completes_tls() {
+        let cloud = |extra: &str| {
+            docs(&format!(
+                "clouds:\n  c:\n{extra}    auth:\n      auth_url: https://ks\n      username: u\n      password: p\n"
+            ))
+        };
+        let tls_of = |clouds: &Value, secure: Option<&Value>| {
+            cloud_from_documents("c", None, clouds, secure).map(|c| c.tls)
+        };
+        for off in ["no", "off", "false", "No", "OFF"] {
+            assert_eq!(
+                tls_of(&cloud(&format!("    verify: {off}\n")), None),
+                Ok(TlsVerify::Off {
+                    ignored_cacert: None
+                }),
+                "{off}"
+            );
+        }
+        assert_eq!(
+            tls_of(&cloud("    verify: yes\n"), None),
+            Ok(TlsVerify::System)
+        );
+        // Quoted, or an unknown word, it is a path (that the client must find).
+        assert_eq!(
+            tls_of(&cloud("    verify: \"no\"\n"), None),
+            bundle("no", "verify")
+        );
+        assert_eq!(
+            tls_of(&cloud("    verify: maybe\n"), None),
+            bundle("maybe", "verify")
+        );
+        assert!(
+            tls_of(&cloud("    verify: 0\n"), None)
+                .expect_err("a number")
+                .contains("verify must be")
+        );
+        // secure.yaml merged over clouds.yaml: its cacert, and its verify: false, count.
+        let secure = docs("clouds:\n  c:\n    cacert: /etc/ca.pem\n");
+        assert_eq!(
+            tls_of(&cloud("    verify: true\n"), Some(&secure)),
+            bundle("/etc/ca.pem", "cacert")
+        );
+        let secure = docs("clouds:\n  c:\n    verify: false\n");
+        assert_eq!(
+            tls_of(&cloud("    cacert: /etc/ca.pem\n"), Some(&secure)),
+            Ok(TlsVerify::Off {
+                ignored_cacert: Some(PathBuf::from("/etc/ca.pem"))
+            })
+        );
+    }
+
+    #[test]
+    fn a_cloud_config_never_shows_secrets_in_debug_output() {
+        let clouds = docs(
+            "clouds:\n  p:\n    auth:\n      auth_url: https://ks\n      username: u\n      password: pw-s3cret\n  a:\n    auth_type: v3applicationcredential\n    auth:\n      auth_url: https://ks\n      application_credential_id: abc\n      application_credential_secret: ac-s3cret\n",
+        );
+        for name in ["p", "a"] {
+            let c = cloud_from_documents(name, None, &clouds, None).expect("cloud");
+            let shown = format!("{c:?} {c:#?}");
+            assert!(!shown.contains("s3cret"), "{shown}");
+        }
     }
 
     #[test]

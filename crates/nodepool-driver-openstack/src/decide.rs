@@ -238,6 +238,50 @@ pub fn next_link(body: &Value, key: &str) -> Option<String> {
     body.get("next").and_then(Value::as_str).map(str::to_string)
 }
 
+/// Whether two URLs have the same origin: scheme, host and port (a default port counts as
+/// written). Where the token may go: a link or redirect to anywhere else is not followed.
+pub fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host() == b.host()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// The URL of a listing's next page: `link` as the answer gave it, resolved against the
+/// `endpoint` the listing started from, and only if it stays on that endpoint's origin.
+/// Glance gives paths with the API version (`/v2/images?marker=..`), which go after an
+/// endpoint that already ends in `version_suffix` (`http://cloud/image/v2`), as
+/// openstacksdk does; other relative links resolve as URLs do.
+pub fn next_page_url(
+    endpoint: &str,
+    version_suffix: Option<&str>,
+    link: &str,
+) -> Result<String, String> {
+    let base = reqwest::Url::parse(endpoint)
+        .map_err(|e| format!("the endpoint {endpoint} is not a URL: {e}"))?;
+    let resolved = if let Ok(absolute) = reqwest::Url::parse(link) {
+        Ok(absolute)
+    } else if link.starts_with('/') && !link.starts_with("//") {
+        let rest = version_suffix
+            .and_then(|suffix| link.strip_prefix(suffix))
+            .filter(|rest| rest.is_empty() || rest.starts_with(['/', '?']))
+            .unwrap_or(link);
+        reqwest::Url::parse(&format!("{}{rest}", endpoint.trim_end_matches('/')))
+    } else {
+        // Relative to the endpoint as a folder; `//host/..` names another host.
+        reqwest::Url::parse(&format!("{}/", endpoint.trim_end_matches('/')))
+            .and_then(|dir| dir.join(link))
+    };
+    let url = resolved.map_err(|e| format!("the next page link {link} is not a URL: {e}"))?;
+    if !same_origin(&base, &url) {
+        return Err(format!(
+            "the next page link {link} leaves the endpoint {endpoint} for another origin, so it \
+             was not followed (behind a proxy a service may need its public link prefix set, \
+             e.g. Nova's [api] compute_link_prefix)"
+        ));
+    }
+    Ok(url.to_string())
+}
+
 /// Seconds since the epoch of a Keystone timestamp (`2026-11-26T05:04:54.000000Z`).
 pub fn parse_timestamp(text: &str) -> Option<f64> {
     let text = text.trim().trim_end_matches('Z');
@@ -479,6 +523,53 @@ mod tests {
         assert_eq!(
             next_link(&serde_json::json!({"servers": []}), "servers"),
             None
+        );
+    }
+
+    #[test]
+    fn next_pages_stay_on_the_endpoint_origin() {
+        let nova = "http://nova.example:8774/v2.1";
+        assert_eq!(
+            next_page_url(
+                nova,
+                None,
+                "http://nova.example:8774/v2.1/servers/detail?marker=a"
+            )
+            .as_deref(),
+            Ok("http://nova.example:8774/v2.1/servers/detail?marker=a")
+        );
+        // Case in the host and a written default port do not make another origin.
+        assert!(next_page_url("https://cloud/compute/v2.1", None, "https://CLOUD:443/x").is_ok());
+        // Glance's versioned paths go after a prefixed endpoint; other paths as written.
+        assert_eq!(
+            next_page_url("http://cloud/image/v2", Some("/v2"), "/v2/images?marker=x").as_deref(),
+            Ok("http://cloud/image/v2/images?marker=x")
+        );
+        assert_eq!(
+            next_page_url("http://g:9292/v2", Some("/v2"), "/images?marker=x").as_deref(),
+            Ok("http://g:9292/v2/images?marker=x")
+        );
+        assert_eq!(
+            next_page_url(nova, None, "servers/detail?marker=b").as_deref(),
+            Ok("http://nova.example:8774/v2.1/servers/detail?marker=b")
+        );
+        for foreign in [
+            "http://evil.example:8774/v2.1/servers/detail?marker=a",
+            "http://nova.example:8775/v2.1/servers/detail",
+            "https://nova.example:8774/v2.1/servers/detail",
+            "http://nova.example:8774@evil.example/v2.1/servers",
+            "//evil.example/v2.1/servers",
+            "file:///etc/passwd",
+        ] {
+            let err = next_page_url(nova, None, foreign)
+                .err()
+                .unwrap_or_else(|| panic!("{foreign} was followed"));
+            assert!(err.contains(foreign) && err.contains(nova), "{err}");
+        }
+        // A relative link cannot turn the endpoint's host into a user name.
+        assert_eq!(
+            next_page_url("http://nova:8774", None, "@evil.example/x").as_deref(),
+            Ok("http://nova:8774/@evil.example/x")
         );
     }
 

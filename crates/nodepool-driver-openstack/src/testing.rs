@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use serde_json::{Value, json};
 
 use crate::client::{OpenStackClient, Service};
-use crate::clouds::{CloudConfig, Credentials};
+use crate::clouds::{CloudConfig, Credentials, TlsVerify};
 
 /// The admin password and Keystone of the local cloud (`scripts/openstack/common.sh`).
 pub const PASSWORD: &str = "secret";
@@ -67,8 +67,7 @@ fn password_cloud(name: &str, user: &str, password: &str, project: &str) -> Clou
         image_format: "qcow2".to_string(),
         private: false,
         force_ipv4: false,
-        verify: true,
-        cacert: None,
+        tls: TlsVerify::System,
     }
 }
 
@@ -80,13 +79,25 @@ pub fn admin_client() -> Result<OpenStackClient, String> {
 
 /// A project of its own for one test, with a user that has the admin role in it (so it may
 /// boot on the external `public` network).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TestProject {
     pub project_name: String,
     pub project_id: String,
     pub user_name: String,
     pub user_id: String,
     pub password: String,
+}
+
+/// The password stays out of test output like any other (a habit, not a secret here).
+impl std::fmt::Debug for TestProject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestProject")
+            .field("project_name", &self.project_name)
+            .field("project_id", &self.project_id)
+            .field("user_name", &self.user_name)
+            .field("user_id", &self.user_id)
+            .finish_non_exhaustive()
+    }
 }
 
 fn text(value: &Value, pointer: &str) -> Result<String, String> {
@@ -277,4 +288,23 @@ pub async fn ensure_test_image() -> Result<String, String> {
     };
     *slot = Some(id.clone());
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_test_project_never_shows_its_password_in_debug_output() {
+        let project = TestProject {
+            project_name: "p".into(),
+            project_id: "pid".into(),
+            user_name: "u".into(),
+            user_id: "uid".into(),
+            password: "pw-s3cret".into(),
+        };
+        let shown = format!("{project:?} {project:#?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("uid"), "{shown}");
+    }
 }
