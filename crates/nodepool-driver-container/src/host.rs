@@ -4,24 +4,13 @@
 //! `mount`, ...): the workspace forbids `unsafe`, and these commands are what an operator
 //! would type to inspect or repair a node by hand.
 
-use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nodepool_driver::DriverError;
-
-/// Directories searched for tools besides `PATH`: a launcher started without the `sbin`
-/// directories in its `PATH` still finds `ip` and `chroot`.
-const EXTRA_TOOL_DIRS: &[&str] = &[
-    "/usr/local/sbin",
-    "/usr/local/bin",
-    "/usr/sbin",
-    "/usr/bin",
-    "/sbin",
-    "/bin",
-];
+use nodepool_driver::command::find_program;
 
 /// Absolute paths of every program the driver runs, found once per provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,19 +23,6 @@ pub struct Tools {
     pub tar: PathBuf,
     pub ssh_keygen: PathBuf,
     pub kill: PathBuf,
-}
-
-/// Where `program` is, searching `path` (a `PATH` value) then [`EXTRA_TOOL_DIRS`].
-fn find_program(program: &str, path: Option<&OsStr>) -> Option<PathBuf> {
-    let from_path = path.map(|p| std::env::split_paths(p).collect::<Vec<_>>());
-    from_path
-        .unwrap_or_default()
-        .into_iter()
-        .chain(EXTRA_TOOL_DIRS.iter().map(PathBuf::from))
-        .map(|dir| dir.join(program))
-        .find(|candidate| {
-            fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0)
-        })
 }
 
 impl Tools {
@@ -66,10 +42,9 @@ impl Tools {
                 "the container driver needs root (overlay mounts, network namespaces); running as uid {uid}"
             )));
         }
-        let path = std::env::var_os("PATH");
         let mut missing = Vec::new();
         let mut find = |program: &str, package: &str| {
-            find_program(program, path.as_deref()).unwrap_or_else(|| {
+            find_program(program).unwrap_or_else(|| {
                 missing.push(format!("{program} (package {package})"));
                 PathBuf::new()
             })
@@ -336,12 +311,5 @@ mod tests {
         assert_eq!(stat_state("42 (a) b) Z 1 42"), Some('Z'));
         assert_eq!(stat_state("garbage"), None);
         assert!(pid_running(std::process::id()));
-    }
-
-    #[test]
-    fn programs_are_found_outside_path_too() {
-        let sh = find_program("sh", Some(OsStr::new("/nonexistent")));
-        assert!(sh.is_some_and(|p| p.is_absolute()));
-        assert_eq!(find_program("no-such-program-np", None), None);
     }
 }
