@@ -3,8 +3,10 @@
 //!
 //!     cargo build --release -p nodepool -p nodepool-bench
 //!     /var/tmp/nodepool-target/release/nodepool-bench --store zookeeper-tls --requests 500 --concurrency 200
+//!     /var/tmp/nodepool-target/release/nodepool-bench --store zookeeper-tls --web-flood
 
 mod counting;
+mod flood;
 mod minimal;
 mod process;
 mod run;
@@ -60,6 +62,17 @@ pub struct Args {
     /// fulfiller inside the bench process; its CPU and memory figures are the bench's own).
     #[arg(long)]
     pub ceiling: bool,
+    /// Flood the launcher's webapp while it serves the load (idle half-sent requests and a
+    /// stream of `/api/nodes` requests), after the same load undisturbed with the webapp on,
+    /// and report both (issue 16).
+    #[arg(long)]
+    pub web_flood: bool,
+    /// With `--web-flood`: idle connections held open.
+    #[arg(long, default_value_t = 2000)]
+    pub flood_idle: usize,
+    /// With `--web-flood`: clients asking for `/api/nodes` back to back.
+    #[arg(long, default_value_t = 8)]
+    pub flood_clients: usize,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 900)]
     pub timeout: u64,

@@ -29,6 +29,14 @@ from nodepool.cmd.launcher import main\n\
 sys.argv[0] = 'nodepool-launcher'\n\
 sys.exit(main())\n";
 
+/// Whether a run serves the webapp, and floods it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Web {
+    Off,
+    Quiet,
+    Flooded,
+}
+
 /// Which launcher a run measures.
 #[derive(Debug, Clone)]
 pub enum Implementation {
@@ -229,15 +237,31 @@ async fn busy_nodes(store: &Store) -> anyhow::Result<usize> {
 pub async fn run(args: &Args) -> anyhow::Result<Value> {
     let setup = prepare(args)?;
     if args.ceiling {
-        return run_one(args, &setup, &Implementation::Minimal, "/bench-min").await;
+        return run_one(
+            args,
+            &setup,
+            &Implementation::Minimal,
+            "/bench-min",
+            Web::Off,
+        )
+        .await;
     }
-    let ours = run_one(
-        args,
-        &setup,
-        &Implementation::Ours(launcher_binary(args)?),
-        "/bench-rs",
-    )
-    .await?;
+    let implementation = Implementation::Ours(launcher_binary(args)?);
+    if args.web_flood {
+        let quiet = run_one(args, &setup, &implementation, "/bench-quiet", Web::Quiet).await?;
+        let flooded = run_one(args, &setup, &implementation, "/bench-flood", Web::Flooded).await?;
+        let throughput = |v: &Value| v["throughput_per_second"].as_f64().unwrap_or(0.0);
+        return Ok(json!({
+            "undisturbed": quiet,
+            "flooded": flooded,
+            "flooded_over_undisturbed_throughput": if throughput(&quiet) > 0.0 {
+                json!(round(throughput(&flooded) / throughput(&quiet)))
+            } else {
+                Value::Null
+            },
+        }));
+    }
+    let ours = run_one(args, &setup, &implementation, "/bench-rs", Web::Off).await?;
     let Some(python) = &args.python_launcher else {
         return Ok(ours);
     };
@@ -249,6 +273,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
         &setup,
         &Implementation::Python(python.clone()),
         "/bench-py",
+        Web::Off,
     )
     .await?;
     let ratio = |key: &str, sub: Option<&str>| {
@@ -283,15 +308,28 @@ async fn run_one(
     setup: &Setup,
     implementation: &Implementation,
     chroot: &str,
+    web: Web,
 ) -> anyhow::Result<Value> {
     let config = setup
         .dir
         .path()
         .join(format!("{}.yaml", chroot.trim_start_matches('/')));
-    std::fs::write(
-        &config,
-        config_text(args, &store_section(args, setup, chroot)?),
-    )?;
+    let web_address = match web {
+        Web::Off => None,
+        Web::Quiet | Web::Flooded => {
+            // A free port, released for the launcher to bind.
+            let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+            Some(probe.local_addr()?)
+        }
+    };
+    let mut text = store_section(args, setup, chroot)?;
+    if let Some(address) = web_address {
+        text.push_str(&format!(
+            "webapp:\n  port: {}\n  listen_address: 127.0.0.1\n",
+            address.port()
+        ));
+    }
+    std::fs::write(&config, config_text(args, &text))?;
     let backend = open_store(args, setup, chroot).await?;
     let counting = Arc::new(Counting::new(backend.clone()));
     let store = Store::new(counting.clone());
@@ -308,7 +346,10 @@ async fn run_one(
         Implementation::Minimal => None,
         Implementation::Ours(binary) => {
             let mut c = tokio::process::Command::new(binary);
-            c.arg("launcher").arg("-c").arg(&config).arg("--no-webapp");
+            c.arg("launcher").arg("-c").arg(&config);
+            if web == Web::Off {
+                c.arg("--no-webapp");
+            }
             Some(c)
         }
         Implementation::Python(binary) => {
@@ -359,6 +400,17 @@ async fn run_one(
     let zxid_before = zxid(backend.as_ref()).await?;
     let zuul = Arc::new(ZuulClient::new(store.clone(), "bench-zuul"));
     let labels: Vec<String> = (0..args.labels).map(|l| format!("label-{l}")).collect();
+    let flood = match (web, web_address) {
+        (Web::Flooded, Some(address)) => Some(crate::flood::Flood::start(
+            address,
+            args.flood_idle,
+            args.flood_clients,
+        )),
+        _ => None,
+    };
+    let fd_limit = crate::flood::fd_limit(pid);
+    let fd_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let fd_peak = crate::flood::sample_fds(pid, fd_stop.clone());
     let started = Instant::now();
     let load = Load::start(
         zuul,
@@ -372,6 +424,38 @@ async fn run_one(
         },
     );
     let tally = load.finish().await?;
+    let mut web_figures = Value::Null;
+    if let (Some(flood), Some(address)) = (flood, web_address) {
+        let idle_peak = flood
+            .counts
+            .idle_peak
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let idle_closed = flood
+            .counts
+            .idle_closed
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let ok = flood
+            .counts
+            .requests_ok
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let failed = flood
+            .counts
+            .requests_failed
+            .load(std::sync::atomic::Ordering::Relaxed);
+        flood.stop().await;
+        let recovery = crate::flood::recovery(address, Duration::from_secs(30)).await;
+        web_figures = json!({
+            "idle_connections": args.flood_idle,
+            "idle_open_peak": idle_peak,
+            "idle_closed_by_server": idle_closed,
+            "api_requests_ok": ok,
+            "api_requests_failed": failed,
+            "api_requests_per_second": round(ok as f64 / started.elapsed().as_secs_f64()),
+            "webapp_answers_after_flood_ms": recovery.map(|d| round(d.as_secs_f64() * 1000.0)),
+        });
+    }
+    fd_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let fd_peak = fd_peak.await.unwrap_or(0);
     let mut latencies = tally.latencies_ms;
     let failed = tally.failed_requests;
     let wall = started.elapsed().as_secs_f64();
@@ -426,6 +510,12 @@ async fn run_one(
         "launcher_writes": launcher_writes,
         "launcher_writes_per_request": round(launcher_writes / fulfilled.max(1) as f64),
         "client_writes_per_request": round(client_writes as f64 / fulfilled.max(1) as f64),
+        "launcher_open_fds_peak": fd_peak,
+        "launcher_fd_limit": fd_limit,
+        "launcher_session_troubles": crate::flood::session_troubles(
+            &std::fs::read_to_string(&log_path).unwrap_or_default()
+        ),
+        "web": web_figures,
         "launcher_log": log_tail(&log_path),
     }))
 }

@@ -746,6 +746,40 @@ async fn idle_and_slow_clients_are_cut_off_and_others_served() {
         connection_lifetime: Duration::from_secs(60),
     })
     .await;
+    {
+        // With a header timeout far longer than the test: only eviction can make room.
+        let patient = Site::start_with(Limits {
+            max_connections: 4,
+            header_read_timeout: Duration::from_secs(600),
+            connection_lifetime: Duration::from_secs(600),
+        })
+        .await;
+        let mut hogs = Vec::new();
+        for _ in 0..4 {
+            let mut stream = tokio::net::TcpStream::connect(&patient.address)
+                .await
+                .unwrap();
+            stream
+                .write_all(b"GET /node-list HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .unwrap();
+            hogs.push(stream);
+        }
+        for _ in 0..3 {
+            let answered =
+                tokio::time::timeout(Duration::from_secs(20), patient.get("/ready", None)).await;
+            assert_eq!(
+                answered.expect("served in place of an idle hog").status,
+                200
+            );
+        }
+        // The oldest hog was closed to make room.
+        let mut buffer = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(20), hogs[0].read_to_end(&mut buffer)).await;
+        assert!(closed.is_ok(), "the oldest idle connection is closed");
+        patient.stop().await;
+    }
     let mut hogs = Vec::new();
     for slow in [false, false, true, true] {
         let mut stream = tokio::net::TcpStream::connect(&site.address).await.unwrap();
@@ -757,7 +791,8 @@ async fn idle_and_slow_clients_are_cut_off_and_others_served() {
         }
         hogs.push(stream);
     }
-    // A fifth client, past the cap: answered once the hogs are cut off.
+    // A fifth client, past the cap: served at once, in place of the oldest idle hog (long
+    // before the hogs' header timeout would free a slot).
     let answered = tokio::time::timeout(Duration::from_secs(20), site.get("/ready", None)).await;
     assert_eq!(
         answered.expect("the fifth client is served").status,
