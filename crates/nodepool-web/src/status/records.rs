@@ -32,26 +32,31 @@ fn with_leading(leading: Vec<(&str, Value)>, document: Map<String, Value>) -> Ma
 /// store the service account's token there).
 const PORT_KEYS: [&str; 2] = ["connection_port", "ssh_port"];
 
-/// One node: `id`, every key of its record, then `locked`. A port that is not a number is
-/// shown as `"redacted"`, as Nodepool's own node tables show it: it is the credentials
-/// object of a Kubernetes node, and web clients are not trusted with it (docs/security.md).
-/// Nodepool 11 has no JSON form of whole records, so nothing of its output changes.
+/// One node: `id`, every key of its record, then `locked`.
 pub fn node(id: NodeId, node: &Node, locked: Option<bool>) -> Value {
     let mut object = with_leading(
         vec![("id", Value::String(id.to_string()))],
         document(&wire::node::to_json(node)),
     );
+    if let Some(locked) = locked {
+        object.insert("locked".to_owned(), Value::Bool(locked));
+    }
+    Value::Object(object)
+}
+
+/// `node` for web clients: a port that is not a number is shown as `"redacted"`, as
+/// Nodepool's own node tables show it. It is the credentials object of a Kubernetes node,
+/// and web clients are not trusted with it (docs/security.md); the CLI, run by the operator
+/// who can read the store anyway, prints the whole record.
+pub fn redacted(mut node: Value) -> Value {
     for key in PORT_KEYS {
-        if let Some(value) = object.get_mut(key)
+        if let Some(value) = node.get_mut(key)
             && value.is_object()
         {
             *value = Value::String("redacted".to_owned());
         }
     }
-    if let Some(locked) = locked {
-        object.insert("locked".to_owned(), Value::Bool(locked));
-    }
-    Value::Object(object)
+    node
 }
 
 /// `nodepool list --json`: nodes in the order given.
@@ -60,6 +65,16 @@ pub fn nodes(nodes: &[(NodeId, Node, bool)]) -> Value {
         nodes
             .iter()
             .map(|(id, n, locked)| node(*id, n, Some(*locked)))
+            .collect(),
+    )
+}
+
+/// `/api/nodes`: [`nodes`] with credentials redacted.
+pub fn nodes_for_web(nodes: &[(NodeId, Node, bool)]) -> Value {
+    Value::Array(
+        nodes
+            .iter()
+            .map(|(id, n, locked)| redacted(node(*id, n, Some(*locked))))
             .collect(),
     )
 }
@@ -206,14 +221,16 @@ mod tests {
             secret.as_object().cloned().expect("object"),
         ));
         let id = NodeId::parse("0000000001").expect("id");
-        let shown = node(id, &credentials, Some(false));
+        let full = node(id, &credentials, Some(false));
+        assert_eq!(full["connection_port"]["token"], "s3cret", "the CLI's full record");
+        let shown = redacted(full);
         assert_eq!(shown["connection_port"], "redacted");
         assert_eq!(shown["ssh_port"], "redacted");
         assert!(!shown.to_string().contains("s3cret"));
 
         let mut plain = Node::new(NodeState::Ready, 1.0);
         plain.connection_port = Some(ConnectionPort::Port(2222));
-        let shown = node(id, &plain, None);
+        let shown = redacted(node(id, &plain, None));
         assert_eq!(shown["connection_port"], 2222);
         assert_eq!(shown["ssh_port"], 2222);
     }
