@@ -24,7 +24,9 @@ use crate::status::{records, to_python_json_text};
 pub(super) async fn answer(state: &WebState, rest: &str) -> Option<Response> {
     let store = state.store();
     let result = match rest {
-        "nodes" => gather::nodes(store).await.map(|n| records::nodes_for_web(&n)),
+        "nodes" => gather::nodes(store)
+            .await
+            .map(|n| records::nodes_for_web(&n)),
         "requests" => gather::requests(store).await.map(|r| records::requests(&r)),
         "labels" => match (gather::nodes(store).await, gather::pool_labels(store).await) {
             (Ok(nodes), Ok(pool_labels)) => Ok(labels(state.labels(), &pool_labels, &nodes)),

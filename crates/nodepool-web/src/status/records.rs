@@ -222,7 +222,10 @@ mod tests {
         ));
         let id = NodeId::parse("0000000001").expect("id");
         let full = node(id, &credentials, Some(false));
-        assert_eq!(full["connection_port"]["token"], "s3cret", "the CLI's full record");
+        assert_eq!(
+            full["connection_port"]["token"], "s3cret",
+            "the CLI's full record"
+        );
         let shown = redacted(full);
         assert_eq!(shown["connection_port"], "redacted");
         assert_eq!(shown["ssh_port"], "redacted");
