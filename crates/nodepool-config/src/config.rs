@@ -396,6 +396,18 @@ pub struct FakeFaults {
     pub hung_deletes: u64,
     /// Console log fetches that never answer.
     pub hung_console_logs: u64,
+    /// Probabilities (0 to 1) of a fault at each call, after the counted faults above, drawn
+    /// by each process from `fault_seed` and its process id: any server API call (create,
+    /// delete, list, get) failing with a transient error;
+    pub api_error_rate: f64,
+    /// a server create failing with the quota error;
+    pub quota_error_rate: f64,
+    /// a server create or delete that never answers;
+    pub hung_call_rate: f64,
+    /// a server delete failing.
+    pub delete_failure_rate: f64,
+    /// Seeds the draws: given it, a process's faults follow from the order of its calls.
+    pub fault_seed: u64,
     /// Seconds.
     pub create_delay: f64,
     pub delete_delay: f64,

@@ -235,7 +235,8 @@ raw_struct!(RawFakeQuota, "fake-quota" {
 });
 
 raw_struct!(
-    /// Fault injection for the fake cloud: counts of operations that fail, and delays.
+    /// Fault injection for the fake cloud: counts of operations that fail, rates at which
+    /// they fail and the seed of the draws, and delays.
     RawFakeFaults, "fake-faults" {
     launch_failures: i64 = "launch-failures",
     quota_errors: i64 = "quota-errors",
@@ -245,6 +246,11 @@ raw_struct!(
     hung_creates: i64 = "hung-creates",
     hung_deletes: i64 = "hung-deletes",
     hung_console_logs: i64 = "hung-console-logs",
+    api_error_rate: f64 = "api-error-rate",
+    quota_error_rate: f64 = "quota-error-rate",
+    hung_call_rate: f64 = "hung-call-rate",
+    delete_failure_rate: f64 = "delete-failure-rate",
+    fault_seed: i64 = "fault-seed",
     create_delay: f64 = "create-delay",
     delete_delay: f64 = "delete-delay",
 });

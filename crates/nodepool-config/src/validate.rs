@@ -983,6 +983,21 @@ fn collect_unique<T>(
     out
 }
 
+/// A fault rate of `fake-faults`: a probability from 0 to 1; 0 when unset.
+fn probability(cx: &mut Collector, field: &Option<Sp<f64>>) -> f64 {
+    match field {
+        None => 0.0,
+        Some(v) if (0.0..=1.0).contains(&v.value) => v.value,
+        Some(v) => {
+            cx.error(
+                &v.at,
+                format!("must be a probability from 0 to 1, found {}", v.value),
+            );
+            0.0
+        }
+    }
+}
+
 fn validate_openstack(
     p: &RawOpenStackProvider,
     fake: bool,
@@ -1015,6 +1030,11 @@ fn validate_openstack(
                     hung_creates: non_negative(cx, &f.hung_creates, 0),
                     hung_deletes: non_negative(cx, &f.hung_deletes, 0),
                     hung_console_logs: non_negative(cx, &f.hung_console_logs, 0),
+                    api_error_rate: probability(cx, &f.api_error_rate),
+                    quota_error_rate: probability(cx, &f.quota_error_rate),
+                    hung_call_rate: probability(cx, &f.hung_call_rate),
+                    delete_failure_rate: probability(cx, &f.delete_failure_rate),
+                    fault_seed: non_negative(cx, &f.fault_seed, 0),
                     create_delay: f
                         .create_delay
                         .as_ref()

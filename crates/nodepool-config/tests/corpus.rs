@@ -780,6 +780,11 @@ fn fake_quota_faults() {
             hung_creates: 1,
             hung_deletes: 0,
             hung_console_logs: 0,
+            api_error_rate: 0.15,
+            quota_error_rate: 0.0,
+            hung_call_rate: 1.0,
+            delete_failure_rate: 0.2,
+            fault_seed: 42,
             create_delay: 0.5,
             delete_delay: 2.0
         }

@@ -1,16 +1,19 @@
-//! The in-memory cloud (spec 7.4): servers, images, flavors, availability zones, a quota,
-//! and the faults `fake-faults` asks for.
+//! The fake cloud (spec 7.4): servers, images, flavors, availability zones, a quota, and
+//! the faults `fake-faults` asks for; in memory, or shared through a `fake-state` file.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nodepool_config::{FakeCloud as FakeCloudConfig, FakeFaults};
 use nodepool_driver::{DriverError, Metadata, Quota};
 use serde::{Deserialize, Serialize};
 
-use crate::state_file::{self, StateDocument};
+use crate::fault_rng::FaultRng;
+use crate::state_file::{
+    Loaded, SharedStateFile, StateDocument, StoredChange, StoredServer, Version,
+};
 
 /// The image every fake cloud starts with.
 pub const FAKE_IMAGE_NAME: &str = "Fake Precise";
@@ -118,7 +121,9 @@ pub struct ServerRequest {
     pub metadata: Metadata,
 }
 
-/// How many of each injected fault are still to come.
+/// Injected faults by kind: how many are still to come ([`FakeCloud::faults_left`], the
+/// counted faults) or how many were injected so far ([`FakeCloud::faults_injected`], counted
+/// and drawn at a rate alike).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FaultCounts {
     pub launch_failures: u64,
@@ -144,39 +149,131 @@ impl FaultCounts {
             hung_console_logs: faults.hung_console_logs,
         }
     }
-}
 
-/// Takes one from a fault counter; true when the fault fires.
-fn take(counter: &mut u64) -> bool {
-    if *counter > 0 {
-        *counter -= 1;
-        true
-    } else {
-        false
-    }
-}
-
-/// A status change the cloud makes on its own after a delay.
-#[derive(Debug, Clone, Copy)]
-enum Pending {
-    Becomes { at: Instant, status: ServerStatus },
-    Disappears { at: Instant },
-}
-
-impl Pending {
-    fn at(self) -> Instant {
-        match self {
-            Pending::Becomes { at, .. } | Pending::Disappears { at } => at,
+    fn of(&mut self, kind: FaultKind) -> &mut u64 {
+        match kind {
+            FaultKind::LaunchFailure => &mut self.launch_failures,
+            FaultKind::QuotaError => &mut self.quota_errors,
+            FaultKind::DeleteFailure => &mut self.delete_failures,
+            FaultKind::ApiError => &mut self.api_errors,
+            FaultKind::UploadFailure => &mut self.upload_failures,
+            FaultKind::HungCreate => &mut self.hung_creates,
+            FaultKind::HungDelete => &mut self.hung_deletes,
+            FaultKind::HungConsoleLog => &mut self.hung_console_logs,
         }
     }
 }
 
-/// Everything about the cloud that changes.
+/// One kind of injected fault (a field of [`FaultCounts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FaultKind {
+    LaunchFailure,
+    QuotaError,
+    DeleteFailure,
+    ApiError,
+    UploadFailure,
+    HungCreate,
+    HungDelete,
+    HungConsoleLog,
+}
+
+/// The faults this client injects into its own calls. They belong to the process, not to
+/// the cloud: launchers sharing a state file each count and draw their own.
 #[derive(Debug)]
-struct CloudState {
-    /// Quota, faults and delays as last configured.
-    settings: FakeCloudConfig,
-    faults_left: FaultCounts,
+struct Faults {
+    /// Counted faults still to come (the first N calls of a kind fail).
+    left: FaultCounts,
+    /// Every fault injected so far, counted or drawn, so a run can report them; kept when a
+    /// reload restarts the counters.
+    injected: FaultCounts,
+    /// The draws for the rates, from `fault-seed` and the process id.
+    draws: FaultRng,
+}
+
+impl Faults {
+    fn new(config: &FakeFaults) -> Faults {
+        Faults {
+            left: FaultCounts::from_config(config),
+            injected: FaultCounts::default(),
+            draws: FaultRng::for_this_process(config.fault_seed),
+        }
+    }
+
+    /// Starts the counters and the draws again for new settings.
+    fn restart(&mut self, config: &FakeFaults) {
+        self.left = FaultCounts::from_config(config);
+        self.draws = FaultRng::for_this_process(config.fault_seed);
+    }
+
+    /// True when a counted fault of `kind` is left (and takes it).
+    fn take(&mut self, kind: FaultKind) -> bool {
+        let left = self.left.of(kind);
+        if *left == 0 {
+            return false;
+        }
+        *left -= 1;
+        *self.injected.of(kind) += 1;
+        true
+    }
+
+    /// True when the next draw falls under `rate` (nothing is drawn at rate 0).
+    fn draw(&mut self, kind: FaultKind, rate: f64) -> bool {
+        if !self.draws.chance(rate) {
+            return false;
+        }
+        *self.injected.of(kind) += 1;
+        true
+    }
+
+    /// A counted fault of `kind`, or else one drawn at `rate`.
+    fn take_or_draw(&mut self, kind: FaultKind, rate: f64) -> bool {
+        self.take(kind) || self.draw(kind, rate)
+    }
+}
+
+/// A status change the cloud makes on its own at a wall-clock time (seconds since the Unix
+/// epoch, so every process sharing a state file agrees on it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Pending {
+    Becomes { at: f64, status: ServerStatus },
+    Disappears { at: f64 },
+}
+
+impl Pending {
+    fn at(self) -> f64 {
+        match self {
+            Pending::Becomes { at, .. } | Pending::Disappears { at } => at,
+        }
+    }
+
+    fn from_stored(change: StoredChange) -> Pending {
+        match change {
+            StoredChange::Becomes { at, status } => Pending::Becomes { at, status },
+            StoredChange::Disappears { at } => Pending::Disappears { at },
+        }
+    }
+
+    fn to_stored(self) -> StoredChange {
+        match self {
+            Pending::Becomes { at, status } => StoredChange::Becomes { at, status },
+            Pending::Disappears { at } => StoredChange::Disappears { at },
+        }
+    }
+}
+
+/// Wall-clock seconds since the Unix epoch: the clock of the delays.
+fn epoch_seconds_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|since| since.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// What the cloud holds, the same for every client: servers, images and the changes the
+/// cloud will make on its own. With a state file this is this process's copy of the
+/// document at [`CloudState::version`].
+#[derive(Debug)]
+struct CloudContents {
     /// In creation order.
     servers: Vec<FakeServer>,
     /// What `servers` use of the quota, kept as servers come and go (a create checks quota,
@@ -186,13 +283,58 @@ struct CloudState {
     images: Vec<FakeImage>,
     /// Server id -> the change the cloud will make to it.
     pending: HashMap<String, Pending>,
-    creates: u64,
-    deletes: u64,
+    /// Set by every change, so a file-backed cloud knows to save; only read with a file.
+    changed: bool,
 }
 
-impl CloudState {
-    /// Applies the pending changes that are due; true when something changed.
-    fn settle(&mut self, now: Instant) -> bool {
+impl CloudContents {
+    /// A new cloud: no servers, the default image.
+    fn new() -> CloudContents {
+        CloudContents {
+            servers: Vec::new(),
+            used: None,
+            images: default_images(),
+            pending: HashMap::new(),
+            changed: false,
+        }
+    }
+
+    fn from_document(document: StateDocument) -> CloudContents {
+        let mut pending = HashMap::new();
+        let mut servers = Vec::with_capacity(document.servers.len());
+        for stored in document.servers {
+            if let Some(change) = stored.pending {
+                pending.insert(stored.server.id.clone(), Pending::from_stored(change));
+            }
+            servers.push(stored.server);
+        }
+        CloudContents {
+            servers,
+            used: None,
+            images: document.images,
+            pending,
+            changed: false,
+        }
+    }
+
+    fn to_document(&self, version: &Version) -> StateDocument {
+        StateDocument {
+            cloud_id: version.cloud_id.clone(),
+            generation: version.generation,
+            servers: self
+                .servers
+                .iter()
+                .map(|server| StoredServer {
+                    server: server.clone(),
+                    pending: self.pending.get(&server.id).map(|p| p.to_stored()),
+                })
+                .collect(),
+            images: self.images.clone(),
+        }
+    }
+
+    /// Applies the pending changes that are due at `now`.
+    fn settle(&mut self, now: f64) {
         let due: Vec<(String, Pending)> = self
             .pending
             .iter()
@@ -212,15 +354,12 @@ impl CloudState {
                     self.used = None;
                 }
             }
+            self.changed = true;
         }
-        !due.is_empty()
     }
 
-    fn document(&self) -> StateDocument {
-        StateDocument {
-            servers: self.servers.clone(),
-            images: self.images.clone(),
-        }
+    fn server(&self, id: &str) -> Option<&FakeServer> {
+        self.servers.iter().find(|s| s.id == id)
     }
 
     /// What the servers use of the quota.
@@ -241,18 +380,205 @@ impl CloudState {
         used
     }
 
-    fn add_server(&mut self, server: FakeServer) {
+    fn add_server(&mut self, server: FakeServer, pending: Option<Pending>) {
         if let Some(used) = &mut self.used {
             used.add_assign(&server_quota(&server.flavor));
         }
+        if let Some(pending) = pending {
+            self.pending.insert(server.id.clone(), pending);
+        }
         self.servers.push(server);
+        self.changed = true;
     }
 
-    fn remove_server_at(&mut self, position: usize) {
+    /// Removes a server at once; false if there was none.
+    fn remove_server(&mut self, id: &str) -> bool {
+        self.pending.remove(id);
+        let Some(position) = self.servers.iter().position(|s| s.id == id) else {
+            return false;
+        };
         let server = self.servers.remove(position);
         if let Some(used) = &mut self.used {
             used.add_scaled(&server_quota(&server.flavor), -1.0);
         }
+        self.changed = true;
+        true
+    }
+
+    /// Sets a server's status, replacing any pending change with `pending`; false if there
+    /// is no such server.
+    fn set_status(&mut self, id: &str, status: ServerStatus, pending: Option<Pending>) -> bool {
+        let Some(server) = self.servers.iter_mut().find(|s| s.id == id) else {
+            return false;
+        };
+        server.status = status;
+        match pending {
+            Some(pending) => self.pending.insert(id.to_string(), pending),
+            None => self.pending.remove(id),
+        };
+        self.changed = true;
+        true
+    }
+
+    fn add_image(&mut self, image: FakeImage) {
+        self.images.push(image);
+        self.changed = true;
+    }
+
+    /// False if there is no such image.
+    fn remove_image(&mut self, id: &str) -> bool {
+        let before = self.images.len();
+        self.images.retain(|i| i.id != id);
+        let removed = self.images.len() != before;
+        self.changed |= removed;
+        removed
+    }
+}
+
+/// Everything about the cloud that changes, for this client.
+#[derive(Debug)]
+struct CloudState {
+    /// Quota, faults and delays as last configured.
+    settings: FakeCloudConfig,
+    /// This process's injected faults.
+    faults: Faults,
+    /// The servers and images (with a state file, as last read or written).
+    contents: CloudContents,
+    /// With a state file: the version of the document `contents` copies; `None` before the
+    /// first read and after a failed read or save, so the next operation reads the file.
+    version: Option<Version>,
+    /// Creates and deletes accepted from this client.
+    creates: u64,
+    deletes: u64,
+}
+
+impl CloudState {
+    fn new(settings: &FakeCloudConfig) -> CloudState {
+        CloudState {
+            settings: settings.clone(),
+            faults: Faults::new(&settings.faults),
+            contents: CloudContents::new(),
+            version: None,
+            creates: 0,
+            deletes: 0,
+        }
+    }
+
+    /// Fails the call with a transient API error at `api-error-rate`; for listings, the
+    /// counted `api-errors` come first.
+    fn inject_api_error(&mut self, counted: bool) -> Result<(), DriverError> {
+        let rate = self.settings.faults.api_error_rate;
+        if (counted && self.faults.take(FaultKind::ApiError))
+            || self.faults.draw(FaultKind::ApiError, rate)
+        {
+            return Err(DriverError::Transient("injected API error".into()));
+        }
+        Ok(())
+    }
+
+    fn create_server(
+        &mut self,
+        request: &ServerRequest,
+        now: f64,
+    ) -> Result<FakeServer, DriverError> {
+        self.inject_api_error(false)?;
+        if let Some(az) = &request.az
+            && !AVAILABILITY_ZONES.contains(&az.as_str())
+        {
+            return Err(DriverError::Fatal(format!(
+                "The requested availability zone {az} is not available"
+            )));
+        }
+        if !flavors().iter().any(|f| f.name == request.flavor) {
+            return Err(DriverError::Fatal(format!(
+                "Unable to find flavor: {}",
+                request.flavor
+            )));
+        }
+        let quota_error_rate = self.settings.faults.quota_error_rate;
+        if self
+            .faults
+            .take_or_draw(FaultKind::QuotaError, quota_error_rate)
+        {
+            return Err(DriverError::Quota(QUOTA_EXCEEDED.into()));
+        }
+        let limits = Quota::unlimited()
+            .with("instances", limit(self.settings.instances))
+            .with("cores", limit(self.settings.cores))
+            .with("ram", limit(self.settings.ram));
+        // Summing every server's use is skipped when nothing is limited.
+        let limited = limits.resources().any(|(_, limit)| limit.is_finite());
+        if limited
+            && !limits
+                .subtract(&self.contents.usage().add(&server_quota(&request.flavor)))
+                .non_negative()
+        {
+            return Err(DriverError::Quota(QUOTA_EXCEEDED.into()));
+        }
+        let end_status = if self.faults.take(FaultKind::LaunchFailure) {
+            ServerStatus::Error
+        } else {
+            ServerStatus::Active
+        };
+        let delay = seconds(self.settings.faults.create_delay);
+        let addresses = addresses(&request.networks);
+        let server = FakeServer {
+            id: new_id(),
+            name: request.name.clone(),
+            metadata: request.metadata.clone(),
+            status: if delay.is_zero() {
+                end_status
+            } else {
+                ServerStatus::Build
+            },
+            flavor: request.flavor.clone(),
+            az: request.az.clone(),
+            interface_ip: addresses.interface_ip,
+            public_ipv4: addresses.public_ipv4,
+            private_ipv4: addresses.private_ipv4,
+            public_ipv6: addresses.public_ipv6,
+            host_id: addresses.host_id,
+        };
+        let pending = (!delay.is_zero()).then_some(Pending::Becomes {
+            at: now + delay.as_secs_f64(),
+            status: end_status,
+        });
+        self.contents.add_server(server.clone(), pending);
+        self.creates += 1;
+        Ok(server)
+    }
+
+    fn delete_server(&mut self, id: &str, now: f64) -> Result<(), DriverError> {
+        self.inject_api_error(false)?;
+        let Some(server) = self.contents.server(id) else {
+            return Err(DriverError::NotFound(format!("server {id}")));
+        };
+        if server.status == ServerStatus::Deleting {
+            return Ok(());
+        }
+        let delete_failure_rate = self.settings.faults.delete_failure_rate;
+        if self
+            .faults
+            .take_or_draw(FaultKind::DeleteFailure, delete_failure_rate)
+        {
+            return Err(DriverError::Transient(format!(
+                "injected failure deleting server {id}"
+            )));
+        }
+        let delay = seconds(self.settings.faults.delete_delay);
+        if delay.is_zero() {
+            self.contents.remove_server(id);
+        } else {
+            self.contents.set_status(
+                id,
+                ServerStatus::Deleting,
+                Some(Pending::Disappears {
+                    at: now + delay.as_secs_f64(),
+                }),
+            );
+        }
+        self.deletes += 1;
+        Ok(())
     }
 }
 
@@ -329,14 +655,19 @@ fn default_images() -> Vec<FakeImage> {
     }]
 }
 
-/// One fake cloud. Shared as `Arc<FakeCloud>` by the providers built for it (a reloaded
-/// provider gets the same cloud) and by tests.
+/// One fake cloud, as one client (process) sees it. Shared as `Arc<FakeCloud>` by the
+/// providers built for it (a reloaded provider gets the same cloud) and by tests.
+///
+/// Without a state file the cloud lives in this value. With one, the file is the cloud and
+/// this value a client of it: several processes (or several `FakeCloud`s) on one file see
+/// the same servers and images (see `state_file.rs` for the locking).
 #[derive(Debug)]
 pub struct FakeCloud {
-    /// Where servers and images persist, fixed when the cloud is made; `None`: memory only.
-    state_file: Option<PathBuf>,
-    /// All mutable state. A std mutex: nothing awaits while holding it. The state file is
-    /// written under it so the file never goes back to an older state.
+    /// The shared state file and its lock, fixed when the cloud is made; `None`: memory only.
+    state_file: Option<SharedStateFile>,
+    /// All mutable state. A std mutex: nothing awaits while holding it. With a state file
+    /// the file's lock is taken while holding it (always in that order), so the threads of
+    /// this process take turns before they contend with other processes.
     state: Mutex<CloudState>,
 }
 
@@ -356,75 +687,44 @@ impl FakeCloud {
     pub fn in_memory() -> FakeCloud {
         FakeCloud {
             state_file: None,
-            state: Mutex::new(CloudState {
-                settings: FakeCloud::default_settings(),
-                faults_left: FaultCounts::default(),
-                servers: Vec::new(),
-                used: None,
-                images: default_images(),
-                pending: HashMap::new(),
-                creates: 0,
-                deletes: 0,
-            }),
+            state: Mutex::new(CloudState::new(&FakeCloud::default_settings())),
         }
     }
 
-    /// A cloud as configured; with a state file, its servers and images are read from it
-    /// (a server still building comes back active, one being deleted comes back gone).
+    /// A cloud as configured. With a state file, the file is read at once (and made, with
+    /// the default image, when it does not exist), so a broken file or an unwritable
+    /// directory is an error here rather than at the first create.
     pub fn new(settings: &FakeCloudConfig) -> Result<FakeCloud, DriverError> {
-        let (servers, images) = match &settings.state_file {
-            None => (Vec::new(), default_images()),
-            Some(path) => match state_file::load(path).map_err(DriverError::Fatal)? {
-                None => (Vec::new(), default_images()),
-                Some(document) => {
-                    let servers = document
-                        .servers
-                        .into_iter()
-                        .filter(|s| s.status != ServerStatus::Deleting)
-                        .map(|mut s| {
-                            if s.status == ServerStatus::Build {
-                                s.status = ServerStatus::Active;
-                            }
-                            s
-                        })
-                        .collect();
-                    (servers, document.images)
-                }
-            },
-        };
+        let state_file = settings
+            .state_file
+            .as_deref()
+            .map(SharedStateFile::open)
+            .transpose()
+            .map_err(DriverError::Fatal)?;
         let cloud = FakeCloud {
-            state_file: settings.state_file.clone(),
-            state: Mutex::new(CloudState {
-                settings: settings.clone(),
-                faults_left: FaultCounts::from_config(&settings.faults),
-                servers,
-                used: None,
-                images,
-                pending: HashMap::new(),
-                creates: 0,
-                deletes: 0,
-            }),
+            state_file,
+            state: Mutex::new(CloudState::new(settings)),
         };
-        // Write at once so the file exists (and is known writable) from the start.
-        let state = cloud.lock();
-        cloud.save(&state);
-        drop(state);
+        cloud.transact(|_, _| Ok(())).map_err(|error| match error {
+            DriverError::Transient(message) => DriverError::Fatal(message),
+            other => other,
+        })?;
         Ok(cloud)
     }
 
     /// Applies a reloaded configuration: the quota and delays follow it at once; the fault
-    /// counters start again only when the configured faults changed, so a reload that keeps
-    /// them does not inject the same faults twice. The state file stays the one the cloud
-    /// was made with.
+    /// counters and draws start again only when the configured faults changed, so a reload
+    /// that keeps them does not inject the same faults twice. The state file stays the one
+    /// the cloud was made with.
     pub fn configure(&self, settings: &FakeCloudConfig) {
         let mut state = self.lock();
         if state.settings.faults != settings.faults {
-            state.faults_left = FaultCounts::from_config(&settings.faults);
+            state.faults.restart(&settings.faults);
         }
-        if settings.state_file != self.state_file {
+        if settings.state_file.as_deref() != self.state_file() {
             tracing::warn!(
                 configured = ?settings.state_file,
-                used = ?self.state_file,
+                used = ?self.state_file(),
                 "the fake cloud keeps the state file it was made with until restart"
             );
         }
@@ -432,7 +732,7 @@ impl FakeCloud {
     }
 
     pub fn state_file(&self) -> Option<&Path> {
-        self.state_file.as_deref()
+        self.state_file.as_ref().map(SharedStateFile::path)
     }
 
     pub fn flavors(&self) -> Vec<FakeFlavor> {
@@ -463,153 +763,58 @@ impl FakeCloud {
 
     /// Creates a server. It is `BUILD` until `create-delay` has passed, then `ACTIVE`, or
     /// `ERROR` while launch failures are being injected. Fails with a quota error while
-    /// quota errors are injected or when the server would not fit the quota, and with a
-    /// fatal error for an unknown availability zone or flavor.
+    /// quota errors are injected (counted or at `quota-error-rate`) or when the server would
+    /// not fit the quota, with a transient error at `api-error-rate`, and with a fatal error
+    /// for an unknown availability zone or flavor.
     pub fn create_server(&self, request: &ServerRequest) -> Result<FakeServer, DriverError> {
-        let now = Instant::now();
-        let mut state = self.lock();
-        let mut changed = state.settle(now);
-        let result = (|| {
-            if let Some(az) = &request.az
-                && !AVAILABILITY_ZONES.contains(&az.as_str())
-            {
-                return Err(DriverError::Fatal(format!(
-                    "The requested availability zone {az} is not available"
-                )));
-            }
-            if !flavors().iter().any(|f| f.name == request.flavor) {
-                return Err(DriverError::Fatal(format!(
-                    "Unable to find flavor: {}",
-                    request.flavor
-                )));
-            }
-            if take(&mut state.faults_left.quota_errors) {
-                return Err(DriverError::Quota(QUOTA_EXCEEDED.into()));
-            }
-            let limits = Quota::unlimited()
-                .with("instances", limit(state.settings.instances))
-                .with("cores", limit(state.settings.cores))
-                .with("ram", limit(state.settings.ram));
-            // Summing every server's use is skipped when nothing is limited.
-            let limited = limits.resources().any(|(_, limit)| limit.is_finite());
-            if limited
-                && !limits
-                    .subtract(&state.usage().add(&server_quota(&request.flavor)))
-                    .non_negative()
-            {
-                return Err(DriverError::Quota(QUOTA_EXCEEDED.into()));
-            }
-            let end_status = if take(&mut state.faults_left.launch_failures) {
-                ServerStatus::Error
-            } else {
-                ServerStatus::Active
-            };
-            let delay = seconds(state.settings.faults.create_delay);
-            let addresses = addresses(&request.networks);
-            let server = FakeServer {
-                id: new_id(),
-                name: request.name.clone(),
-                metadata: request.metadata.clone(),
-                status: if delay.is_zero() {
-                    end_status
-                } else {
-                    ServerStatus::Build
-                },
-                flavor: request.flavor.clone(),
-                az: request.az.clone(),
-                interface_ip: addresses.interface_ip,
-                public_ipv4: addresses.public_ipv4,
-                private_ipv4: addresses.private_ipv4,
-                public_ipv6: addresses.public_ipv6,
-                host_id: addresses.host_id,
-            };
-            if !delay.is_zero() {
-                state.pending.insert(
-                    server.id.clone(),
-                    Pending::Becomes {
-                        at: now + delay,
-                        status: end_status,
-                    },
-                );
-            }
-            state.add_server(server.clone());
-            state.creates += 1;
-            Ok(server)
-        })();
-        changed |= result.is_ok();
-        if changed {
-            self.save(&state);
-        }
-        result
+        self.transact(|state, now| state.create_server(request, now))
     }
 
-    /// The server as it is now, if it exists.
+    /// The server as it is now, if it exists, without faults (for tests; a provider asks
+    /// [`FakeCloud::get_server`]).
     pub fn server(&self, id: &str) -> Option<FakeServer> {
-        let state = self.settled();
-        state.servers.iter().find(|s| s.id == id).cloned()
+        self.transact(|state, _| Ok(state.contents.server(id).cloned()))
+            .unwrap_or_else(|error| self.last_known(error, |c| c.server(id).cloned()))
+    }
+
+    /// The server as the API shows it, `None` when there is no such server; fails
+    /// (transient) at `api-error-rate`.
+    pub fn get_server(&self, id: &str) -> Result<Option<FakeServer>, DriverError> {
+        self.transact(|state, _| {
+            state.inject_api_error(false)?;
+            Ok(state.contents.server(id).cloned())
+        })
     }
 
     /// Deletes a server: gone at once, or `DELETING` for `delete-delay`. Fails (transient)
-    /// while delete failures are injected; `NotFound` when there is no such server.
+    /// while delete failures are injected (counted or at `delete-failure-rate`) and at
+    /// `api-error-rate`; `NotFound` when there is no such server.
     pub fn delete_server(&self, id: &str) -> Result<(), DriverError> {
-        let now = Instant::now();
-        let mut state = self.lock();
-        let mut changed = state.settle(now);
-        let result = (|| {
-            let Some(position) = state.servers.iter().position(|s| s.id == id) else {
-                return Err(DriverError::NotFound(format!("server {id}")));
-            };
-            if state.servers[position].status == ServerStatus::Deleting {
-                return Ok(());
-            }
-            if take(&mut state.faults_left.delete_failures) {
-                return Err(DriverError::Transient(format!(
-                    "injected failure deleting server {id}"
-                )));
-            }
-            let delay = seconds(state.settings.faults.delete_delay);
-            if delay.is_zero() {
-                state.remove_server_at(position);
-                state.pending.remove(id);
-            } else {
-                state.servers[position].status = ServerStatus::Deleting;
-                state
-                    .pending
-                    .insert(id.to_string(), Pending::Disappears { at: now + delay });
-            }
-            state.deletes += 1;
-            Ok(())
-        })();
-        changed |= result.is_ok();
-        if changed {
-            self.save(&state);
-        }
-        result
+        self.transact(|state, now| state.delete_server(id, now))
     }
 
-    /// The server list as the API gives it: fails (transient) while API errors are injected.
+    /// The server list as the API gives it: fails (transient) while API errors are injected
+    /// (the counted `api-errors` first, then at `api-error-rate`).
     pub fn list_servers(&self) -> Result<Vec<FakeServer>, DriverError> {
-        let mut state = self.settled();
-        if take(&mut state.faults_left.api_errors) {
-            return Err(DriverError::Transient("injected API error".into()));
-        }
-        Ok(state.servers.clone())
+        self.transact(|state, _| {
+            state.inject_api_error(true)?;
+            Ok(state.contents.servers.clone())
+        })
     }
 
     /// Every server, without faults (for tests).
     pub fn servers(&self) -> Vec<FakeServer> {
-        self.settled().servers.clone()
+        self.transact(|state, _| Ok(state.contents.servers.clone()))
+            .unwrap_or_else(|error| self.last_known(error, |c| c.servers.clone()))
     }
 
     /// Adds an active server behind nodepool's back (an unmanaged or leaked instance) of
     /// flavor `Fake Flavor`; returns its id. Not counted by [`FakeCloud::creates`] and
     /// not subject to quota or faults.
     pub fn insert_server(&self, name: &str, metadata: Metadata) -> String {
-        let mut state = self.settled();
         let addresses = addresses(&[]);
-        let id = new_id();
-        state.add_server(FakeServer {
-            id: id.clone(),
+        let server = FakeServer {
+            id: new_id(),
             name: name.to_string(),
             metadata,
             status: ServerStatus::Active,
@@ -620,128 +825,186 @@ impl FakeCloud {
             private_ipv4: addresses.private_ipv4,
             public_ipv6: addresses.public_ipv6,
             host_id: addresses.host_id,
-        });
-        self.save(&state);
+        };
+        let id = server.id.clone();
+        if let Err(error) = self.transact(|state, _| {
+            state.contents.add_server(server, None);
+            Ok(())
+        }) {
+            tracing::error!(%error, "cannot add a server to the fake cloud");
+        }
         id
     }
 
     /// Removes a server behind nodepool's back; false if there was none.
     pub fn remove_server(&self, id: &str) -> bool {
-        let mut state = self.settled();
-        let before = state.servers.len();
-        state.servers.retain(|s| s.id != id);
-        state.used = None;
-        state.pending.remove(id);
-        let removed = state.servers.len() != before;
-        if removed {
-            self.save(&state);
-        }
-        removed
+        self.transact(|state, _| Ok(state.contents.remove_server(id)))
+            .unwrap_or_else(|error| self.last_known(error, |_| false))
     }
 
     /// Sets a server's status behind nodepool's back (e.g. `ERROR`); false if there is no
     /// such server.
     pub fn set_server_status(&self, id: &str, status: ServerStatus) -> bool {
-        let mut state = self.settled();
-        state.pending.remove(id);
-        let Some(server) = state.servers.iter_mut().find(|s| s.id == id) else {
-            return false;
-        };
-        server.status = status;
-        self.save(&state);
-        true
+        self.transact(|state, _| Ok(state.contents.set_status(id, status, None)))
+            .unwrap_or_else(|error| self.last_known(error, |_| false))
     }
 
     pub fn images(&self) -> Vec<FakeImage> {
-        self.lock().images.clone()
+        self.transact(|state, _| Ok(state.contents.images.clone()))
+            .unwrap_or_else(|error| self.last_known(error, |c| c.images.clone()))
     }
 
     /// Stores an image (`READY` at once) and returns it; fails (fatal) while upload failures
     /// are injected.
     pub fn upload_image(&self, name: &str, metadata: Metadata) -> Result<FakeImage, DriverError> {
-        let mut state = self.lock();
-        if take(&mut state.faults_left.upload_failures) {
-            return Err(DriverError::Fatal(format!(
-                "injected failure uploading image {name}"
-            )));
-        }
-        let image = FakeImage {
-            id: new_id(),
-            name: name.to_string(),
-            status: "READY".into(),
-            metadata,
-        };
-        state.images.push(image.clone());
-        self.save(&state);
-        Ok(image)
+        self.transact(|state, _| {
+            if state.faults.take(FaultKind::UploadFailure) {
+                return Err(DriverError::Fatal(format!(
+                    "injected failure uploading image {name}"
+                )));
+            }
+            let image = FakeImage {
+                id: new_id(),
+                name: name.to_string(),
+                status: "READY".into(),
+                metadata,
+            };
+            state.contents.add_image(image.clone());
+            Ok(image)
+        })
     }
 
     /// Deletes an image by id; `NotFound` if there is none.
     pub fn delete_image(&self, id: &str) -> Result<(), DriverError> {
-        let mut state = self.lock();
-        let before = state.images.len();
-        state.images.retain(|i| i.id != id);
-        if state.images.len() == before {
-            return Err(DriverError::NotFound(format!("image {id}")));
-        }
-        self.save(&state);
-        Ok(())
+        self.transact(|state, _| {
+            if state.contents.remove_image(id) {
+                Ok(())
+            } else {
+                Err(DriverError::NotFound(format!("image {id}")))
+            }
+        })
     }
 
-    /// Servers created through [`FakeCloud::create_server`] (including those that end in
-    /// `ERROR`).
+    /// Servers created through [`FakeCloud::create_server`] of this cloud value (including
+    /// those that end in `ERROR`).
     pub fn creates(&self) -> u64 {
         self.lock().creates
     }
 
-    /// Deletes accepted by [`FakeCloud::delete_server`].
+    /// Deletes accepted by [`FakeCloud::delete_server`] of this cloud value.
     pub fn deletes(&self) -> u64 {
         self.lock().deletes
     }
 
-    /// True when this server create is to hang (`hung-creates`): the caller then never
-    /// answers and creates nothing.
+    /// True when this server create is to hang (`hung-creates`, then `hung-call-rate`):
+    /// the caller then never answers and creates nothing.
     pub fn create_hangs(&self) -> bool {
-        take(&mut self.lock().faults_left.hung_creates)
+        let mut state = self.lock();
+        let rate = state.settings.faults.hung_call_rate;
+        state.faults.take_or_draw(FaultKind::HungCreate, rate)
     }
 
-    /// True when this server delete is to hang (`hung-deletes`): the caller then never
-    /// answers and deletes nothing.
+    /// True when this server delete is to hang (`hung-deletes`, then `hung-call-rate`):
+    /// the caller then never answers and deletes nothing.
     pub fn delete_hangs(&self) -> bool {
-        take(&mut self.lock().faults_left.hung_deletes)
+        let mut state = self.lock();
+        let rate = state.settings.faults.hung_call_rate;
+        state.faults.take_or_draw(FaultKind::HungDelete, rate)
     }
 
     /// True when this console log fetch is to hang (`hung-console-logs`).
     pub fn console_log_hangs(&self) -> bool {
-        take(&mut self.lock().faults_left.hung_console_logs)
+        self.lock().faults.take(FaultKind::HungConsoleLog)
     }
 
-    /// The injected faults still to come.
+    /// The counted faults still to come.
     pub fn faults_left(&self) -> FaultCounts {
-        self.lock().faults_left
+        self.lock().faults.left
+    }
+
+    /// The faults this cloud value has injected so far, counted or drawn at a rate, by kind
+    /// (`hung_creates` and `hung_deletes` include those of `hung-call-rate`). Kept across
+    /// reloads.
+    pub fn faults_injected(&self) -> FaultCounts {
+        self.lock().faults.injected
     }
 
     fn lock(&self) -> MutexGuard<'_, CloudState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The state with the due changes applied (and saved).
-    fn settled(&self) -> MutexGuard<'_, CloudState> {
-        let mut state = self.lock();
-        if state.settle(Instant::now()) {
-            self.save(&state);
+    /// Runs `operation` on the cloud as it is now (due changes applied) with the time in
+    /// epoch seconds, for this client.
+    ///
+    /// In memory that is all. With a state file it is one read-modify-write of the file under
+    /// its lock: take the lock (waiting for other processes), read the document again when
+    /// another process saved since this one read it, apply the due changes and the
+    /// operation, save when anything changed (the file is made if missing), release. The
+    /// section is synchronous and short (a small local file: one read, and for a change one
+    /// write with two fsyncs); it runs on the caller's thread, and since every caller is a
+    /// plain function, no lock is ever held across an await. A failed read or save is a
+    /// transient error, and the copy is read again by the next operation (a failed save
+    /// loses the operation's change, as it would be lost in the cloud).
+    fn transact<T>(
+        &self,
+        operation: impl FnOnce(&mut CloudState, f64) -> Result<T, DriverError>,
+    ) -> Result<T, DriverError> {
+        let now = epoch_seconds_now();
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let Some(file) = &self.state_file else {
+            state.contents.settle(now);
+            return operation(state, now);
+        };
+        let held = file.lock().map_err(DriverError::Transient)?;
+        let loaded = file.load_if_changed(&held, state.version.as_ref());
+        let mut must_save = false;
+        match loaded {
+            Ok(Loaded::Unchanged) => {}
+            Ok(Loaded::Changed(document)) => {
+                state.version = Some(document.version());
+                state.contents = CloudContents::from_document(document);
+            }
+            Ok(Loaded::Missing) => {
+                state.version = Some(Version::new_cloud());
+                state.contents = CloudContents::new();
+                must_save = true;
+            }
+            Err(message) => {
+                state.version = None;
+                return Err(DriverError::Transient(message));
+            }
         }
-        state
+        state.contents.changed = false;
+        state.contents.settle(now);
+        let accepted = (state.creates, state.deletes);
+        let answer = operation(state, now);
+        if must_save || state.contents.changed {
+            let next = state
+                .version
+                .as_ref()
+                .map(Version::next)
+                .unwrap_or_else(Version::new_cloud);
+            let saved = file.save(&held, &state.contents.to_document(&next));
+            state.contents.changed = false;
+            match saved {
+                Ok(()) => state.version = Some(next),
+                Err(message) => {
+                    state.version = None;
+                    (state.creates, state.deletes) = accepted;
+                    return Err(DriverError::Transient(message));
+                }
+            }
+        }
+        drop(held);
+        answer
     }
 
-    /// Writes the state file, if any. A failure is logged, not returned: the cloud in memory
-    /// is the truth and the operation did happen.
-    fn save(&self, state: &CloudState) {
-        if let Some(path) = &self.state_file
-            && let Err(error) = state_file::save(path, &state.document())
-        {
-            tracing::error!(%error, "cannot save the fake cloud's state");
-        }
+    /// The answer from this process's last copy of the cloud, when the state file cannot be
+    /// read or written (for the helpers that cannot return an error; logged).
+    fn last_known<T>(&self, error: DriverError, read: impl FnOnce(&CloudContents) -> T) -> T {
+        tracing::error!(%error, "the fake cloud's state file failed; answering from the last state read");
+        read(&self.lock().contents)
     }
 }
 
@@ -889,7 +1152,151 @@ mod tests {
         );
         // Due changes are applied when they are due.
         let mut state = cloud.lock();
-        assert!(state.settle(Instant::now() + Duration::from_secs(3601)));
-        assert!(state.servers.is_empty());
+        state.contents.settle(epoch_seconds_now() + 3601.0);
+        assert!(state.contents.servers.is_empty());
+    }
+
+    fn cloud_with_faults(faults: FakeFaults) -> FakeCloud {
+        let mut settings = FakeCloud::default_settings();
+        (settings.instances, settings.cores, settings.ram) = (-1, -1, -1);
+        settings.faults = faults;
+        FakeCloud::new(&settings).expect("cloud")
+    }
+
+    fn transient(result: Result<impl std::fmt::Debug, DriverError>) -> bool {
+        matches!(result, Err(DriverError::Transient(_)))
+    }
+
+    #[test]
+    fn an_api_error_rate_of_one_fails_every_server_call_and_zero_none() {
+        let cloud = cloud_with_faults(FakeFaults {
+            api_error_rate: 1.0,
+            ..FakeFaults::default()
+        });
+        let id = cloud.insert_server("unmanaged", Metadata::new());
+        for _ in 0..10 {
+            assert!(transient(cloud.create_server(&request("np"))));
+            assert!(transient(cloud.get_server(&id)));
+            assert!(transient(cloud.list_servers()));
+            assert!(transient(cloud.delete_server(&id)));
+        }
+        assert_eq!(cloud.faults_injected().api_errors, 40);
+        assert_eq!(cloud.servers().len(), 1, "nothing was created or deleted");
+        assert_eq!((cloud.creates(), cloud.deletes()), (0, 0));
+
+        let cloud = cloud_with_faults(FakeFaults::default());
+        let id = cloud.insert_server("unmanaged", Metadata::new());
+        for n in 0..100 {
+            cloud
+                .create_server(&request(&format!("np{n}")))
+                .expect("create");
+            cloud.get_server(&id).expect("get").expect("exists");
+            cloud.list_servers().expect("list");
+        }
+        cloud.delete_server(&id).expect("delete");
+        assert_eq!(cloud.faults_injected(), FaultCounts::default());
+    }
+
+    #[test]
+    fn quota_delete_and_hang_rates_of_one_always_fire_and_are_counted() {
+        let cloud = cloud_with_faults(FakeFaults {
+            quota_error_rate: 1.0,
+            delete_failure_rate: 1.0,
+            hung_call_rate: 1.0,
+            ..FakeFaults::default()
+        });
+        let id = cloud.insert_server("unmanaged", Metadata::new());
+        for _ in 0..5 {
+            assert_eq!(
+                cloud.create_server(&request("np")),
+                Err(DriverError::Quota(QUOTA_EXCEEDED.into()))
+            );
+            assert!(transient(cloud.delete_server(&id)));
+            assert!(cloud.create_hangs());
+            assert!(cloud.delete_hangs());
+        }
+        assert!(
+            !cloud.console_log_hangs(),
+            "hung-call-rate is for creates and deletes"
+        );
+        let injected = cloud.faults_injected();
+        assert_eq!(
+            (
+                injected.quota_errors,
+                injected.delete_failures,
+                injected.hung_creates,
+                injected.hung_deletes,
+                injected.api_errors
+            ),
+            (5, 5, 5, 5, 0)
+        );
+        assert_eq!(cloud.faults_left(), FaultCounts::default());
+    }
+
+    #[test]
+    fn counted_faults_come_first_then_the_rate() {
+        let cloud = cloud_with_faults(FakeFaults {
+            api_errors: 2,
+            delete_failures: 1,
+            ..FakeFaults::default()
+        });
+        assert!(transient(cloud.list_servers()));
+        assert!(transient(cloud.list_servers()));
+        cloud
+            .list_servers()
+            .expect("the counted errors are used up");
+        cloud
+            .get_server("none")
+            .expect("counted api-errors are for listings only");
+        let id = cloud.create_server(&request("np")).expect("create").id;
+        assert!(transient(cloud.delete_server(&id)));
+        cloud.delete_server(&id).expect("deleted");
+        let injected = cloud.faults_injected();
+        assert_eq!((injected.api_errors, injected.delete_failures), (2, 1));
+    }
+
+    /// Which of `calls` listings fail.
+    fn failures(cloud: &FakeCloud, calls: usize) -> Vec<bool> {
+        (0..calls).map(|_| cloud.list_servers().is_err()).collect()
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_faults_in_one_process() {
+        let faults = |seed| FakeFaults {
+            api_error_rate: 0.5,
+            fault_seed: seed,
+            ..FakeFaults::default()
+        };
+        let first = failures(&cloud_with_faults(faults(11)), 200);
+        assert_eq!(first, failures(&cloud_with_faults(faults(11)), 200));
+        assert_ne!(first, failures(&cloud_with_faults(faults(12)), 200));
+        let fired = first.iter().filter(|f| **f).count();
+        assert!((60..=140).contains(&fired), "{fired} of 200 at rate 0.5");
+    }
+
+    #[test]
+    fn a_reload_with_new_faults_restarts_the_draws_and_keeps_the_tally() {
+        let mut settings = FakeCloud::default_settings();
+        settings.faults.api_error_rate = 0.5;
+        settings.faults.fault_seed = 5;
+        let cloud = FakeCloud::new(&settings).expect("cloud");
+        let before = failures(&cloud, 50);
+        let injected = cloud.faults_injected().api_errors;
+        assert_eq!(injected, before.iter().filter(|f| **f).count() as u64);
+        cloud.configure(&settings);
+        assert_ne!(failures(&cloud, 50), before, "same faults: the draws go on");
+        settings.faults.fault_seed = 6;
+        cloud.configure(&settings);
+        settings.faults.fault_seed = 5;
+        cloud.configure(&settings);
+        assert_eq!(
+            failures(&cloud, 50),
+            before,
+            "new faults: the draws start again"
+        );
+        assert!(
+            cloud.faults_injected().api_errors > injected,
+            "the tally is kept"
+        );
     }
 }

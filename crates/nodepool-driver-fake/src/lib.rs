@@ -2,8 +2,10 @@
 //! scenario runs instead of a real cloud.
 //!
 //! * [`FakeCloud`] is the cloud: servers, images, two flavors, two availability zones, a
-//!   quota, counters and injected faults (`fake-faults`). With `fake-state` it keeps its
-//!   servers and images in a JSON file so a killed launcher finds them again.
+//!   quota, counters and injected faults (`fake-faults`: the first N calls of a kind, or a
+//!   rate drawn from a seeded generator). With `fake-state` its servers and images live in a
+//!   JSON file that several processes share under a file lock, as launchers share a real
+//!   cloud, and that outlives a killed launcher.
 //! * [`FakeProvider`] is the [`nodepool_driver::Provider`] over one cloud: the create and
 //!   delete state machines, listings for leak cleanup, quota and image uploads.
 //! * [`FakeDriver`] builds providers and keeps each provider's cloud by name, so a reloaded
@@ -13,6 +15,7 @@
 
 mod cloud;
 mod driver;
+mod fault_rng;
 mod machines;
 mod provider;
 mod state_file;

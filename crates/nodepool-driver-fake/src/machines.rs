@@ -4,7 +4,9 @@
 //! metadata and the external id is known; wait for `ACTIVE`) -> `complete`.
 //! Delete: `start` (submit the delete) -> `deleting server` (wait until it is gone) ->
 //! `complete`.
-//! `hung-creates` and `hung-deletes` make a `start` step that never returns.
+//! `hung-creates`, `hung-deletes` and `hung-call-rate` make a `start` step that never
+//! returns. An injected API error (`api-error-rate`) fails the step it hits, the status
+//! polls included, as a real cloud's error would; the machine stays in its state.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -86,7 +88,7 @@ impl CreateMachine for FakeCreateMachine {
             }
             CREATING => {
                 let id = self.server_id.clone().unwrap_or_default();
-                let Some(server) = self.cloud.server(&id) else {
+                let Some(server) = self.cloud.get_server(&id)? else {
                     return Err(DriverError::Fatal(format!("server {id} disappeared")));
                 };
                 match server.status {
@@ -165,7 +167,7 @@ impl DeleteMachine for FakeDeleteMachine {
             self.state = DELETING;
         }
         if self.state == DELETING {
-            if self.cloud.server(&id).is_some() {
+            if self.cloud.get_server(&id)?.is_some() {
                 return Ok(false);
             }
             self.state = COMPLETE;

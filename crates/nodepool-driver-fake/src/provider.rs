@@ -198,7 +198,11 @@ impl Provider for FakeProvider {
         if self.cloud.console_log_hangs() {
             std::future::pending::<()>().await;
         }
-        let server = self.cloud.server(external_id_text(external_id)?)?;
+        let server = self
+            .cloud
+            .get_server(external_id_text(external_id)?)
+            .ok()
+            .flatten()?;
         Some(format!(
             "fake console of {} ({})\nstatus: {:?}\n",
             server.name, server.id, server.status

@@ -350,6 +350,66 @@ async fn injected_faults_count_down() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn configured_fault_rates_reach_every_call_and_are_counted() {
+    let driver = FakeDriver::new();
+    let provider = build(
+        &driver,
+        &config(
+            "    fake-faults:\n      api-error-rate: 1\n      hung-call-rate: 0\n      \
+             fault-seed: 9",
+        ),
+    );
+    let cloud = driver.cloud("fake-provider").expect("cloud");
+    let leaked = cloud.insert_server("np0000000099", Metadata::new());
+    let mut machine = provider.create_machine(spec("1", "main", "small"));
+    assert_eq!(
+        machine.advance().await,
+        Err(DriverError::Transient("injected API error".into()))
+    );
+    assert_eq!(machine.state(), "start");
+    assert!(matches!(
+        provider.list_instances().await,
+        Err(DriverError::Transient(_))
+    ));
+    assert!(matches!(
+        provider.list_resources().await,
+        Err(DriverError::Transient(_))
+    ));
+    let mut deleter = provider.delete_machine(&ExternalId::Id(leaked.clone()));
+    assert!(matches!(
+        deleter.advance().await,
+        Err(DriverError::Transient(_))
+    ));
+    assert_eq!(
+        provider.console_log(&ExternalId::Id(leaked.clone())).await,
+        None
+    );
+    assert_eq!(cloud.faults_injected().api_errors, 5);
+    assert_eq!(cloud.servers().len(), 1, "nothing was created or deleted");
+
+    // A hung-call-rate of 1: every create and delete hangs.
+    let provider = build(
+        &driver,
+        &config("    fake-faults:\n      hung-call-rate: 1"),
+    );
+    let hour = std::time::Duration::from_secs(3600);
+    let mut hung = provider.create_machine(spec("2", "main", "small"));
+    assert!(tokio::time::timeout(hour, hung.advance()).await.is_err());
+    let mut hung = provider.delete_machine(&ExternalId::Id(leaked));
+    assert!(tokio::time::timeout(hour, hung.advance()).await.is_err());
+    let injected = cloud.faults_injected();
+    assert_eq!(
+        (
+            injected.hung_creates,
+            injected.hung_deletes,
+            injected.api_errors
+        ),
+        (1, 1, 5),
+        "the tally outlives the reload"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn hung_creates_and_deletes_never_answer_and_change_nothing() {
     let driver = FakeDriver::new();
     let provider = build(
