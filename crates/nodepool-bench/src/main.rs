@@ -4,8 +4,10 @@
 //!     cargo build --release -p nodepool -p nodepool-bench
 //!     /var/tmp/nodepool-target/release/nodepool-bench --store zookeeper-tls --requests 500 --concurrency 200
 //!     /var/tmp/nodepool-target/release/nodepool-bench --store zookeeper-tls --web-flood
+//!     /var/tmp/nodepool-target/release/nodepool-bench --faults kill-storm --seed 1
 
 mod counting;
+mod faults;
 mod flood;
 mod minimal;
 mod process;
@@ -73,6 +75,16 @@ pub struct Args {
     /// With `--web-flood`: clients asking for `/api/nodes` back to back.
     #[arg(long, default_value_t = 8)]
     pub flood_clients: usize,
+    /// Run a fault scenario instead (issue 17): real launchers, ZooKeeper and fake clouds
+    /// under a load while faults are injected, then a checker of what was lost.
+    #[arg(long, value_enum)]
+    pub faults: Option<faults::Scenario>,
+    /// With `--faults`: the seed of every random choice (which launcher dies, cloud faults).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// With `--faults`: the short version CI runs.
+    #[arg(long)]
+    pub short: bool,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 900)]
     pub timeout: u64,
@@ -91,7 +103,21 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run::run(&args)) {
+    let result = runtime.block_on(async {
+        match args.faults {
+            Some(scenario) => {
+                faults::run(
+                    run::launcher_binary(&args)?,
+                    scenario,
+                    args.seed,
+                    args.short,
+                )
+                .await
+            }
+            None => run::run(&args).await,
+        }
+    });
+    match result {
         Ok(report) => {
             println!(
                 "{}",

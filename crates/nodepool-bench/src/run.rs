@@ -159,7 +159,7 @@ fn store_section(args: &Args, setup: &Setup, chroot: &str) -> anyhow::Result<Str
     })
 }
 
-fn launcher_binary(args: &Args) -> anyhow::Result<PathBuf> {
+pub(crate) fn launcher_binary(args: &Args) -> anyhow::Result<PathBuf> {
     if let Some(path) = &args.launcher {
         return Ok(path.clone());
     }

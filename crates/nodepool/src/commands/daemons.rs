@@ -190,8 +190,10 @@ impl Webapp {
 }
 
 /// Test hook, not a user setting: with `NODEPOOL_TEST_FAST_TIMING=1` the launcher runs its
-/// cleanup and deleted-node workers every second instead of every 60 and 5 seconds, so
-/// black-box tests (`tests/launcher_restart.rs`) see crash recovery within seconds.
+/// cleanup and deleted-node workers every second instead of every 60 and 5 seconds, and gives
+/// a hung delete up after 20 s instead of 10 minutes, so black-box tests
+/// (`tests/launcher_restart.rs`) and fault runs (`nodepool-bench --faults`) see recovery
+/// within seconds.
 const FAST_TIMING_ENV: &str = "NODEPOOL_TEST_FAST_TIMING";
 
 fn test_timing() -> Option<Timing> {
@@ -200,6 +202,8 @@ fn test_timing() -> Option<Timing> {
         config_check: Duration::from_millis(250),
         deleted_node_interval: Duration::from_secs(1),
         cleanup_interval: Duration::from_secs(1),
+        // A hung delete call is given up after this long instead of 10 minutes.
+        delete_timeout: Duration::from_secs(20),
         ..Timing::default()
     })
 }

@@ -1,0 +1,206 @@
+//! The real processes of a fault run: a ZooKeeper server, launcher processes that can be
+//! SIGKILLed and started again, and the fake clouds' state files they share.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use nodepool_model::ComponentKind;
+use nodepool_store::Store;
+use nodepool_store_zk::{ZooKeeperBackend, ZooKeeperOptions};
+use nodepool_testkit::{ServerOptions, ZooKeeperServer};
+use tokio::process::{Child, Command};
+
+/// The label every request asks for.
+pub const LABEL: &str = "label-0";
+/// The store's root for the run.
+const CHROOT: &str = "/faults";
+
+/// How the clouds behave.
+#[derive(Debug, Clone)]
+pub struct CloudSettings {
+    pub providers: usize,
+    /// Seconds a server takes to become active.
+    pub create_delay: f64,
+    pub delete_delay: f64,
+    /// `fake-faults` lines (already indented for a provider), e.g. rates.
+    pub faults: String,
+    /// Seconds a launch may take before it is abandoned (a hung create).
+    pub launch_timeout: u64,
+}
+
+/// One launcher process slot: the process when it runs, and its log (kept across restarts).
+#[derive(Debug)]
+pub struct LauncherSlot {
+    pub child: Option<Child>,
+    pub log: PathBuf,
+    pub starts: usize,
+}
+
+/// ZooKeeper, the configuration and the launchers.
+#[derive(Debug)]
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub zookeeper: ZooKeeperServer,
+    pub config: PathBuf,
+    pub binary: PathBuf,
+    pub launchers: Vec<LauncherSlot>,
+    pub cloud: CloudSettings,
+}
+
+impl Cluster {
+    /// Starts ZooKeeper and writes the configuration; no launcher runs yet.
+    pub fn prepare(
+        binary: PathBuf,
+        launchers: usize,
+        cloud: CloudSettings,
+    ) -> anyhow::Result<Cluster> {
+        let dir = tempfile::tempdir()?;
+        let zookeeper = ZooKeeperServer::start(ServerOptions::default())?;
+        let config = dir.path().join("nodepool.yaml");
+        let launchers = (0..launchers)
+            .map(|i| LauncherSlot {
+                child: None,
+                log: dir.path().join(format!("launcher-{i}.log")),
+                starts: 0,
+            })
+            .collect();
+        let cluster = Cluster {
+            dir,
+            zookeeper,
+            config,
+            binary,
+            launchers,
+            cloud,
+        };
+        std::fs::write(&cluster.config, cluster.config_text()?)?;
+        Ok(cluster)
+    }
+
+    /// The fake cloud state file of provider `p`.
+    pub fn state_file(&self, provider: usize) -> PathBuf {
+        self.dir.path().join(format!("cloud-{provider}.json"))
+    }
+
+    fn config_text(&self) -> anyhow::Result<String> {
+        let address = self.zookeeper.plain_address();
+        let (host, port) = address.rsplit_once(':').context("zookeeper address")?;
+        let mut text = format!(
+            "zookeeper-servers:\n  - host: {host}\n    port: {port}\n    chroot: {CHROOT}\nlabels:\n  - name: {LABEL}\nproviders:\n"
+        );
+        for p in 0..self.cloud.providers {
+            text.push_str(&format!(
+                "  - name: fake-{p}\n    driver: fake\n    cloud: fake\n    launch-retries: 3\n    launch-timeout: {}\n    fake-state: {}\n    fake-quota:\n      instances: 1000000\n      cores: 100000000\n      ram: 100000000000\n    fake-faults:\n      create-delay: {}\n      delete-delay: {}\n{}    cloud-images:\n      - name: fake-image\n        image-id: fake-image-id\n    pools:\n      - name: main\n        labels:\n          - name: {LABEL}\n            cloud-image: fake-image\n            min-ram: 8192\n",
+                self.cloud.launch_timeout,
+                self.state_file(p).display(),
+                self.cloud.create_delay,
+                self.cloud.delete_delay,
+                self.cloud.faults,
+            ));
+        }
+        Ok(text)
+    }
+
+    /// A store client of the run's own (the load generator's and the checker's).
+    pub async fn store(&self) -> anyhow::Result<Store> {
+        let mut options = ZooKeeperOptions::new([self.zookeeper.plain_address()]);
+        options.chroot = Some(CHROOT.to_string());
+        let backend = ZooKeeperBackend::connect(options).await?;
+        let store = Store::new(std::sync::Arc::new(backend));
+        for path in ["/nodepool/nodes", "/nodepool/requests"] {
+            store.ensure_path(path).await?;
+        }
+        Ok(store)
+    }
+
+    /// Starts launcher `index` (again). Its cleanup and deleted-node workers run every
+    /// second (the test timing hook), so leaks are found within the run.
+    pub fn start(&mut self, index: usize) -> anyhow::Result<()> {
+        let slot = &mut self.launchers[index];
+        let log = File::options().create(true).append(true).open(&slot.log)?;
+        let child = Command::new(&self.binary)
+            .arg("launcher")
+            .arg("-c")
+            .arg(&self.config)
+            .arg("--no-webapp")
+            .env("NODEPOOL_TEST_FAST_TIMING", "1")
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting launcher {index}"))?;
+        slot.child = Some(child);
+        slot.starts += 1;
+        Ok(())
+    }
+
+    /// SIGKILLs launcher `index` and reaps it.
+    pub async fn kill(&mut self, index: usize) {
+        if let Some(mut child) = self.launchers[index].child.take() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+
+    /// Waits until `count` pools are registered (every launcher up).
+    pub async fn wait_pools(
+        &self,
+        store: &Store,
+        count: usize,
+        limit: Duration,
+    ) -> anyhow::Result<()> {
+        let began = Instant::now();
+        loop {
+            if store.components().list(ComponentKind::Pool).await?.len() >= count {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                began.elapsed() < limit,
+                "the launchers did not register {count} pools within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops every launcher (SIGKILL: the run is over).
+    pub async fn stop_all(&mut self) {
+        for index in 0..self.launchers.len() {
+            self.kill(index).await;
+        }
+    }
+
+    /// ERROR lines across every launcher's log.
+    pub fn error_lines(&self) -> Vec<String> {
+        self.launchers
+            .iter()
+            .filter_map(|slot| std::fs::read_to_string(&slot.log).ok())
+            .flat_map(|text| {
+                text.lines()
+                    .filter(|l| l.contains("ERROR"))
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
+/// Server ids in a fake cloud's state file (tolerant of the document's other fields).
+pub fn cloud_servers(path: &Path) -> anyhow::Result<Vec<String>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let document: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    Ok(document["servers"]
+        .as_array()
+        .map(|servers| {
+            servers
+                .iter()
+                .filter_map(|s| s["id"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default())
+}
