@@ -5,12 +5,11 @@
 //! would type to inspect or repair a node by hand.
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nodepool_driver::DriverError;
-use nodepool_driver::command::find_program;
+use nodepool_driver::command::{ToolFinder, require_root};
 
 /// Absolute paths of every program the driver runs, found once per provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,40 +32,19 @@ impl Tools {
                 "the container driver runs only on Linux".into(),
             ));
         }
-        // `/proc/self` belongs to the process's effective user.
-        let uid = fs::metadata("/proc/self")
-            .map(|m| m.uid())
-            .map_err(|e| DriverError::Fatal(format!("cannot read /proc/self: {e}")))?;
-        if uid != 0 {
-            return Err(DriverError::Fatal(format!(
-                "the container driver needs root (overlay mounts, network namespaces); running as uid {uid}"
-            )));
-        }
-        let mut missing = Vec::new();
-        let mut find = |program: &str, package: &str| {
-            find_program(program).unwrap_or_else(|| {
-                missing.push(format!("{program} (package {package})"));
-                PathBuf::new()
-            })
-        };
+        require_root("container", "overlay mounts, network namespaces, runc")?;
+        let mut finder = ToolFinder::default();
         let tools = Tools {
-            ip: find("ip", "iproute2"),
-            nft: find("nft", "nftables"),
-            runc: find("runc", "runc"),
-            mount: find("mount", "mount"),
-            umount: find("umount", "mount"),
-            tar: find("tar", "tar"),
-            ssh_keygen: find("ssh-keygen", "openssh-client"),
-            kill: find("kill", "procps"),
+            ip: finder.find("ip", "iproute2"),
+            nft: finder.find("nft", "nftables"),
+            runc: finder.find("runc", "runc"),
+            mount: finder.find("mount", "mount"),
+            umount: finder.find("umount", "mount"),
+            tar: finder.find("tar", "tar"),
+            ssh_keygen: finder.find("ssh-keygen", "openssh-client"),
+            kill: finder.find("kill", "procps"),
         };
-        if missing.is_empty() {
-            Ok(tools)
-        } else {
-            Err(DriverError::Fatal(format!(
-                "the container driver needs programs that are not installed: {}",
-                missing.join(", ")
-            )))
-        }
+        finder.finish("container").map(|()| tools)
     }
 }
 

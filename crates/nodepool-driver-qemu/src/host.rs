@@ -1,12 +1,11 @@
 //! Facts about this machine: the tools the driver runs, acceleration, cores, memory, and
 //! the node SSH key.
 
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use nodepool_config::QemuAccel;
 use nodepool_driver::DriverError;
-use nodepool_driver::command::find_program;
+use nodepool_driver::command::{ToolFinder, require_root};
 
 /// Absolute paths of the programs that make a VM's network, found once per provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,34 +17,13 @@ pub struct Tools {
 impl Tools {
     /// Checks that this process is root and finds every tool, naming what is missing.
     pub fn find() -> Result<Tools, DriverError> {
-        // `/proc/self` belongs to the process's effective user.
-        let uid = std::fs::metadata("/proc/self")
-            .map(|m| m.uid())
-            .map_err(|e| DriverError::Fatal(format!("cannot read /proc/self: {e}")))?;
-        if uid != 0 {
-            return Err(DriverError::Fatal(format!(
-                "the qemu driver needs root (a network namespace per VM, the node firewall); running as uid {uid}"
-            )));
-        }
-        let mut missing = Vec::new();
-        let mut find = |program: &str, package: &str| {
-            find_program(program).unwrap_or_else(|| {
-                missing.push(format!("{program} (package {package})"));
-                PathBuf::new()
-            })
-        };
+        require_root("qemu", "a network namespace per VM, the node firewall")?;
+        let mut finder = ToolFinder::default();
         let tools = Tools {
-            ip: find("ip", "iproute2"),
-            nft: find("nft", "nftables"),
+            ip: finder.find("ip", "iproute2"),
+            nft: finder.find("nft", "nftables"),
         };
-        if missing.is_empty() {
-            Ok(tools)
-        } else {
-            Err(DriverError::Fatal(format!(
-                "the qemu driver needs programs that are not installed: {}",
-                missing.join(", ")
-            )))
-        }
+        finder.finish("qemu").map(|()| tools)
     }
 }
 

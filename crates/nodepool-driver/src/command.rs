@@ -100,3 +100,47 @@ mod tests {
         assert_eq!(find_program("no-such-program-nodepool"), None);
     }
 }
+
+/// Fails unless this process runs as root; `driver` and `why` name who needs it for what.
+pub fn require_root(driver: &str, why: &str) -> Result<(), DriverError> {
+    use std::os::unix::fs::MetadataExt as _;
+    // `/proc/self` belongs to the process's effective user.
+    let uid = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .map_err(|e| DriverError::Fatal(format!("cannot read /proc/self: {e}")))?;
+    if uid == 0 {
+        Ok(())
+    } else {
+        Err(DriverError::Fatal(format!(
+            "the {driver} driver needs root ({why}); running as uid {uid}"
+        )))
+    }
+}
+
+/// Finds a driver's programs and names every missing one (with its Debian package) at once.
+#[derive(Debug, Default)]
+pub struct ToolFinder {
+    missing: Vec<String>,
+}
+
+impl ToolFinder {
+    /// The absolute path of `program`; a missing one is remembered for [`ToolFinder::finish`].
+    pub fn find(&mut self, program: &str, package: &str) -> std::path::PathBuf {
+        find_program(program).unwrap_or_else(|| {
+            self.missing.push(format!("{program} (package {package})"));
+            std::path::PathBuf::new()
+        })
+    }
+
+    /// `Fatal` naming every program not found.
+    pub fn finish(self, driver: &str) -> Result<(), DriverError> {
+        if self.missing.is_empty() {
+            Ok(())
+        } else {
+            Err(DriverError::Fatal(format!(
+                "the {driver} driver needs programs that are not installed: {}",
+                self.missing.join(", ")
+            )))
+        }
+    }
+}
