@@ -21,46 +21,6 @@ const PROBE: &str = include_str!("escape/probe.py");
 const RAM_MIB: u64 = 256;
 const PIDS_LIMIT: u32 = 200;
 
-/// `ssh` as the image user running `command` with `input` on its stdin; returns stdout.
-fn ssh_with_input(cloud: &Cloud, ip: &str, keys: &[String], command: &str, input: &str) -> String {
-    let known_hosts = cloud.dir.path().join(format!("known_hosts-probe-{ip}"));
-    let lines: String = keys.iter().map(|key| format!("{ip} {key}\n")).collect();
-    std::fs::write(&known_hosts, lines).expect("known_hosts");
-    let mut child = Command::new("ssh")
-        .arg("-i")
-        .arg(cloud.key())
-        .args(["-o", "StrictHostKeyChecking=yes", "-o"])
-        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-        .args([
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=10",
-            "-o",
-            "LogLevel=ERROR",
-        ])
-        .arg(format!("{TEST_IMAGE_USER}@{ip}"))
-        .arg(command)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run ssh");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(input.as_bytes()).expect("write stdin");
-    }
-    let output = child.wait_with_output().expect("ssh");
-    assert!(
-        output.status.success(),
-        "ssh {command} failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
-
 /// Every IPv4 address of this machine's own network namespace.
 fn host_addresses() -> Vec<Ipv4Addr> {
     let output = Command::new("ip")
@@ -207,8 +167,7 @@ async fn a_job_with_sudo_cannot_leave_its_container() {
         "cat > /tmp/probe.py && sudo python3 /tmp/probe.py '{}'",
         arguments.to_string().replace('\'', "")
     );
-    let keys = node.host_keys.clone().expect("host keys");
-    let output = ssh_with_input(&cloud, &node_ip, &keys, &command, PROBE);
+    let output = ssh_with_input(&cloud, &node, TEST_IMAGE_USER, &command, PROBE);
     let results: Value = serde_json::from_str(&output).expect("probe answers JSON");
     eprintln!("{}", serde_json::to_string_pretty(&results).expect("json"));
 

@@ -148,6 +148,18 @@ pub async fn delete(provider: &dyn Provider, hostname: &str) -> Result<(), Drive
 /// `ssh <user>@<instance> <command>` with the provider's key, trusting only the host keys
 /// the instance reported. Returns stdout.
 pub fn ssh(cloud: &Cloud, instance: &Instance, user: &str, command: &str) -> String {
+    ssh_with_input(cloud, instance, user, command, "")
+}
+
+/// [`ssh`] with `input` on the command's standard input.
+pub fn ssh_with_input(
+    cloud: &Cloud,
+    instance: &Instance,
+    user: &str,
+    command: &str,
+    input: &str,
+) -> String {
+    use std::io::Write as _;
     let ip = instance.interface_ip.clone().expect("interface ip");
     let known_hosts = cloud.dir.path().join(format!("known_hosts-{ip}"));
     let lines: String = instance
@@ -158,7 +170,7 @@ pub fn ssh(cloud: &Cloud, instance: &Instance, user: &str, command: &str) -> Str
         .map(|key| format!("{ip} {key}\n"))
         .collect();
     std::fs::write(&known_hosts, lines).expect("known_hosts");
-    let output = Command::new("ssh")
+    let mut child = Command::new("ssh")
         .arg("-i")
         .arg(cloud.key())
         .args(["-o", "StrictHostKeyChecking=yes", "-o"])
@@ -173,8 +185,18 @@ pub fn ssh(cloud: &Cloud, instance: &Instance, user: &str, command: &str) -> Str
         ])
         .arg(format!("{user}@{ip}"))
         .arg(command)
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("run ssh");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    let output = child.wait_with_output().expect("ssh");
     assert!(
         output.status.success(),
         "ssh {user}@{ip} {command} failed ({}): {}",
