@@ -69,3 +69,13 @@ fn short_cloud_faults_lose_nothing() {
     let report = run("cloud-faults");
     assert_clean(&report);
 }
+
+#[test]
+fn a_short_kill_storm_on_the_embedded_store_loses_nothing() {
+    let report = run("sqlite");
+    assert!(
+        report["faults"]["launcher_kills"].as_u64().unwrap_or(0) >= 1,
+        "at least one process was killed: {report:#}"
+    );
+    assert_clean(&report);
+}

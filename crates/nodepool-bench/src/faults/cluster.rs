@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use nodepool_model::ComponentKind;
-use nodepool_store::Store;
+use nodepool_store::{SqliteBackend, SqliteOptions, Store};
 use nodepool_store_zk::{ZooKeeperBackend, ZooKeeperOptions};
 use nodepool_testkit::{ServerOptions, ZooKeeperServer};
 use tokio::process::{Child, Command};
@@ -38,11 +38,22 @@ pub struct LauncherSlot {
     pub starts: usize,
 }
 
+/// Where the launchers keep their data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// A ZooKeeper server the run starts.
+    ZooKeeper,
+    /// One embedded SQLite file: launcher 0 runs `nodepool up` (builder, launcher and web in
+    /// one process, as the quickstart runs), the others `nodepool launcher`, all on the file.
+    Sqlite,
+}
+
 /// ZooKeeper, the configuration and the launchers.
 #[derive(Debug)]
 pub struct Cluster {
     pub dir: tempfile::TempDir,
-    pub zookeeper: ZooKeeperServer,
+    pub zookeeper: Option<ZooKeeperServer>,
+    pub kind: StoreKind,
     pub config: PathBuf,
     pub binary: PathBuf,
     pub launchers: Vec<LauncherSlot>,
@@ -50,14 +61,19 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts ZooKeeper and writes the configuration; no launcher runs yet.
+    /// Starts ZooKeeper (for a ZooKeeper store) and writes the configuration; no launcher
+    /// runs yet.
     pub fn prepare(
         binary: PathBuf,
+        kind: StoreKind,
         launchers: usize,
         cloud: CloudSettings,
     ) -> anyhow::Result<Cluster> {
         let dir = tempfile::tempdir()?;
-        let zookeeper = ZooKeeperServer::start(ServerOptions::default())?;
+        let zookeeper = match kind {
+            StoreKind::ZooKeeper => Some(ZooKeeperServer::start(ServerOptions::default())?),
+            StoreKind::Sqlite => None,
+        };
         let config = dir.path().join("nodepool.yaml");
         let launchers = (0..launchers)
             .map(|i| LauncherSlot {
@@ -69,11 +85,13 @@ impl Cluster {
         let cluster = Cluster {
             dir,
             zookeeper,
+            kind,
             config,
             binary,
             launchers,
             cloud,
         };
+        std::fs::create_dir_all(cluster.dir.path().join("images"))?;
         std::fs::write(&cluster.config, cluster.config_text()?)?;
         Ok(cluster)
     }
@@ -83,12 +101,32 @@ impl Cluster {
         self.dir.path().join(format!("cloud-{provider}.json"))
     }
 
+    fn database(&self) -> PathBuf {
+        self.dir.path().join("nodepool.db")
+    }
+
     fn config_text(&self) -> anyhow::Result<String> {
-        let address = self.zookeeper.plain_address();
-        let (host, port) = address.rsplit_once(':').context("zookeeper address")?;
-        let mut text = format!(
-            "zookeeper-servers:\n  - host: {host}\n    port: {port}\n    chroot: {CHROOT}\nlabels:\n  - name: {LABEL}\nproviders:\n"
-        );
+        let mut text = match &self.zookeeper {
+            Some(zookeeper) => {
+                let address = zookeeper.plain_address();
+                let (host, port) = address.rsplit_once(':').context("zookeeper address")?;
+                format!(
+                    "zookeeper-servers:\n  - host: {host}\n    port: {port}\n    chroot: {CHROOT}\n"
+                )
+            }
+            None => {
+                // `up` serves the webapp; a free port, released for it to bind.
+                let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                    .local_addr()?
+                    .port();
+                format!(
+                    "database: {}\nimages-dir: {}\nwebapp:\n  port: {port}\n  listen_address: 127.0.0.1\n",
+                    self.database().display(),
+                    self.dir.path().join("images").display()
+                )
+            }
+        };
+        text.push_str(&format!("labels:\n  - name: {LABEL}\nproviders:\n"));
         for p in 0..self.cloud.providers {
             text.push_str(&format!(
                 "  - name: fake-{p}\n    driver: fake\n    cloud: fake\n    launch-retries: 3\n    launch-timeout: {}\n    fake-state: {}\n    fake-quota:\n      instances: 1000000\n      cores: 100000000\n      ram: 100000000000\n    fake-faults:\n      create-delay: {}\n      delete-delay: {}\n{}    cloud-images:\n      - name: fake-image\n        image-id: fake-image-id\n    pools:\n      - name: main\n        labels:\n          - name: {LABEL}\n            cloud-image: fake-image\n            min-ram: 8192\n",
@@ -104,10 +142,18 @@ impl Cluster {
 
     /// A store client of the run's own (the load generator's and the checker's).
     pub async fn store(&self) -> anyhow::Result<Store> {
-        let mut options = ZooKeeperOptions::new([self.zookeeper.plain_address()]);
-        options.chroot = Some(CHROOT.to_string());
-        let backend = ZooKeeperBackend::connect(options).await?;
-        let store = Store::new(std::sync::Arc::new(backend));
+        let store = match &self.zookeeper {
+            Some(zookeeper) => {
+                let mut options = ZooKeeperOptions::new([zookeeper.plain_address()]);
+                options.chroot = Some(CHROOT.to_string());
+                Store::new(std::sync::Arc::new(
+                    ZooKeeperBackend::connect(options).await?,
+                ))
+            }
+            None => Store::new(std::sync::Arc::new(
+                SqliteBackend::open(SqliteOptions::new(self.database())).await?,
+            )),
+        };
         for path in ["/nodepool/nodes", "/nodepool/requests"] {
             store.ensure_path(path).await?;
         }
@@ -119,11 +165,17 @@ impl Cluster {
     pub fn start(&mut self, index: usize) -> anyhow::Result<()> {
         let slot = &mut self.launchers[index];
         let log = File::options().create(true).append(true).open(&slot.log)?;
-        let child = Command::new(&self.binary)
-            .arg("launcher")
-            .arg("-c")
-            .arg(&self.config)
-            .arg("--no-webapp")
+        let mut command = Command::new(&self.binary);
+        if self.kind == StoreKind::Sqlite && index == 0 {
+            command.arg("up").arg("-c").arg(&self.config);
+        } else {
+            command
+                .arg("launcher")
+                .arg("-c")
+                .arg(&self.config)
+                .arg("--no-webapp");
+        }
+        let child = command
             .env("NODEPOOL_TEST_FAST_TIMING", "1")
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -10,6 +10,8 @@
 //!   left BUILDING (made, or found dead and deleted).
 //! * `cloud-faults`: the fake clouds fail 30 % of API calls (errors, quota errors, hung calls)
 //!   and deletes intermittently, from a seeded generator.
+//! * `sqlite`: the kill storm on the embedded store: `nodepool up` and a second launcher
+//!   process on one SQLite file, each SIGKILLed in turn.
 
 mod checker;
 mod cluster;
@@ -28,12 +30,15 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use self::checker::Findings;
-use self::cluster::{CloudSettings, Cluster, LABEL};
+use self::cluster::{CloudSettings, Cluster, LABEL, StoreKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
     KillStorm,
     CloudFaults,
+    /// The kill storm on the embedded SQLite store: `nodepool up` and a second launcher
+    /// process on one file, killed in turns.
+    Sqlite,
 }
 
 /// The size of a run.
@@ -83,6 +88,13 @@ impl Plan {
             Scenario::KillStorm => plan,
             Scenario::CloudFaults => Plan {
                 create_delay: plan.create_delay / 3.0,
+                ..plan
+            },
+            // One writer at a time: a smaller load, two processes.
+            Scenario::Sqlite => Plan {
+                requests: plan.requests / 2,
+                concurrency: plan.concurrency / 3,
+                launchers: 2,
                 ..plan
             },
         }
@@ -231,13 +243,18 @@ pub async fn run(
 ) -> anyhow::Result<Value> {
     let plan = Plan::new(scenario, short);
     let faults = match scenario {
-        Scenario::KillStorm => String::new(),
+        Scenario::KillStorm | Scenario::Sqlite => String::new(),
         Scenario::CloudFaults => format!(
             "      api-error-rate: 0.15\n      quota-error-rate: 0.1\n      hung-call-rate: 0.05\n      delete-failure-rate: 0.2\n      fault-seed: {seed}\n"
         ),
     };
+    let kind = match scenario {
+        Scenario::Sqlite => StoreKind::Sqlite,
+        Scenario::KillStorm | Scenario::CloudFaults => StoreKind::ZooKeeper,
+    };
     let mut cluster = Cluster::prepare(
         binary,
+        kind,
         plan.launchers,
         CloudSettings {
             providers: plan.providers,
@@ -275,7 +292,7 @@ pub async fn run(
     let (done_tx, done) = watch::channel(false);
     let mut rng = Rng::new(seed);
     let (storm, tally) = match scenario {
-        Scenario::KillStorm => {
+        Scenario::KillStorm | Scenario::Sqlite => {
             let finish = async {
                 let tally = load.finish().await;
                 done_tx.send_replace(true);

@@ -284,10 +284,14 @@ pub fn up(context: &Context, _args: &UpArgs) -> anyhow::Result<ExitCode> {
             context.settings.secure.clone(),
         );
         let builder = Builder::start(store.clone(), drivers(), builder_options).await?;
-        let launcher_options = LauncherOptions::new(
+        let mut launcher_options = LauncherOptions::new(
             context.settings.config.clone(),
             context.settings.secure.clone(),
         );
+        if let Some(timing) = test_timing() {
+            tracing::warn!("{FAST_TIMING_ENV} is set: running with test intervals");
+            launcher_options.timing = timing;
+        }
         let launcher = Launcher::start(store.clone(), drivers(), launcher_options).await?;
         let webapp = Webapp::start(context, store.clone(), listener, launcher.observer())?;
         let address = format!(
