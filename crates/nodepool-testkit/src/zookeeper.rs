@@ -266,6 +266,51 @@ impl ZooKeeperServer {
         self.launch()
     }
 
+    /// Freezes the server (SIGSTOP to its java process): it keeps its connections open but
+    /// answers nothing, as a machine that hangs does, so clients wait out their timeouts
+    /// instead of seeing a closed connection. [`ZooKeeperServer::resume`] lets it go on.
+    pub fn pause(&self) -> io::Result<()> {
+        self.signal_java("-STOP")
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) -> io::Result<()> {
+        self.signal_java("-CONT")
+    }
+
+    /// Sends `signal` (as `kill` spells it) to the server's java process, the wrapper's child.
+    fn signal_java(&self, signal: &str) -> io::Result<()> {
+        let process = self
+            .process
+            .as_ref()
+            .ok_or_else(|| io::Error::other("the ZooKeeper server is not running"))?;
+        let wrapper = process.wrapper.id();
+        let java = fs::read_dir(format!("/proc/{wrapper}/task"))?
+            .filter_map(Result::ok)
+            .filter_map(|task| fs::read_to_string(task.path().join("children")).ok())
+            .flat_map(|text| {
+                text.split_whitespace()
+                    .filter_map(|pid| pid.parse::<u32>().ok())
+                    .collect::<Vec<_>>()
+            })
+            .find(|pid| {
+                fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|comm| comm.trim() == "java")
+            })
+            .ok_or_else(|| io::Error::other("the ZooKeeper server's java process is gone"))?;
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(java.to_string())
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "kill {signal} {java} failed ({status})"
+            )))
+        }
+    }
+
     /// Stops and starts the server.
     pub fn restart(&mut self) -> Result<(), StartError> {
         self.stop()

@@ -64,3 +64,28 @@ fn plain_and_tls_server_start_restart_and_clean_up() {
         "dropping the server stops it"
     );
 }
+
+/// A paused server keeps connections but answers nothing; resumed, it answers again.
+#[test]
+fn a_paused_server_answers_nothing_until_resumed() {
+    let server = ZooKeeperServer::start(ServerOptions::default()).expect("ZooKeeper starts");
+    server.pause().expect("pause");
+    assert!(
+        server
+            .four_letter_word("ruok")
+            .map_or(true, |answer| answer.is_empty()),
+        "a paused server does not answer"
+    );
+    server.resume().expect("resume");
+    let began = std::time::Instant::now();
+    let answer = loop {
+        match server.four_letter_word("ruok") {
+            Ok(answer) if answer == "imok" => break answer,
+            _ if began.elapsed() < std::time::Duration::from_secs(30) => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            other => panic!("no answer after resume: {other:?}"),
+        }
+    };
+    assert_eq!(answer, "imok");
+}
