@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use nodepool_model::ComponentKind;
 use nodepool_store::{SqliteBackend, SqliteOptions, Store};
 use nodepool_store_zk::{ZooKeeperBackend, ZooKeeperOptions};
-use nodepool_testkit::{ServerOptions, ZooKeeperServer};
+use nodepool_testkit::{ServerOptions, TcpProxy, ZooKeeperEnsemble, ZooKeeperServer};
 use tokio::process::{Child, Command};
 
 /// The label every request asks for.
@@ -46,6 +46,9 @@ pub enum StoreKind {
     /// One embedded SQLite file: launcher 0 runs `nodepool up` (builder, launcher and web in
     /// one process, as the quickstart runs), the others `nodepool launcher`, all on the file.
     Sqlite,
+    /// A 3-server ensemble. Launcher 0 reaches each server through a [`TcpProxy`] of its
+    /// own, so it alone can be cut off.
+    Ensemble,
 }
 
 /// ZooKeeper, the configuration and the launchers.
@@ -53,8 +56,12 @@ pub enum StoreKind {
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub zookeeper: Option<ZooKeeperServer>,
+    pub ensemble: Option<ZooKeeperEnsemble>,
+    /// Launcher 0's way to each ensemble member.
+    pub proxies: Vec<TcpProxy>,
     pub kind: StoreKind,
-    pub config: PathBuf,
+    /// Each launcher's configuration (they differ only in how they reach ZooKeeper).
+    pub configs: Vec<PathBuf>,
     pub binary: PathBuf,
     pub launchers: Vec<LauncherSlot>,
     pub cloud: CloudSettings,
@@ -63,7 +70,7 @@ pub struct Cluster {
 impl Cluster {
     /// Starts ZooKeeper (for a ZooKeeper store) and writes the configuration; no launcher
     /// runs yet.
-    pub fn prepare(
+    pub async fn prepare(
         binary: PathBuf,
         kind: StoreKind,
         launchers: usize,
@@ -72,9 +79,23 @@ impl Cluster {
         let dir = tempfile::tempdir()?;
         let zookeeper = match kind {
             StoreKind::ZooKeeper => Some(ZooKeeperServer::start(ServerOptions::default())?),
-            StoreKind::Sqlite => None,
+            StoreKind::Sqlite | StoreKind::Ensemble => None,
         };
-        let config = dir.path().join("nodepool.yaml");
+        let (ensemble, proxies) = match kind {
+            StoreKind::Ensemble => {
+                let ensemble = ZooKeeperEnsemble::start(3, ServerOptions::default())?;
+                ensemble.wait_for_quorum(Duration::from_secs(60))?;
+                let mut proxies = Vec::new();
+                for address in ensemble.plain_addresses() {
+                    proxies.push(TcpProxy::start(address).await?);
+                }
+                (Some(ensemble), proxies)
+            }
+            StoreKind::ZooKeeper | StoreKind::Sqlite => (None, Vec::new()),
+        };
+        let configs = (0..launchers)
+            .map(|i| dir.path().join(format!("nodepool-{i}.yaml")))
+            .collect();
         let launchers = (0..launchers)
             .map(|i| LauncherSlot {
                 child: None,
@@ -85,14 +106,18 @@ impl Cluster {
         let cluster = Cluster {
             dir,
             zookeeper,
+            ensemble,
+            proxies,
             kind,
-            config,
+            configs,
             binary,
             launchers,
             cloud,
         };
         std::fs::create_dir_all(cluster.dir.path().join("images"))?;
-        std::fs::write(&cluster.config, cluster.config_text()?)?;
+        for index in 0..cluster.configs.len() {
+            std::fs::write(&cluster.configs[index], cluster.config_text(index)?)?;
+        }
         Ok(cluster)
     }
 
@@ -105,16 +130,30 @@ impl Cluster {
         self.dir.path().join("nodepool.db")
     }
 
-    fn config_text(&self) -> anyhow::Result<String> {
-        let mut text = match &self.zookeeper {
-            Some(zookeeper) => {
-                let address = zookeeper.plain_address();
-                let (host, port) = address.rsplit_once(':').context("zookeeper address")?;
-                format!(
-                    "zookeeper-servers:\n  - host: {host}\n    port: {port}\n    chroot: {CHROOT}\n"
-                )
+    /// How launcher `index` reaches ZooKeeper: `host:port` of each server.
+    fn zookeeper_addresses(&self, index: usize) -> Vec<String> {
+        match (&self.zookeeper, &self.ensemble) {
+            (Some(zookeeper), _) => vec![zookeeper.plain_address()],
+            (None, Some(_)) if index == 0 => self.proxies.iter().map(TcpProxy::address).collect(),
+            (None, Some(ensemble)) => ensemble.plain_addresses(),
+            (None, None) => Vec::new(),
+        }
+    }
+
+    fn config_text(&self, index: usize) -> anyhow::Result<String> {
+        let addresses = self.zookeeper_addresses(index);
+        let mut text = match addresses.is_empty() {
+            false => {
+                let mut text = String::from("zookeeper-servers:\n");
+                for address in &addresses {
+                    let (host, port) = address.rsplit_once(':').context("zookeeper address")?;
+                    text.push_str(&format!(
+                        "  - host: {host}\n    port: {port}\n    chroot: {CHROOT}\n"
+                    ));
+                }
+                text
             }
-            None => {
+            true => {
                 // `up` serves the webapp; a free port, released for it to bind.
                 let port = std::net::TcpListener::bind("127.0.0.1:0")?
                     .local_addr()?
@@ -142,17 +181,21 @@ impl Cluster {
 
     /// A store client of the run's own (the load generator's and the checker's).
     pub async fn store(&self) -> anyhow::Result<Store> {
-        let store = match &self.zookeeper {
-            Some(zookeeper) => {
-                let mut options = ZooKeeperOptions::new([zookeeper.plain_address()]);
-                options.chroot = Some(CHROOT.to_string());
-                Store::new(std::sync::Arc::new(
-                    ZooKeeperBackend::connect(options).await?,
-                ))
-            }
-            None => Store::new(std::sync::Arc::new(
+        let direct = match (&self.zookeeper, &self.ensemble) {
+            (Some(zookeeper), _) => vec![zookeeper.plain_address()],
+            (None, Some(ensemble)) => ensemble.plain_addresses(),
+            (None, None) => Vec::new(),
+        };
+        let store = if direct.is_empty() {
+            Store::new(std::sync::Arc::new(
                 SqliteBackend::open(SqliteOptions::new(self.database())).await?,
-            )),
+            ))
+        } else {
+            let mut options = ZooKeeperOptions::new(direct);
+            options.chroot = Some(CHROOT.to_string());
+            Store::new(std::sync::Arc::new(
+                ZooKeeperBackend::connect(options).await?,
+            ))
         };
         for path in ["/nodepool/nodes", "/nodepool/requests"] {
             store.ensure_path(path).await?;
@@ -166,13 +209,14 @@ impl Cluster {
         let slot = &mut self.launchers[index];
         let log = File::options().create(true).append(true).open(&slot.log)?;
         let mut command = Command::new(&self.binary);
+        let config = &self.configs[index];
         if self.kind == StoreKind::Sqlite && index == 0 {
-            command.arg("up").arg("-c").arg(&self.config);
+            command.arg("up").arg("-c").arg(config);
         } else {
             command
                 .arg("launcher")
                 .arg("-c")
-                .arg(&self.config)
+                .arg(config)
                 .arg("--no-webapp");
         }
         let child = command
@@ -204,12 +248,13 @@ impl Cluster {
     ) -> anyhow::Result<()> {
         let began = Instant::now();
         loop {
-            if store.components().list(ComponentKind::Pool).await?.len() >= count {
+            let seen = store.components().list(ComponentKind::Pool).await?.len();
+            if seen >= count {
                 return Ok(());
             }
             anyhow::ensure!(
                 began.elapsed() < limit,
-                "the launchers did not register {count} pools within {limit:?}"
+                "the launchers did not register {count} pools within {limit:?} ({seen} seen)"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

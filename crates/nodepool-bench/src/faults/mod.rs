@@ -12,6 +12,9 @@
 //!   and deletes intermittently, from a seeded generator.
 //! * `sqlite`: the kill storm on the embedded store: `nodepool up` and a second launcher
 //!   process on one SQLite file, each SIGKILLed in turn.
+//! * `zookeeper`: a 3-server ensemble: leader killed, follower restarted, a server paused
+//!   past the session timeout, one launcher cut off until its session expires; recovery is
+//!   measured from each fault's start.
 
 mod checker;
 mod cluster;
@@ -39,6 +42,10 @@ pub enum Scenario {
     /// The kill storm on the embedded SQLite store: `nodepool up` and a second launcher
     /// process on one file, killed in turns.
     Sqlite,
+    /// A 3-server ensemble under a continuous load: the leader SIGKILLed and started again,
+    /// a follower restarted, a server paused (SIGSTOP) past the session timeout, and one
+    /// launcher cut off by its proxies until its session expires, then healed.
+    Zookeeper,
 }
 
 /// The size of a run.
@@ -90,6 +97,7 @@ impl Plan {
                 create_delay: plan.create_delay / 3.0,
                 ..plan
             },
+            Scenario::Zookeeper => plan,
             // One writer at a time: a smaller load, two processes.
             Scenario::Sqlite => Plan {
                 requests: plan.requests / 2,
@@ -199,6 +207,78 @@ async fn kill_storm(
     Ok(storm)
 }
 
+/// The ZooKeeper faults, one after another, each `plan.kill_every` seconds after the last
+/// has healed; each held past the 10 s session timeout where it holds.
+async fn zookeeper_faults(
+    cluster: &mut Cluster,
+    store: &Store,
+    plan: &Plan,
+) -> anyhow::Result<Storm> {
+    const HOLD: Duration = Duration::from_secs(15);
+    let gap = Duration::from_secs_f64(plan.kill_every);
+    let mut storm = Storm::default();
+    let mut watchers = tokio::task::JoinSet::new();
+    for fault in [
+        "leader killed",
+        "follower restarted",
+        "server paused",
+        "launcher cut off",
+    ] {
+        tokio::time::sleep(gap).await;
+        let in_flight = building(store).await?;
+        let began = Instant::now();
+        let ensemble = cluster.ensemble.as_mut().context("no ensemble")?;
+        let leader = ensemble.leader().context("the ensemble has no leader")?;
+        let follower = (leader + 1) % ensemble.servers().len();
+        match fault {
+            "leader killed" => {
+                ensemble.server_mut(leader).stop()?;
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                let server = ensemble.server_mut(leader);
+                tokio::task::block_in_place(|| server.start_again())?;
+            }
+            "follower restarted" => {
+                let server = ensemble.server_mut(follower);
+                tokio::task::block_in_place(|| server.restart())?;
+            }
+            "server paused" => {
+                ensemble.servers()[follower].pause()?;
+                tokio::time::sleep(HOLD).await;
+                ensemble.servers()[follower].resume()?;
+            }
+            _ => {
+                for proxy in &cluster.proxies {
+                    proxy.cut();
+                }
+                tokio::time::sleep(HOLD).await;
+                for proxy in &cluster.proxies {
+                    proxy.restore();
+                }
+            }
+        }
+        tracing_note(fault, began.elapsed());
+        storm.kills += 1;
+        watchers.spawn(recovered(
+            store.clone(),
+            in_flight,
+            began,
+            plan.settle_limit,
+        ));
+    }
+    tokio::time::sleep(gap).await;
+    while let Some(result) = watchers.join_next().await {
+        storm
+            .recoveries
+            .push(result.context("a recovery watcher failed")?);
+    }
+    Ok(storm)
+}
+
+/// One line on stderr per fault, so a person watching the run sees where it is.
+fn tracing_note(fault: &str, took: Duration) {
+    eprintln!("fault: {fault} ({:.1} s)", took.as_secs_f64());
+}
+
 /// Waits until nothing is left to do: no request, no node but READY ones, no server
 /// without a node. Returns how long it took, or `None` at the limit.
 async fn settle(
@@ -243,13 +323,14 @@ pub async fn run(
 ) -> anyhow::Result<Value> {
     let plan = Plan::new(scenario, short);
     let faults = match scenario {
-        Scenario::KillStorm | Scenario::Sqlite => String::new(),
+        Scenario::KillStorm | Scenario::Sqlite | Scenario::Zookeeper => String::new(),
         Scenario::CloudFaults => format!(
             "      api-error-rate: 0.15\n      quota-error-rate: 0.1\n      hung-call-rate: 0.05\n      delete-failure-rate: 0.2\n      fault-seed: {seed}\n"
         ),
     };
     let kind = match scenario {
         Scenario::Sqlite => StoreKind::Sqlite,
+        Scenario::Zookeeper => StoreKind::Ensemble,
         Scenario::KillStorm | Scenario::CloudFaults => StoreKind::ZooKeeper,
     };
     let mut cluster = Cluster::prepare(
@@ -263,18 +344,31 @@ pub async fn run(
             faults,
             launch_timeout: 20,
         },
-    )?;
+    )
+    .await?;
     let store = cluster.store().await?;
     for index in 0..plan.launchers {
         cluster.start(index)?;
     }
-    cluster
+    if let Err(e) = cluster
         .wait_pools(
             &store,
             plan.launchers * plan.providers,
             Duration::from_secs(60),
         )
-        .await?;
+        .await
+    {
+        let logs: Vec<String> = cluster
+            .launchers
+            .iter()
+            .map(|slot| {
+                let text = std::fs::read_to_string(&slot.log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                lines[lines.len().saturating_sub(5)..].join("\n")
+            })
+            .collect();
+        anyhow::bail!("{e}; the launchers' logs end:\n{}", logs.join("\n---\n"));
+    }
 
     let zuul = Arc::new(ZuulClient::new(store.clone(), "faults-zuul"));
     let began = Instant::now();
@@ -283,7 +377,8 @@ pub async fn run(
         LoadOptions {
             workers: plan.concurrency,
             label_sets: vec![vec![LABEL.to_string()]],
-            jobs: Some(plan.requests),
+            // Under ZooKeeper faults the load runs until the last fault has healed.
+            jobs: (scenario != Scenario::Zookeeper).then_some(plan.requests),
             request_timeout: plan.request_timeout,
             stop_on_error: false,
             project: "faults/project".to_string(),
@@ -305,6 +400,10 @@ pub async fn run(
             (storm?, tally?)
         }
         Scenario::CloudFaults => (Storm::default(), load.finish().await?),
+        Scenario::Zookeeper => {
+            let storm = zookeeper_faults(&mut cluster, &store, &plan).await?;
+            (storm, load.stop().await?)
+        }
     };
     let load_seconds = began.elapsed().as_secs_f64();
     let settled = settle(&cluster, &store, &tally, plan.settle_limit).await?;
@@ -325,7 +424,7 @@ pub async fn run(
         "seed": seed,
         "short": short,
         "load": {
-            "requests": plan.requests,
+            "requests": tally.completed + tally.failed_requests + tally.errors,
             "concurrency": plan.concurrency,
             "launchers": plan.launchers,
             "providers": plan.providers,
@@ -333,7 +432,8 @@ pub async fn run(
             "seconds": (load_seconds * 1000.0).round() / 1000.0,
         },
         "faults": {
-            "launcher_kills": storm.kills,
+            "launcher_kills": if scenario == Scenario::Zookeeper { 0 } else { storm.kills },
+            "zookeeper_faults": if scenario == Scenario::Zookeeper { storm.kills } else { 0 },
             "launcher_starts": cluster.launchers.iter().map(|l| l.starts).sum::<usize>(),
             "cloud_fault_rates": matches!(scenario, Scenario::CloudFaults),
         },
