@@ -33,6 +33,8 @@ pub struct FloodCounts {
 }
 
 pub struct Flood {
+    /// Idle connections asked for.
+    idle: usize,
     stop: Arc<AtomicBool>,
     tasks: JoinSet<()>,
     pub counts: Arc<FloodCounts>,
@@ -62,17 +64,32 @@ impl Flood {
             });
         }
         Flood {
+            idle,
             stop,
             tasks,
             counts,
         }
     }
 
-    /// Ends the flood and closes every connection.
-    pub async fn stop(mut self) {
+    /// Ends the flood, closes every connection, and reports what the flood did (since
+    /// `began`) and how soon the webapp at `address` answers again.
+    pub async fn finish(mut self, address: SocketAddr, began: Instant) -> serde_json::Value {
+        let count = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let counts = self.counts.clone();
         self.stop.store(true, Ordering::Relaxed);
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
+        let recovery = recovery(address, Duration::from_secs(30)).await;
+        let ok = count(&counts.requests_ok);
+        serde_json::json!({
+            "idle_connections": self.idle,
+            "idle_open_peak": counts.idle_peak.load(Ordering::Relaxed),
+            "idle_closed_by_server": count(&counts.idle_closed),
+            "api_requests_ok": ok,
+            "api_requests_failed": count(&counts.requests_failed),
+            "api_requests_per_second": crate::run::round(ok as f64 / began.elapsed().as_secs_f64()),
+            "webapp_answers_after_flood_ms": recovery.map(|d| crate::run::round(d.as_secs_f64() * 1000.0)),
+        })
     }
 }
 

@@ -424,36 +424,10 @@ async fn run_one(
         },
     );
     let tally = load.finish().await?;
-    let mut web_figures = Value::Null;
-    if let (Some(flood), Some(address)) = (flood, web_address) {
-        let idle_peak = flood
-            .counts
-            .idle_peak
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let idle_closed = flood
-            .counts
-            .idle_closed
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let ok = flood
-            .counts
-            .requests_ok
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let failed = flood
-            .counts
-            .requests_failed
-            .load(std::sync::atomic::Ordering::Relaxed);
-        flood.stop().await;
-        let recovery = crate::flood::recovery(address, Duration::from_secs(30)).await;
-        web_figures = json!({
-            "idle_connections": args.flood_idle,
-            "idle_open_peak": idle_peak,
-            "idle_closed_by_server": idle_closed,
-            "api_requests_ok": ok,
-            "api_requests_failed": failed,
-            "api_requests_per_second": round(ok as f64 / started.elapsed().as_secs_f64()),
-            "webapp_answers_after_flood_ms": recovery.map(|d| round(d.as_secs_f64() * 1000.0)),
-        });
-    }
+    let web_figures = match (flood, web_address) {
+        (Some(flood), Some(address)) => flood.finish(address, started).await,
+        _ => Value::Null,
+    };
     fd_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let fd_peak = fd_peak.await.unwrap_or(0);
     let mut latencies = tally.latencies_ms;
@@ -520,7 +494,8 @@ async fn run_one(
     }))
 }
 
-fn round(x: f64) -> f64 {
+/// Rounded to three decimals, as every figure the bench prints is.
+pub(crate) fn round(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
