@@ -12,6 +12,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
+use crate::process::open_fds;
+
 /// A request line and one header, never finished: a slowloris client.
 const HALF_REQUEST: &[u8] = b"GET /api/nodes HTTP/1.1\r\nHost: bench\r\n";
 const FULL_REQUEST: &[u8] =
@@ -117,20 +119,35 @@ async fn hold_idle(address: SocketAddr, stop: &AtomicBool, counts: &FloodCounts)
 
 /// One `GET /api/nodes`; the status code, or `None` when there was no answer.
 pub async fn get(address: SocketAddr) -> Option<u16> {
+    request(address, FULL_REQUEST)
+        .await
+        .map(|(status, _)| status)
+}
+
+/// One `GET path` (HTTP/1.1, connection closed after); the status code and the body.
+pub async fn fetch(address: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let request_text = format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n");
+    request(address, request_text.as_bytes()).await
+}
+
+async fn request(address: SocketAddr, request_bytes: &[u8]) -> Option<(u16, String)> {
     let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
         .await
         .ok()?
         .ok()?;
-    stream.write_all(FULL_REQUEST).await.ok()?;
+    stream.write_all(request_bytes).await.ok()?;
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer).await.ok()?;
-    let status_line = answer.split(|b| *b == b'\n').next()?;
-    std::str::from_utf8(status_line)
-        .ok()?
+    let text = String::from_utf8_lossy(&answer);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .lines()
+        .next()?
         .split_whitespace()
         .nth(1)?
         .parse()
-        .ok()
+        .ok()?;
+    Some((status, body.to_string()))
 }
 
 /// How long after `began` the webapp answers `/api/nodes` with 200 again.
@@ -143,13 +160,6 @@ pub async fn recovery(address: SocketAddr, limit: Duration) -> Option<Duration> 
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     None
-}
-
-/// Open file descriptors of `pid`, `None` once it is gone.
-pub fn open_fds(pid: u32) -> Option<usize> {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .ok()
-        .map(Iterator::count)
 }
 
 /// The soft `Max open files` limit of `pid`.

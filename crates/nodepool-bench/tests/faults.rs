@@ -79,3 +79,31 @@ fn a_short_kill_storm_on_the_embedded_store_loses_nothing() {
     );
     assert_clean(&report);
 }
+
+#[test]
+fn short_zookeeper_faults_lose_nothing() {
+    let report = run("zookeeper");
+    assert_eq!(
+        report["faults"]["zookeeper_faults"], 4,
+        "leader killed, follower restarted, server paused, launcher cut off: {report:#}"
+    );
+    assert_eq!(report["client_stalls"], serde_json::json!([]), "{report:#}");
+    assert_clean(&report);
+}
+
+#[test]
+fn a_short_soak_stays_flat() {
+    let report = run("soak");
+    let soak = &report["soak"];
+    assert!(
+        soak["samples"].as_u64().unwrap_or(0) >= 6,
+        "the launchers were sampled through the run: {report:#}"
+    );
+    for launcher in soak["launchers"].as_array().expect("launchers") {
+        for measure in ["rss_mib", "open_fds", "tasks"] {
+            assert_eq!(launcher[measure]["flat"], true, "{measure}: {report:#}");
+        }
+    }
+    assert_eq!(soak["zookeeper_watches"]["flat"], true, "{report:#}");
+    assert_clean(&report);
+}

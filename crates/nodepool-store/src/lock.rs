@@ -123,6 +123,34 @@ pub async fn ensure_path(backend: &dyn Backend, path: &str) -> StoreResult<()> {
     }
 }
 
+/// Whether taking a lock may re-create what its directory lives under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockParent {
+    /// kazoo's way (`ensure_path`): every missing ancestor is made. Zuul and Python
+    /// Nodepool lock this way, so locking a node that was just deleted brings its znode back
+    /// empty (spec 8.2).
+    Recreate,
+    /// The directory's parent must exist: locking something already deleted fails with
+    /// `NoNode` instead of re-creating it. Our launchers lock nodes this way, so several of
+    /// them reacting to one deletion do not keep re-creating the node (and its lock
+    /// directory) that one of them is deleting.
+    MustExist,
+}
+
+/// Makes the lock directory `dir` as `parent` allows.
+async fn make_dir(backend: &dyn Backend, dir: &str, parent: LockParent) -> StoreResult<()> {
+    match parent {
+        LockParent::Recreate => ensure_path(backend, dir).await,
+        LockParent::MustExist => match backend
+            .create(dir, b"", CreateMode::Persistent, false)
+            .await
+        {
+            Ok(_) | Err(StoreError::NodeExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        },
+    }
+}
+
 /// What the caller knows of a lock's directory. A right guess saves the round trip that
 /// checks for it; a wrong one costs that round trip (a failed transaction, or a create that
 /// finds no directory) and stays correct.
@@ -144,16 +172,26 @@ pub async fn acquire(
     identifier: &str,
     wait: LockWait,
 ) -> StoreResult<Option<Lock>> {
-    acquire_expecting(backend, dir, identifier, wait, LockDir::Unknown).await
+    acquire_expecting(
+        backend,
+        dir,
+        identifier,
+        wait,
+        LockDir::Unknown,
+        LockParent::Recreate,
+    )
+    .await
 }
 
-/// [`acquire`], with what the caller knows of the directory.
+/// [`acquire`], with what the caller knows of the directory and whether its parent may be
+/// re-created. With [`LockParent::MustExist`], a missing parent is `Err(NoNode)`.
 pub async fn acquire_expecting(
     backend: Arc<dyn Backend>,
     dir: &str,
     identifier: &str,
     wait: LockWait,
     expect: LockDir,
+    parent: LockParent,
 ) -> StoreResult<Option<Lock>> {
     let deadline = match wait {
         LockWait::Timeout(limit) => Some(Instant::now() + limit),
@@ -197,7 +235,7 @@ pub async fn acquire_expecting(
             // own steps.
             _ => {
                 retry_suspended(backend.as_ref(), deadline, || {
-                    ensure_path(backend.as_ref(), dir)
+                    make_dir(backend.as_ref(), dir, parent)
                 })
                 .await?
             }
@@ -223,10 +261,10 @@ pub async fn acquire_expecting(
             {
                 Ok(node) => node,
                 // The directory vanished (a node deleted meanwhile): recreate it as kazoo
-                // does.
+                // does, or fail if its parent went too and may not come back.
                 Err(StoreError::NoNode(_)) => {
                     retry_suspended(backend.as_ref(), deadline, || {
-                        ensure_path(backend.as_ref(), dir)
+                        make_dir(backend.as_ref(), dir, parent)
                     })
                     .await?;
                     continue;

@@ -3,7 +3,7 @@
 use nodepool_model::{Node, NodeId, NodeState, wire};
 
 use crate::backend::{CreateMode, Op, OpResult, StoreError, StoreResult};
-use crate::lock::{self, Lock, LockDir, LockWait};
+use crate::lock::{self, Lock, LockDir, LockParent, LockWait};
 use crate::paths;
 use crate::store::Store;
 use crate::versioned::{Versioned, children_or_empty, read};
@@ -221,8 +221,12 @@ impl Nodes {
         }
     }
 
+    /// Locks a node; `None` when someone else holds the lock or the node is gone. Unlike
+    /// kazoo's lock (and so Zuul's and Python Nodepool's), this never re-creates a deleted
+    /// node's znode empty (spec 8.2): several launchers reacting to one deletion would keep
+    /// bringing it back while one of them deletes it.
     pub async fn lock(&self, id: NodeId, wait: LockWait) -> StoreResult<Option<Lock>> {
-        self.store.lock(&paths::node_lock(id), "", wait).await
+        self.lock_expecting(id, wait, LockDir::Unknown).await
     }
 
     /// [`Nodes::lock`], with what the caller knows of the lock's directory.
@@ -232,9 +236,20 @@ impl Nodes {
         wait: LockWait,
         expect: LockDir,
     ) -> StoreResult<Option<Lock>> {
-        self.store
-            .lock_expecting(&paths::node_lock(id), "", wait, expect)
-            .await
+        let locked = self
+            .store
+            .lock_expecting(
+                &paths::node_lock(id),
+                "",
+                wait,
+                expect,
+                LockParent::MustExist,
+            )
+            .await;
+        match locked {
+            Err(StoreError::NoNode(_)) => Ok(None),
+            other => other,
+        }
     }
 
     /// Names of the node's lock contenders; non-empty means "probably locked".

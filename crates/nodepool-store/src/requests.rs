@@ -3,7 +3,7 @@
 use nodepool_model::{NodeRequest, RequestId, wire};
 
 use crate::backend::{CreateMode, Op, StoreError, StoreResult};
-use crate::lock::{Lock, LockDir, LockWait};
+use crate::lock::{Lock, LockDir, LockParent, LockWait};
 use crate::paths;
 use crate::store::Store;
 use crate::versioned::{Versioned, children_or_empty, read};
@@ -133,7 +133,13 @@ impl Requests {
         expect: LockDir,
     ) -> StoreResult<Option<Lock>> {
         self.store
-            .lock_expecting(&paths::request_lock(id), "", wait, expect)
+            .lock_expecting(
+                &paths::request_lock(id),
+                "",
+                wait,
+                expect,
+                LockParent::Recreate,
+            )
             .await
     }
 

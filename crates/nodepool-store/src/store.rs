@@ -78,15 +78,17 @@ impl Store {
         lock::acquire(self.backend.clone(), dir, identifier, wait).await
     }
 
-    /// [`Store::lock`], with what the caller knows of the lock's directory.
+    /// [`Store::lock`], with what the caller knows of the lock's directory and whether
+    /// its parent may be re-created (see [`lock::acquire_expecting`]).
     pub async fn lock_expecting(
         &self,
         dir: &str,
         identifier: &str,
         wait: LockWait,
         expect: lock::LockDir,
+        parent: lock::LockParent,
     ) -> StoreResult<Option<Lock>> {
-        lock::acquire_expecting(self.backend.clone(), dir, identifier, wait, expect).await
+        lock::acquire_expecting(self.backend.clone(), dir, identifier, wait, expect, parent).await
     }
 
     pub fn nodes(&self) -> Nodes {

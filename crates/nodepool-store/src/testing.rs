@@ -262,20 +262,26 @@ pub async fn lock_exclusion(h: &dyn Harness) {
 
 /// A wrong guess about a lock's directory costs a round trip, never the lock's exclusion.
 pub async fn lock_with_guessed_directory(h: &dyn Harness) {
-    use crate::lock::LockDir;
+    use crate::lock::{LockDir, LockParent};
     let a = Store::new(h.client().await);
     let b = Store::new(h.client().await);
     let dir = format!("{}/nodes/0000000002/lock", root());
     // Guessed missing, and it is: one transaction makes it and takes the lock.
     let held = a
-        .lock_expecting(&dir, "", LockWait::NonBlocking, LockDir::Missing)
+        .lock_expecting(
+            &dir,
+            "",
+            LockWait::NonBlocking,
+            LockDir::Missing,
+            LockParent::Recreate,
+        )
         .await
         .expect("lock")
         .expect("free lock is acquired");
     // Guessed missing, but it is there and held: not acquired, nothing left behind.
     for guess in [LockDir::Missing, LockDir::Exists, LockDir::Unknown] {
         assert!(
-            b.lock_expecting(&dir, "", LockWait::NonBlocking, guess)
+            b.lock_expecting(&dir, "", LockWait::NonBlocking, guess, LockParent::Recreate)
                 .await
                 .expect("try")
                 .is_none(),
@@ -284,22 +290,121 @@ pub async fn lock_with_guessed_directory(h: &dyn Harness) {
     }
     assert_eq!(a.lock_contenders(&dir).await.expect("contenders").len(), 1);
     held.release().await.expect("release");
-    b.lock_expecting(&dir, "", LockWait::NonBlocking, LockDir::Missing)
-        .await
-        .expect("lock")
-        .expect("a free lock in an existing directory is acquired")
-        .release()
-        .await
-        .expect("release");
+    b.lock_expecting(
+        &dir,
+        "",
+        LockWait::NonBlocking,
+        LockDir::Missing,
+        LockParent::Recreate,
+    )
+    .await
+    .expect("lock")
+    .expect("a free lock in an existing directory is acquired")
+    .release()
+    .await
+    .expect("release");
     // Guessed there, but it is not: made as the recipe makes it.
     let fresh = format!("{}/nodes/0000000003/lock", root());
-    b.lock_expecting(&fresh, "", LockWait::NonBlocking, LockDir::Exists)
+    b.lock_expecting(
+        &fresh,
+        "",
+        LockWait::NonBlocking,
+        LockDir::Exists,
+        LockParent::Recreate,
+    )
+    .await
+    .expect("lock")
+    .expect("acquired in a new directory")
+    .release()
+    .await
+    .expect("release");
+}
+
+/// A lock whose parent must exist (how our launchers lock nodes) fails with `NoNode` on a
+/// node that is gone and re-creates nothing, whatever the guess about its directory; kazoo's
+/// way brings the node back empty (spec 8.2).
+pub async fn lock_without_recreating_a_deleted_parent(h: &dyn Harness) {
+    use crate::lock::{LockDir, LockParent};
+    let store = Store::new(h.client().await);
+    let node = format!("{}/nodes/0000000004", root());
+    let dir = format!("{node}/lock");
+    store
+        .ensure_path(&dir)
+        .await
+        .expect("make the lock directory");
+    store
+        .delete_recursive(&node)
+        .await
+        .expect("delete the node");
+    for guess in [LockDir::Missing, LockDir::Exists, LockDir::Unknown] {
+        let result = store
+            .lock_expecting(
+                &dir,
+                "",
+                LockWait::NonBlocking,
+                guess,
+                LockParent::MustExist,
+            )
+            .await;
+        assert!(
+            matches!(result, Err(StoreError::NoNode(_))),
+            "{guess:?}: locking a deleted node fails with NoNode, got {:?}",
+            result.as_ref().err()
+        );
+        assert!(
+            store
+                .backend()
+                .exists(&node)
+                .await
+                .expect("exists")
+                .is_none(),
+            "{guess:?}: the deleted node is not re-created"
+        );
+    }
+    // The lock directory of a node that exists is still made when missing.
+    store.ensure_path(&node).await.expect("make the node");
+    store
+        .lock_expecting(
+            &dir,
+            "",
+            LockWait::NonBlocking,
+            LockDir::Missing,
+            LockParent::MustExist,
+        )
         .await
         .expect("lock")
-        .expect("acquired in a new directory")
+        .expect("acquired")
         .release()
         .await
         .expect("release");
+    // kazoo's way re-creates the deleted node.
+    store
+        .delete_recursive(&node)
+        .await
+        .expect("delete the node");
+    store
+        .lock_expecting(
+            &dir,
+            "",
+            LockWait::NonBlocking,
+            LockDir::Unknown,
+            LockParent::Recreate,
+        )
+        .await
+        .expect("lock")
+        .expect("acquired")
+        .release()
+        .await
+        .expect("release");
+    assert!(
+        store
+            .backend()
+            .exists(&node)
+            .await
+            .expect("exists")
+            .is_some(),
+        "kazoo's way brings the node back"
+    );
 }
 
 pub async fn lock_fairness(h: &dyn Harness) {
@@ -1341,7 +1446,7 @@ macro_rules! conformance_tests {
     ($harness:expr) => {
         $crate::conformance_tests!(@cases $harness;
             round_trip, sequence_ids, ephemerals_vanish_with_session, lock_exclusion,
-            lock_with_guessed_directory,
+            lock_with_guessed_directory, lock_without_recreating_a_deleted_parent,
             lock_fairness, watch_delivery, session_expiry_mid_lock, watch_after_reconnect,
             concurrent_compare_and_set, cache_follows_changes, cache_journal_names_changes,
             cache_follows_existence_only, cache_takes_own_writes_without_reading_them,

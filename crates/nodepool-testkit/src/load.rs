@@ -8,10 +8,10 @@
 //! on with the next one, unless the load was started with `stop_on_error`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nodepool_model::{NodeId, RequestState};
+use nodepool_model::{NodeId, RequestId, RequestState};
 use nodepool_store::{SessionState, StoreError};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -79,6 +79,83 @@ pub struct Load {
     stop: watch::Sender<bool>,
     tally: watch::Receiver<Tally>,
     tasks: JoinSet<ZuulResult<()>>,
+    steps: Steps,
+}
+
+/// Where each worker is: the step it is in, since when, and for which request. A worker
+/// that stays in one step far longer than the step can take shows a call that hangs.
+#[derive(Debug, Clone, Default)]
+pub struct Steps(Arc<Mutex<Vec<Step>>>);
+
+#[derive(Debug, Clone)]
+struct Step {
+    name: &'static str,
+    request: Option<RequestId>,
+    since: Instant,
+}
+
+/// A worker found in one step for longer than asked about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stall {
+    pub worker: usize,
+    /// `submit`, `wait`, `cancel`, `accept`, `use` or `return`.
+    pub step: &'static str,
+    pub request: Option<RequestId>,
+    pub for_: Duration,
+}
+
+impl std::fmt::Display for Stall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "worker {} in {} for {:.1} s",
+            self.worker,
+            self.step,
+            self.for_.as_secs_f64()
+        )?;
+        match &self.request {
+            Some(request) => write!(f, " (request {request})"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Steps {
+    fn new(workers: usize) -> Steps {
+        let idle = Step {
+            name: "idle",
+            request: None,
+            since: Instant::now(),
+        };
+        Steps(Arc::new(Mutex::new(vec![idle; workers])))
+    }
+
+    fn enter(&self, worker: usize, name: &'static str, request: Option<&RequestId>) {
+        let mut steps = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(step) = steps.get_mut(worker) {
+            *step = Step {
+                name,
+                request: request.cloned(),
+                since: Instant::now(),
+            };
+        }
+    }
+
+    /// Workers that have been in one step (other than between jobs) for at least `limit`.
+    pub fn stalled(&self, limit: Duration) -> Vec<Stall> {
+        let steps = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        steps
+            .iter()
+            .enumerate()
+            .filter(|(_, step)| step.name != "idle" && step.since.elapsed() >= limit)
+            .map(|(worker, step)| Stall {
+                worker,
+                step: step.name,
+                request: step.request.clone(),
+                for_: step.since.elapsed(),
+            })
+            .collect()
+    }
 }
 
 impl Load {
@@ -94,18 +171,34 @@ impl Load {
             Some(jobs) => options.workers.min(jobs).max(1),
             None => options.workers.max(1),
         };
+        let steps = Steps::new(workers);
         for worker in 0..workers {
             let labels = options.label_sets[worker % options.label_sets.len().max(1)].clone();
+            let context = Worker {
+                zuul: zuul.clone(),
+                index: worker,
+                steps: steps.clone(),
+                tally: tally_tx.clone(),
+            };
             tasks.spawn(work(
-                zuul.clone(),
+                context,
                 labels,
                 options.clone(),
                 remaining.clone(),
                 stop.subscribe(),
-                tally_tx.clone(),
             ));
         }
-        Load { stop, tally, tasks }
+        Load {
+            stop,
+            tally,
+            tasks,
+            steps,
+        }
+    }
+
+    /// Where the workers are, for reports of workers that do not move on.
+    pub fn steps(&self) -> Steps {
+        self.steps.clone()
     }
 
     /// The tally so far.
@@ -144,16 +237,51 @@ impl Load {
         self.stop.send_replace(true);
         self.finish().await
     }
+
+    /// As [`Load::stop`], but gives the workers at most `limit` to finish their jobs; the
+    /// workers still busy then are abandoned and returned, each with the step it hung in.
+    /// Every job has its own request timeout, so a worker still busy past it shows a store
+    /// call that never returned.
+    pub async fn stop_within(mut self, limit: Duration) -> ZuulResult<(Tally, Vec<Stall>)> {
+        self.stop.send_replace(true);
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, self.tasks.join_next()).await {
+                Ok(None) => return Ok((self.tally(), Vec::new())),
+                Ok(Some(Ok(result))) => result?,
+                Ok(Some(Err(e))) => panic!("a load worker panicked: {e}"),
+                Err(_) => {
+                    let stalled = self.steps.stalled(Duration::ZERO);
+                    self.tasks.abort_all();
+                    return Ok((self.tally(), stalled));
+                }
+            }
+        }
+    }
+}
+
+/// What one worker works with.
+struct Worker {
+    zuul: Arc<ZuulClient>,
+    index: usize,
+    steps: Steps,
+    tally: Arc<watch::Sender<Tally>>,
+}
+
+impl Worker {
+    fn enter(&self, step: &'static str, request: Option<&RequestId>) {
+        self.steps.enter(self.index, step, request);
+    }
 }
 
 async fn work(
-    zuul: Arc<ZuulClient>,
+    worker: Worker,
     labels: Vec<String>,
     options: LoadOptions,
     remaining: Arc<std::sync::atomic::AtomicUsize>,
     stop: watch::Receiver<bool>,
-    tally: Arc<watch::Sender<Tally>>,
 ) -> ZuulResult<()> {
+    let tally = &worker.tally;
     use std::sync::atomic::Ordering;
     let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
     while !*stop.borrow()
@@ -161,7 +289,9 @@ async fn work(
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
     {
-        match job(&zuul, &labels, &options, &tally).await {
+        let outcome = job(&worker, &labels, &options).await;
+        worker.enter("idle", None);
+        match outcome {
             Ok(Outcome::Completed { latency_ms, nodes }) => tally.send_modify(|t| {
                 t.completed += 1;
                 t.latencies_ms.push(latency_ms);
@@ -207,44 +337,48 @@ macro_rules! riding_out {
     };
 }
 
-async fn job(
-    zuul: &ZuulClient,
-    labels: &[&str],
-    options: &LoadOptions,
-    tally: &watch::Sender<Tally>,
-) -> ZuulResult<Outcome> {
+async fn job(worker: &Worker, labels: &[&str], options: &LoadOptions) -> ZuulResult<Outcome> {
+    let zuul = worker.zuul.as_ref();
+    let tally = worker.tally.as_ref();
     let started = Instant::now();
+    worker.enter("submit", None);
     let id = riding_out!(
         zuul,
         tally,
         zuul.submit(labels, RequestOptions::default()).await
     )?;
+    worker.enter("wait", Some(&id));
     let request = riding_out!(zuul, tally, zuul.wait(&id, options.request_timeout).await);
     let request = match request {
         Ok(request) => request,
         Err(e) => {
             if matches!(e, ZuulError::Timeout { .. }) {
+                worker.enter("cancel", Some(&id));
                 riding_out!(zuul, tally, zuul.cancel(&id).await)?;
             }
             return Err(e);
         }
     };
     if request.state == RequestState::Failed {
+        worker.enter("cancel", Some(&id));
         riding_out!(zuul, tally, zuul.cancel(&id).await)?;
         return Ok(Outcome::Failed);
     }
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    worker.enter("accept", Some(&id));
     let mut node_set = zuul.accept(&id, &request).await?;
     let nodes = node_set
         .nodes()
         .iter()
         .map(|held| (held.id, held.node.provider.clone().unwrap_or_default()))
         .collect();
+    worker.enter("use", Some(&id));
     riding_out!(
         zuul,
         tally,
         zuul.use_nodes(&mut node_set, &options.project).await
     )?;
+    worker.enter("return", Some(&id));
     zuul.return_nodes(node_set).await?;
     Ok(Outcome::Completed { latency_ms, nodes })
 }

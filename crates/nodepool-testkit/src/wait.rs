@@ -61,7 +61,8 @@ where
 }
 
 /// Checks `condition` now and again after every change at or under `prefix`, for at most
-/// `timeout`.
+/// `timeout` in all (registering the watch and the checks included: a store call that
+/// hangs ends in `Timeout` too).
 ///
 /// The watch is registered before the first check, so a change between the check and the
 /// wait is not missed. Events that arrive together are coalesced into one re-check.
@@ -75,17 +76,21 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + timeout;
-    let mut watch = backend.watch(prefix).await?;
-    loop {
-        if let Some(value) = condition().await {
-            return Ok(value);
+    let waiting = async {
+        let mut watch = backend.watch(prefix).await?;
+        loop {
+            if let Some(value) = condition().await {
+                return Ok(value);
+            }
+            match watch.events.recv().await {
+                None => return Err(ChangeWaitError::FeedEnded(prefix.to_string())),
+                Some(_) => while watch.events.try_recv().is_ok() {},
+            }
         }
-        match tokio::time::timeout_at(deadline, watch.events.recv()).await {
-            Err(_) => return Err(Timeout(timeout).into()),
-            Ok(None) => return Err(ChangeWaitError::FeedEnded(prefix.to_string())),
-            Ok(Some(_)) => while watch.events.try_recv().is_ok() {},
-        }
+    };
+    match tokio::time::timeout(timeout, waiting).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(Timeout(timeout).into()),
     }
 }
 

@@ -333,9 +333,7 @@ impl ZuulClient {
         let (_, node) = self.read_node(id).await?;
         check_allocation(request, id, &node)?;
         let lock = match self
-            .store
-            .nodes()
-            .lock(id, LockWait::Timeout(self.node_lock_timeout))
+            .kazoo_lock_node(id, LockWait::Timeout(self.node_lock_timeout))
             .await
         {
             Ok(Some(lock)) => lock,
@@ -450,7 +448,7 @@ impl ZuulClient {
                 Err(ZuulError::NodeMissing(_)) => continue,
                 Err(e) => return Err(e),
             }
-            let Some(lock) = self.store.nodes().lock(id, LockWait::NonBlocking).await? else {
+            let Some(lock) = self.kazoo_lock_node(id, LockWait::NonBlocking).await? else {
                 continue;
             };
             let outcome = match self.read_node(id).await {
@@ -545,6 +543,16 @@ impl ZuulClient {
         used?;
         returned?;
         Ok(ids)
+    }
+
+    /// Locks a node as Zuul's kazoo lock does: a node deleted meanwhile comes back empty
+    /// (spec 8.2), which Nodepool's launchers must cope with.
+    async fn kazoo_lock_node(
+        &self,
+        id: NodeId,
+        wait: LockWait,
+    ) -> Result<Option<Lock>, StoreError> {
+        self.store.lock(&paths::node_lock(id), "", wait).await
     }
 
     /// Writes a held node as Zuul's `storeNode` does and keeps our copy current.

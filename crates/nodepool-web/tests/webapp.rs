@@ -592,6 +592,17 @@ async fn metrics_parse_as_prometheus_text() {
         Some(0.0),
         "every guarded cache is listed, with how often it was found stale"
     );
+    // The process's own size, which a soak run watches for growth.
+    for name in [
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "nodepool_runtime_alive_tasks",
+    ] {
+        assert!(
+            value(name, &[]).is_some_and(|v| v > 0.0),
+            "{name} is reported"
+        );
+    }
     let fixture = fixture::load();
     let nodes: f64 = samples
         .iter()

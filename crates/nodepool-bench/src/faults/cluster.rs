@@ -65,6 +65,8 @@ pub struct Cluster {
     pub binary: PathBuf,
     pub launchers: Vec<LauncherSlot>,
     pub cloud: CloudSettings,
+    /// Each launcher's webapp port, when they serve one (the soak reads `/metrics`).
+    pub webapp_ports: Vec<Option<u16>>,
 }
 
 impl Cluster {
@@ -75,6 +77,7 @@ impl Cluster {
         kind: StoreKind,
         launchers: usize,
         cloud: CloudSettings,
+        webapps: bool,
     ) -> anyhow::Result<Cluster> {
         let dir = tempfile::tempdir()?;
         let zookeeper = match kind {
@@ -96,6 +99,13 @@ impl Cluster {
         let configs = (0..launchers)
             .map(|i| dir.path().join(format!("nodepool-{i}.yaml")))
             .collect();
+        let mut webapp_ports = Vec::new();
+        for _ in 0..launchers {
+            webapp_ports.push(match webapps {
+                true => Some(free_port()?),
+                false => None,
+            });
+        }
         let launchers = (0..launchers)
             .map(|i| LauncherSlot {
                 child: None,
@@ -113,6 +123,7 @@ impl Cluster {
             binary,
             launchers,
             cloud,
+            webapp_ports,
         };
         std::fs::create_dir_all(cluster.dir.path().join("images"))?;
         for index in 0..cluster.configs.len() {
@@ -154,10 +165,8 @@ impl Cluster {
                 text
             }
             true => {
-                // `up` serves the webapp; a free port, released for it to bind.
-                let port = std::net::TcpListener::bind("127.0.0.1:0")?
-                    .local_addr()?
-                    .port();
+                // `up` serves the webapp.
+                let port = free_port()?;
                 format!(
                     "database: {}\nimages-dir: {}\nwebapp:\n  port: {port}\n  listen_address: 127.0.0.1\n",
                     self.database().display(),
@@ -165,6 +174,13 @@ impl Cluster {
                 )
             }
         };
+        if let Some(port) = self.webapp_ports.get(index).copied().flatten()
+            && !addresses.is_empty()
+        {
+            text.push_str(&format!(
+                "webapp:\n  port: {port}\n  listen_address: 127.0.0.1\n"
+            ));
+        }
         text.push_str(&format!("labels:\n  - name: {LABEL}\nproviders:\n"));
         for p in 0..self.cloud.providers {
             text.push_str(&format!(
@@ -213,11 +229,10 @@ impl Cluster {
         if self.kind == StoreKind::Sqlite && index == 0 {
             command.arg("up").arg("-c").arg(config);
         } else {
-            command
-                .arg("launcher")
-                .arg("-c")
-                .arg(config)
-                .arg("--no-webapp");
+            command.arg("launcher").arg("-c").arg(config);
+            if self.webapp_ports.get(index).copied().flatten().is_none() {
+                command.arg("--no-webapp");
+            }
         }
         let child = command
             .env("NODEPOOL_TEST_FAST_TIMING", "1")
@@ -229,6 +244,12 @@ impl Cluster {
         slot.child = Some(child);
         slot.starts += 1;
         Ok(())
+    }
+
+    /// Where launcher `index` serves its webapp, if it does.
+    pub fn webapp_address(&self, index: usize) -> Option<std::net::SocketAddr> {
+        let port = self.webapp_ports.get(index).copied().flatten()?;
+        Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
     }
 
     /// SIGKILLs launcher `index` and reaps it.
@@ -280,6 +301,13 @@ impl Cluster {
             })
             .collect()
     }
+}
+
+/// A port free now, released for a launcher to bind.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// Server ids in a fake cloud's state file (tolerant of the document's other fields).

@@ -15,9 +15,13 @@
 //! * `zookeeper`: a 3-server ensemble: leader killed, follower restarted, a server paused
 //!   past the session timeout, one launcher cut off until its session expires; recovery is
 //!   measured from each fault's start.
+//! * `soak`: no faults; a moderate load for 30 minutes (2 in the short run) while each
+//!   launcher's memory, file descriptors and tasks, and ZooKeeper's watches, are sampled:
+//!   they must stay flat.
 
 mod checker;
 mod cluster;
+mod soak;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -46,6 +50,9 @@ pub enum Scenario {
     /// a follower restarted, a server paused (SIGSTOP) past the session timeout, and one
     /// launcher cut off by its proxies until its session expires, then healed.
     Zookeeper,
+    /// No faults: a moderate load for a fixed time, the launchers' resident memory, open
+    /// file descriptors and tasks, and ZooKeeper's watches sampled; they must stay flat.
+    Soak,
 }
 
 /// The size of a run.
@@ -98,6 +105,14 @@ impl Plan {
                 ..plan
             },
             Scenario::Zookeeper => plan,
+            // Steady, not heavy: what a site runs all day.
+            Scenario::Soak => Plan {
+                concurrency: 20,
+                launchers: 2,
+                create_delay: 0.5,
+                delete_delay: 0.2,
+                ..plan
+            },
             // One writer at a time: a smaller load, two processes.
             Scenario::Sqlite => Plan {
                 requests: plan.requests / 2,
@@ -323,7 +338,9 @@ pub async fn run(
 ) -> anyhow::Result<Value> {
     let plan = Plan::new(scenario, short);
     let faults = match scenario {
-        Scenario::KillStorm | Scenario::Sqlite | Scenario::Zookeeper => String::new(),
+        Scenario::KillStorm | Scenario::Sqlite | Scenario::Zookeeper | Scenario::Soak => {
+            String::new()
+        }
         Scenario::CloudFaults => format!(
             "      api-error-rate: 0.15\n      quota-error-rate: 0.1\n      hung-call-rate: 0.05\n      delete-failure-rate: 0.2\n      fault-seed: {seed}\n"
         ),
@@ -331,7 +348,7 @@ pub async fn run(
     let kind = match scenario {
         Scenario::Sqlite => StoreKind::Sqlite,
         Scenario::Zookeeper => StoreKind::Ensemble,
-        Scenario::KillStorm | Scenario::CloudFaults => StoreKind::ZooKeeper,
+        Scenario::KillStorm | Scenario::CloudFaults | Scenario::Soak => StoreKind::ZooKeeper,
     };
     let mut cluster = Cluster::prepare(
         binary,
@@ -344,6 +361,7 @@ pub async fn run(
             faults,
             launch_timeout: 20,
         },
+        scenario == Scenario::Soak,
     )
     .await?;
     let store = cluster.store().await?;
@@ -377,8 +395,10 @@ pub async fn run(
         LoadOptions {
             workers: plan.concurrency,
             label_sets: vec![vec![LABEL.to_string()]],
-            // Under ZooKeeper faults the load runs until the last fault has healed.
-            jobs: (scenario != Scenario::Zookeeper).then_some(plan.requests),
+            // Under ZooKeeper faults the load runs until the last fault has healed; the
+            // soak runs for its time.
+            jobs: (!matches!(scenario, Scenario::Zookeeper | Scenario::Soak))
+                .then_some(plan.requests),
             request_timeout: plan.request_timeout,
             stop_on_error: false,
             project: "faults/project".to_string(),
@@ -386,6 +406,11 @@ pub async fn run(
     );
     let (done_tx, done) = watch::channel(false);
     let mut rng = Rng::new(seed);
+    // Workers still busy a minute past their own request timeout hang in a store call.
+    let stop_limit = plan.request_timeout + Duration::from_secs(60);
+    let mut stalls = Vec::new();
+    let mut soak_report = Value::Null;
+    let mut soak_flat = true;
     let (storm, tally) = match scenario {
         Scenario::KillStorm | Scenario::Sqlite => {
             let finish = async {
@@ -402,7 +427,27 @@ pub async fn run(
         Scenario::CloudFaults => (Storm::default(), load.finish().await?),
         Scenario::Zookeeper => {
             let storm = zookeeper_faults(&mut cluster, &store, &plan).await?;
-            (storm, load.stop().await?)
+            let (tally, stalled) = load.stop_within(stop_limit).await?;
+            stalls = stalled;
+            (storm, tally)
+        }
+        Scenario::Soak => {
+            let (duration, interval) = soak::timing(short);
+            let mut samples = Vec::new();
+            while began.elapsed() < duration {
+                samples.push(soak::sample(&cluster, began).await);
+                tokio::time::sleep(interval.min(duration.saturating_sub(began.elapsed()))).await;
+            }
+            samples.push(soak::sample(&cluster, began).await);
+            // The first sixth of the run fills caches and pools: not part of the steady state.
+            let warm_up = samples
+                .iter()
+                .filter(|s| s.at < duration.as_secs_f64() / 6.0)
+                .count();
+            (soak_report, soak_flat) = soak::report(&samples, warm_up);
+            let (tally, stalled) = load.stop_within(stop_limit).await?;
+            stalls = stalled;
+            (Storm::default(), tally)
         }
     };
     let load_seconds = began.elapsed().as_secs_f64();
@@ -439,6 +484,7 @@ pub async fn run(
         },
         "client_errors": tally.errors,
         "client_first_errors": tally.first_errors,
+        "client_stalls": stalls.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "findings": findings.to_json(),
         "recovery_s": {
             "worst": recoveries.last().copied(),
@@ -448,7 +494,13 @@ pub async fn run(
         "settle_s": seconds(settled),
         "launcher_error_lines": errors.len(),
         "launcher_first_errors": errors.iter().take(5).collect::<Vec<_>>(),
-        "clean": findings.clean() && settled.is_some() && unrecovered == 0 && tally.errors == 0,
+        "soak": soak_report,
+        "clean": findings.clean()
+            && settled.is_some()
+            && unrecovered == 0
+            && tally.errors == 0
+            && stalls.is_empty()
+            && soak_flat,
     });
     eprintln!("{}", table(&report));
     Ok(report)

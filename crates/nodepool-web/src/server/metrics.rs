@@ -232,7 +232,43 @@ async fn render(state: &WebState) -> Result<String, nodepool_store::StoreError> 
     if let Some(observed) = state.launcher() {
         launcher_families(&mut out, &observed);
     }
+    process_families(&mut out);
     Ok(out.text)
+}
+
+/// The process itself, under the names Prometheus client libraries use, and its tasks: what
+/// a soak run watches for growth.
+fn process_families(out: &mut Exposition) {
+    if let Some(bytes) = resident_bytes() {
+        out.family(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+        );
+        out.sample("process_resident_memory_bytes", &[], bytes as f64);
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        out.family("process_open_fds", "Number of open file descriptors.");
+        out.sample("process_open_fds", &[], fds.count() as f64);
+    }
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        out.family(
+            "nodepool_runtime_alive_tasks",
+            "Tasks alive on this process's async runtime.",
+        );
+        out.sample(
+            "nodepool_runtime_alive_tasks",
+            &[],
+            runtime.metrics().num_alive_tasks() as f64,
+        );
+    }
+}
+
+/// `VmRSS` of this process, in bytes.
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// What the in-process launcher knows: launch results and durations, worker states, quota.

@@ -230,7 +230,16 @@ pub async fn tls_store(server: &ZooKeeperServer, chroot: &str) -> Store {
     });
     let backend = ZooKeeperBackend::connect(options)
         .await
-        .expect("connect to ZooKeeper");
+        .unwrap_or_else(|e| {
+            // The server's side of a failed connection is in its log, not in the client's error.
+            let log = server.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!(
+                "connect to ZooKeeper: {e:?}; the server's log ends:\n{}",
+                tail.join("\n")
+            )
+        });
     Store::new(Arc::new(backend) as Arc<dyn Backend>)
 }
 
