@@ -192,6 +192,10 @@ pub enum DriverKind {
     Static,
     Aws,
     Kubernetes,
+    /// Pods in existing projects (namespaces) named by the pools, made with the launcher's
+    /// own credentials. Its settings are the kubernetes ones (`ProviderSettings::Kubernetes`,
+    /// `PoolSettings::Kubernetes`, `LabelSettings::Kubernetes` with `kind` `pod`).
+    OpenShiftPods,
     Qemu,
     Container,
 }
@@ -204,6 +208,7 @@ impl DriverKind {
             DriverKind::Static => "static",
             DriverKind::Aws => "aws",
             DriverKind::Kubernetes => "kubernetes",
+            DriverKind::OpenShiftPods => "openshiftpods",
             DriverKind::Qemu => "qemu",
             DriverKind::Container => "container",
         }
@@ -216,6 +221,7 @@ impl DriverKind {
             "static" => DriverKind::Static,
             "aws" => DriverKind::Aws,
             "kubernetes" => DriverKind::Kubernetes,
+            "openshiftpods" => DriverKind::OpenShiftPods,
             "qemu" => DriverKind::Qemu,
             "container" => DriverKind::Container,
             _ => return None,
@@ -224,7 +230,10 @@ impl DriverKind {
 
     /// Whether the builder uploads images to providers of this driver.
     pub fn manages_images(self) -> bool {
-        !matches!(self, DriverKind::Static | DriverKind::Kubernetes)
+        !matches!(
+            self,
+            DriverKind::Static | DriverKind::Kubernetes | DriverKind::OpenShiftPods
+        )
     }
 
     /// Whether a request waits (pauses) at quota rather than being released (spec 2.6).
@@ -348,6 +357,8 @@ pub enum ProviderSettings {
     OpenStack(OpenStackProvider),
     Static,
     Aws(AwsProvider),
+    /// Kubernetes and openshiftpods providers (the same keys; `Provider::driver` tells them
+    /// apart).
     Kubernetes(KubernetesProvider),
     Qemu(QemuProvider),
     Container(ContainerProvider),
@@ -430,6 +441,8 @@ pub struct AwsProvider {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct KubernetesProvider {
+    /// The kubeconfig context; `None` is the current context (kubernetes only: openshiftpods
+    /// requires it).
     pub context: Option<String>,
     pub launch_retries: u32,
 }
@@ -482,6 +495,7 @@ pub enum PoolSettings {
     OpenStack(OpenStackPool),
     Static(StaticPool),
     Aws(AwsPool),
+    /// Kubernetes and openshiftpods pools.
     Kubernetes(KubernetesPool),
     Qemu(LocalPool),
     Container(LocalPool),
@@ -553,7 +567,7 @@ pub enum LabelSettings {
     /// Static labels come from the pool's nodes.
     Static,
     Aws(AwsLabel),
-    /// Boxed: by far the largest variant.
+    /// Kubernetes and openshiftpods labels. Boxed: by far the largest variant.
     Kubernetes(Box<KubernetesLabel>),
     Qemu(LocalLabel),
     Container(LocalLabel),
@@ -611,10 +625,13 @@ pub enum AwsIamProfile {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct KubernetesLabel {
-    /// `namespace` or `pod`.
+    /// `namespace` or `pod` (always `pod` for openshiftpods).
     pub kind: String,
     pub image: Option<String>,
     pub image_pull: String,
+    /// openshiftpods' `image-pull-secrets` (default `[]`), given to the pod as its
+    /// `imagePullSecrets`; `None` for kubernetes labels, whose pods have no such key.
+    pub image_pull_secrets: Option<Vec<Json>>,
     pub python_path: String,
     pub shell_type: Option<String>,
     pub cpu: Option<i64>,

@@ -148,6 +148,7 @@ pub enum RawProviderBody {
     Static(RawStaticProvider),
     Aws(RawAwsProvider),
     Kubernetes(RawKubernetesProvider),
+    OpenShiftPods(RawOpenShiftPodsProvider),
     Qemu(RawQemuProvider),
     Container(RawContainerProvider),
     /// A driver we do not know; reported by validation.
@@ -161,6 +162,7 @@ pub const DRIVER_NAMES: &[&str] = &[
     "static",
     "aws",
     "kubernetes",
+    "openshiftpods",
     "qemu",
     "container",
 ];
@@ -184,6 +186,9 @@ impl Decode for RawProvider {
             "aws" => RawProviderBody::Aws(RawAwsProvider::decode(node, at, cx)?),
             "kubernetes" => {
                 RawProviderBody::Kubernetes(RawKubernetesProvider::decode(node, at, cx)?)
+            }
+            "openshiftpods" => {
+                RawProviderBody::OpenShiftPods(RawOpenShiftPodsProvider::decode(node, at, cx)?)
             }
             "qemu" => RawProviderBody::Qemu(RawQemuProvider::decode(node, at, cx)?),
             "container" => RawProviderBody::Container(RawContainerProvider::decode(node, at, cx)?),
@@ -537,6 +542,138 @@ raw_struct!(RawKubernetesEnv, "an env entry" {
     name: String = "name",
     value: String = "value",
 });
+
+// ---------------------------------------------------------------------------------------
+// openshiftpods: pods in existing projects named by the pools. Pools have the kubernetes
+// keys; labels those of kubernetes pod labels without `type`, with `image-pull-secrets`.
+// The provider's `max-projects` and `max-servers` are not in Nodepool's schema, but its
+// runtime reads them (as the pools' default `max-servers`), so they are accepted.
+
+raw_struct!(RawOpenShiftPodsProvider, "an openshiftpods provider" {
+    name: String = "name",
+    driver: String = "driver",
+    max_concurrency: i64 = "max-concurrency",
+    priority: i64 = "priority",
+    context: String = "context",
+    launch_retries: i64 = "launch-retries",
+    max_pods: i64 = "max-pods",
+    max_projects: i64 = "max-projects",
+    max_servers: i64 = "max-servers",
+    max_cores: i64 = "max-cores",
+    max_ram: i64 = "max-ram",
+    max_resources: StrMap<i64> = "max-resources",
+    pools: Vec<RawOpenShiftPodsPool> = "pools",
+});
+
+raw_struct!(RawOpenShiftPodsPool, "an openshiftpods pool" {
+    name: String = "name",
+    max_servers: i64 = "max-servers",
+    node_attributes: FreeMap = "node-attributes",
+    priority: i64 = "priority",
+    labels: Vec<RawOpenShiftPodsLabel> = "labels",
+    max_cores: i64 = "max-cores",
+    max_ram: i64 = "max-ram",
+    max_resources: StrMap<i64> = "max-resources",
+    default_label_cpu: i64 = "default-label-cpu",
+    default_label_memory: i64 = "default-label-memory",
+    default_label_storage: i64 = "default-label-storage",
+    default_label_cpu_limit: i64 = "default-label-cpu-limit",
+    default_label_memory_limit: i64 = "default-label-memory-limit",
+    default_label_storage_limit: i64 = "default-label-storage-limit",
+    default_label_extra_resources: StrMap<i64> = "default-label-extra-resources",
+});
+
+raw_struct!(RawOpenShiftPodsLabel, "an openshiftpods pool label" {
+    name: String = "name",
+    image: String = "image",
+    image_pull: String = "image-pull",
+    image_pull_secrets: FreeList = "image-pull-secrets",
+    python_path: String = "python-path",
+    shell_type: String = "shell-type",
+    cpu: i64 = "cpu",
+    memory: i64 = "memory",
+    storage: i64 = "storage",
+    cpu_limit: i64 = "cpu-limit",
+    memory_limit: i64 = "memory-limit",
+    storage_limit: i64 = "storage-limit",
+    gpu: f64 = "gpu",
+    gpu_resource: String = "gpu-resource",
+    env: Vec<RawKubernetesEnv> = "env",
+    node_selector: FreeMap = "node-selector",
+    privileged: bool = "privileged",
+    scheduler_name: String = "scheduler-name",
+    volumes: FreeList = "volumes",
+    volume_mounts: FreeList = "volume-mounts",
+    labels: FreeMap = "labels",
+    dynamic_labels: StrMap<String> = "dynamic-labels",
+    annotations: FreeMap = "annotations",
+    extra_resources: StrMap<i64> = "extra-resources",
+    spec: FreeMap = "spec",
+});
+
+impl RawOpenShiftPodsPool {
+    /// The pool's keys as a kubernetes pool's, without its labels (validation reads those
+    /// through [`RawOpenShiftPodsLabel::as_kubernetes`]): the two drivers' pools are one
+    /// schema.
+    pub fn as_kubernetes(&self) -> RawKubernetesPool {
+        RawKubernetesPool {
+            at: self.at.clone(),
+            name: self.name.clone(),
+            max_servers: self.max_servers.clone(),
+            node_attributes: self.node_attributes.clone(),
+            priority: self.priority.clone(),
+            labels: None,
+            max_cores: self.max_cores.clone(),
+            max_ram: self.max_ram.clone(),
+            max_resources: self.max_resources.clone(),
+            default_label_cpu: self.default_label_cpu.clone(),
+            default_label_memory: self.default_label_memory.clone(),
+            default_label_storage: self.default_label_storage.clone(),
+            default_label_cpu_limit: self.default_label_cpu_limit.clone(),
+            default_label_memory_limit: self.default_label_memory_limit.clone(),
+            default_label_storage_limit: self.default_label_storage_limit.clone(),
+            default_label_extra_resources: self.default_label_extra_resources.clone(),
+        }
+    }
+}
+
+impl RawOpenShiftPodsLabel {
+    /// The label as a kubernetes pod label: every label is `type: pod` (Nodepool sets it
+    /// when it loads the pool). `image-pull-secrets` is read separately.
+    pub fn as_kubernetes(&self) -> RawKubernetesLabel {
+        RawKubernetesLabel {
+            at: self.at.clone(),
+            name: self.name.clone(),
+            type_: Some(Sp {
+                value: "pod".to_string(),
+                at: self.at.clone(),
+            }),
+            image: self.image.clone(),
+            image_pull: self.image_pull.clone(),
+            python_path: self.python_path.clone(),
+            shell_type: self.shell_type.clone(),
+            cpu: self.cpu.clone(),
+            memory: self.memory.clone(),
+            storage: self.storage.clone(),
+            cpu_limit: self.cpu_limit.clone(),
+            memory_limit: self.memory_limit.clone(),
+            storage_limit: self.storage_limit.clone(),
+            gpu: self.gpu.clone(),
+            gpu_resource: self.gpu_resource.clone(),
+            env: self.env.clone(),
+            node_selector: self.node_selector.clone(),
+            privileged: self.privileged.clone(),
+            scheduler_name: self.scheduler_name.clone(),
+            volumes: self.volumes.clone(),
+            volume_mounts: self.volume_mounts.clone(),
+            labels: self.labels.clone(),
+            dynamic_labels: self.dynamic_labels.clone(),
+            annotations: self.annotations.clone(),
+            extra_resources: self.extra_resources.clone(),
+            spec: self.spec.clone(),
+        }
+    }
+}
 
 // ---------------------------------------------------------------------------------------
 // qemu (ours): local virtual machines

@@ -4,6 +4,7 @@
 //! at runtime (KeyError on an undefined label or diskimage, AWS label checks), and ones it
 //! misses (duplicate names, labels without an image, unknown keys).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
@@ -782,6 +783,7 @@ fn validate_provider(
         RawProviderBody::Static(p) => validate_static(p, known, static_nodes, cx),
         RawProviderBody::Aws(p) => validate_aws(p, known, cx),
         RawProviderBody::Kubernetes(p) => validate_kubernetes(p, known, cx),
+        RawProviderBody::OpenShiftPods(p) => validate_openshiftpods(p, known, cx),
         RawProviderBody::Qemu(p) => validate_qemu(p, known, cx),
         RawProviderBody::Container(p) => validate_container(p, known, cx),
         RawProviderBody::Unknown => {
@@ -816,7 +818,6 @@ const NODEPOOL_ONLY_DRIVERS: &[&str] = &[
     "ibmvpc",
     "metastatic",
     "openshift",
-    "openshiftpods",
     "test",
 ];
 
@@ -1706,130 +1707,17 @@ fn validate_kubernetes(
     if let Some(m) = &p.max_servers {
         cx.warn(&m.at, "provider-level max-servers is not used by kubernetes providers (as in Nodepool); set it on each pool");
     }
-    let mut provider_limits = ResourceLimits::new();
-    limit(&mut provider_limits, "cores", &p.max_cores, cx);
-    limit(&mut provider_limits, "ram", &p.max_ram, cx);
-    for (k, v) in str_map(&p.max_resources) {
-        provider_limits.insert(k, v);
-    }
-    let raw_pools: Vec<&RawKubernetesPool> = p.pools.iter().flat_map(|v| v.value.iter()).collect();
-    check_pools_unique(cx, raw_pools.iter().copied(), |p| &p.name);
-    let mut pools = Vec::new();
-    for pool in raw_pools {
-        let Some(pool_name) = required(cx, &pool.name, &pool.at, "name") else {
-            continue;
-        };
-        required(cx, &pool.labels, &pool.at, "labels");
-        let mut labels = BTreeMap::new();
-        for (label, label_name) in
-            named_pool_labels(cx, &pool.labels, |l| (&l.name, &l.at), &name, known)
-        {
-            let kind = required(cx, &label.type_, &label.at, "type").and_then(|t| {
-                let valid = ["namespace", "pod"].contains(&t.as_str());
-                let kind = one_of(cx, &label.type_, &["namespace", "pod"], "pod");
-                valid.then_some(kind)
-            });
-            let spec = label.spec.as_ref().map(|s| s.value.0.clone());
-            if spec.is_some() {
-                let nodepool_built = [
-                    label.image.as_ref().map(|v| &v.at),
-                    label.cpu.as_ref().map(|v| &v.at),
-                    label.memory.as_ref().map(|v| &v.at),
-                    label.storage.as_ref().map(|v| &v.at),
-                    label.env.as_ref().map(|v| &v.at),
-                    label.volumes.as_ref().map(|v| &v.at),
-                ];
-                for at in nodepool_built.into_iter().flatten() {
-                    cx.error(at, "a label with a pod `spec` takes only `labels`, `dynamic-labels` and `annotations` besides it");
-                }
-            } else if kind.as_deref() == Some("pod") && label.image.is_none() {
-                cx.error(
-                    &label.at,
-                    format!(
-                        "pod label `{}` needs an `image` (or a `spec`)",
-                        label_name.value
-                    ),
-                );
-            }
-            let env = label
-                .env
-                .iter()
-                .flat_map(|e| e.value.iter())
-                .filter_map(|e| {
-                    let n = required(cx, &e.name, &e.at, "name")?;
-                    let v = required(cx, &e.value, &e.at, "value")?;
-                    Some((n.value.clone(), v.value.clone()))
-                })
-                .collect();
-            labels.entry(label_name.value.clone()).or_insert(PoolLabel {
-                name: label_name.value.clone(),
-                image: LabelImage::None,
-                settings: LabelSettings::Kubernetes(Box::new(KubernetesLabel {
-                    kind: kind.unwrap_or_else(|| "pod".into()),
-                    image: string(&label.image),
-                    image_pull: string(&label.image_pull).unwrap_or_else(|| "IfNotPresent".into()),
-                    python_path: string(&label.python_path).unwrap_or_else(|| "auto".into()),
-                    shell_type: string(&label.shell_type),
-                    cpu: int(&label.cpu).or(int(&pool.default_label_cpu)),
-                    memory: int(&label.memory).or(int(&pool.default_label_memory)),
-                    storage: int(&label.storage).or(int(&pool.default_label_storage)),
-                    cpu_limit: int(&label.cpu_limit).or(int(&pool.default_label_cpu_limit)),
-                    memory_limit: int(&label.memory_limit)
-                        .or(int(&pool.default_label_memory_limit)),
-                    storage_limit: int(&label.storage_limit)
-                        .or(int(&pool.default_label_storage_limit)),
-                    gpu: label.gpu.as_ref().map(|g| g.value),
-                    gpu_resource: string(&label.gpu_resource),
-                    env,
-                    node_selector: label.node_selector.as_ref().map(|n| n.value.0.clone()),
-                    privileged: label.privileged.as_ref().map(|p| p.value),
-                    scheduler_name: string(&label.scheduler_name),
-                    volumes: label
-                        .volumes
-                        .as_ref()
-                        .map(|v| v.value.0.clone())
-                        .unwrap_or_default(),
-                    volume_mounts: label
-                        .volume_mounts
-                        .as_ref()
-                        .map(|v| v.value.0.clone())
-                        .unwrap_or_default(),
-                    labels: free_map(&label.labels),
-                    dynamic_labels: str_map(&label.dynamic_labels),
-                    annotations: free_map(&label.annotations),
-                    extra_resources: {
-                        let mut extra = str_map(&pool.default_label_extra_resources);
-                        extra.extend(str_map(&label.extra_resources));
-                        extra
-                    },
-                    spec,
-                })),
-            });
-        }
-        let mut max_resources = provider_limits.clone();
-        limit(&mut max_resources, "cores", &pool.max_cores, cx);
-        limit(&mut max_resources, "ram", &pool.max_ram, cx);
-        for (k, v) in str_map(&pool.max_resources) {
-            max_resources.insert(k, v);
-        }
-        pools.push(Pool {
-            name: pool_name.value.clone(),
-            max_servers: int(&pool.max_servers),
-            priority: pool_priority(&pool.priority, common.priority),
-            node_attributes: pool.node_attributes.as_ref().map(|a| a.value.0.clone()),
-            labels,
-            max_resources,
-            settings: PoolSettings::Kubernetes(KubernetesPool {
-                default_label_cpu: int(&pool.default_label_cpu),
-                default_label_memory: int(&pool.default_label_memory),
-                default_label_storage: int(&pool.default_label_storage),
-                default_label_cpu_limit: int(&pool.default_label_cpu_limit),
-                default_label_memory_limit: int(&pool.default_label_memory_limit),
-                default_label_storage_limit: int(&pool.default_label_storage_limit),
-                default_label_extra_resources: str_map(&pool.default_label_extra_resources),
-            }),
-        });
-    }
+    let limits = pod_provider_limits(cx, &p.max_cores, &p.max_ram, &p.max_resources);
+    let raw_pools: Vec<PodDriverPool<RawKubernetesLabel>> = p
+        .pools
+        .iter()
+        .flat_map(|v| v.value.iter())
+        .map(|pool| PodDriverPool {
+            keys: Cow::Borrowed(pool),
+            labels: &pool.labels,
+        })
+        .collect();
+    let pools = pod_driver_pools(cx, &raw_pools, &name, &limits, None, common.priority, known);
     Some(Provider {
         name,
         driver: DriverKind::Kubernetes,
@@ -1844,6 +1732,276 @@ fn validate_kubernetes(
             launch_retries: positive(cx, &p.launch_retries, 3) as u32,
         }),
     })
+}
+
+/// `driver: openshiftpods`: the kubernetes pools and pod labels, each pool's pods going into
+/// the existing project (namespace) the pool names. `context` is required.
+fn validate_openshiftpods(
+    p: &RawOpenShiftPodsProvider,
+    known: &KnownNames,
+    cx: &mut Collector,
+) -> Option<Provider> {
+    let common = common(cx, &p.at, &p.name, &p.max_concurrency, &p.priority)?;
+    let name = common.name.clone();
+    required(cx, &p.pools, &p.at, "pools");
+    let context = required(cx, &p.context, &p.at, "context").map(|c| c.value.clone());
+    if let Some(m) = &p.max_pods {
+        cx.warn(&m.at, "max-pods is accepted but not used by openshiftpods providers (as in Nodepool 11); set max-servers on each pool");
+    }
+    // Nodepool's runtime: `max-projects`, else `max-servers`, is the pools' default.
+    let default_max_servers = int(&p.max_projects).or(int(&p.max_servers));
+    let limits = pod_provider_limits(cx, &p.max_cores, &p.max_ram, &p.max_resources);
+    let raw_pools: Vec<PodDriverPool<RawOpenShiftPodsLabel>> = p
+        .pools
+        .iter()
+        .flat_map(|v| v.value.iter())
+        .map(|pool| PodDriverPool {
+            keys: Cow::Owned(pool.as_kubernetes()),
+            labels: &pool.labels,
+        })
+        .collect();
+    let pools = pod_driver_pools(
+        cx,
+        &raw_pools,
+        &name,
+        &limits,
+        default_max_servers,
+        common.priority,
+        known,
+    );
+    Some(Provider {
+        name,
+        driver: DriverKind::OpenShiftPods,
+        max_concurrency: common.max_concurrency,
+        priority: common.priority,
+        pools,
+        diskimages: BTreeMap::new(),
+        cloud_images: BTreeMap::new(),
+        image_type: None,
+        settings: ProviderSettings::Kubernetes(KubernetesProvider {
+            context,
+            launch_retries: positive(cx, &p.launch_retries, 3) as u32,
+        }),
+    })
+}
+
+/// The provider-level limits of a kubernetes or openshiftpods provider, the defaults of its
+/// pools' limits.
+fn pod_provider_limits(
+    cx: &mut Collector,
+    max_cores: &Option<Sp<i64>>,
+    max_ram: &Option<Sp<i64>>,
+    max_resources: &Option<Sp<StrMap<i64>>>,
+) -> ResourceLimits {
+    let mut limits = ResourceLimits::new();
+    limit(&mut limits, "cores", max_cores, cx);
+    limit(&mut limits, "ram", max_ram, cx);
+    for (k, v) in str_map(max_resources) {
+        limits.insert(k, v);
+    }
+    limits
+}
+
+/// A pool label of a kubernetes or openshiftpods pool, as their one validation reads it.
+trait PodPoolLabel {
+    fn name_and_at(&self) -> (&Option<Sp<String>>, &At);
+    /// The label's keys as a kubernetes label's (openshiftpods labels are `type: pod`).
+    fn kubernetes_keys(&self) -> Cow<'_, RawKubernetesLabel>;
+    /// The pod's `imagePullSecrets`: openshiftpods' `image-pull-secrets` (default `[]`);
+    /// kubernetes pods have none.
+    fn image_pull_secrets(&self) -> Option<Vec<serde_json::Value>>;
+}
+
+impl PodPoolLabel for RawKubernetesLabel {
+    fn name_and_at(&self) -> (&Option<Sp<String>>, &At) {
+        (&self.name, &self.at)
+    }
+
+    fn kubernetes_keys(&self) -> Cow<'_, RawKubernetesLabel> {
+        Cow::Borrowed(self)
+    }
+
+    fn image_pull_secrets(&self) -> Option<Vec<serde_json::Value>> {
+        None
+    }
+}
+
+impl PodPoolLabel for RawOpenShiftPodsLabel {
+    fn name_and_at(&self) -> (&Option<Sp<String>>, &At) {
+        (&self.name, &self.at)
+    }
+
+    fn kubernetes_keys(&self) -> Cow<'_, RawKubernetesLabel> {
+        Cow::Owned(self.as_kubernetes())
+    }
+
+    fn image_pull_secrets(&self) -> Option<Vec<serde_json::Value>> {
+        Some(
+            self.image_pull_secrets
+                .as_ref()
+                .map(|s| s.value.0.clone())
+                .unwrap_or_default(),
+        )
+    }
+}
+
+/// One pool of a kubernetes or openshiftpods provider (one schema).
+struct PodDriverPool<'r, L> {
+    /// The pool's keys, as a kubernetes pool's (its `labels` are not read).
+    keys: Cow<'r, RawKubernetesPool>,
+    labels: &'r Option<Sp<Vec<L>>>,
+}
+
+/// The pools of a kubernetes or openshiftpods provider; `default_max_servers` applies to
+/// pools without `max-servers`.
+fn pod_driver_pools<L: PodPoolLabel>(
+    cx: &mut Collector,
+    raw_pools: &[PodDriverPool<L>],
+    provider: &str,
+    provider_limits: &ResourceLimits,
+    default_max_servers: Option<i64>,
+    provider_priority: Option<i64>,
+    known: &KnownNames,
+) -> Vec<Pool> {
+    check_pools_unique(cx, raw_pools.iter().map(|p| p.keys.as_ref()), |p| &p.name);
+    let mut pools = Vec::new();
+    for PodDriverPool {
+        keys: pool,
+        labels: raw_labels,
+    } in raw_pools
+    {
+        let Some(pool_name) = required(cx, &pool.name, &pool.at, "name") else {
+            continue;
+        };
+        required(cx, raw_labels, &pool.at, "labels");
+        let mut labels = BTreeMap::new();
+        for (label, label_name) in
+            named_pool_labels(cx, raw_labels, |l| l.name_and_at(), provider, known)
+        {
+            let settings = kubernetes_label(
+                cx,
+                &label.kubernetes_keys(),
+                label_name,
+                pool,
+                label.image_pull_secrets(),
+            );
+            labels.entry(label_name.value.clone()).or_insert(PoolLabel {
+                name: label_name.value.clone(),
+                image: LabelImage::None,
+                settings: LabelSettings::Kubernetes(Box::new(settings)),
+            });
+        }
+        let mut max_resources = provider_limits.clone();
+        limit(&mut max_resources, "cores", &pool.max_cores, cx);
+        limit(&mut max_resources, "ram", &pool.max_ram, cx);
+        for (k, v) in str_map(&pool.max_resources) {
+            max_resources.insert(k, v);
+        }
+        pools.push(Pool {
+            name: pool_name.value.clone(),
+            max_servers: int(&pool.max_servers).or(default_max_servers),
+            priority: pool_priority(&pool.priority, provider_priority),
+            node_attributes: pool.node_attributes.as_ref().map(|a| a.value.0.clone()),
+            labels,
+            max_resources,
+            settings: PoolSettings::Kubernetes(KubernetesPool {
+                default_label_cpu: int(&pool.default_label_cpu),
+                default_label_memory: int(&pool.default_label_memory),
+                default_label_storage: int(&pool.default_label_storage),
+                default_label_cpu_limit: int(&pool.default_label_cpu_limit),
+                default_label_memory_limit: int(&pool.default_label_memory_limit),
+                default_label_storage_limit: int(&pool.default_label_storage_limit),
+                default_label_extra_resources: str_map(&pool.default_label_extra_resources),
+            }),
+        });
+    }
+    pools
+}
+
+/// One kubernetes (or openshiftpods) label, the pool's `default-label-*` applied.
+fn kubernetes_label(
+    cx: &mut Collector,
+    label: &RawKubernetesLabel,
+    label_name: &Sp<String>,
+    pool: &RawKubernetesPool,
+    image_pull_secrets: Option<Vec<serde_json::Value>>,
+) -> KubernetesLabel {
+    let kind = required(cx, &label.type_, &label.at, "type").and_then(|t| {
+        let valid = ["namespace", "pod"].contains(&t.as_str());
+        let kind = one_of(cx, &label.type_, &["namespace", "pod"], "pod");
+        valid.then_some(kind)
+    });
+    let spec = label.spec.as_ref().map(|s| s.value.0.clone());
+    if spec.is_some() {
+        let nodepool_built = [
+            label.image.as_ref().map(|v| &v.at),
+            label.cpu.as_ref().map(|v| &v.at),
+            label.memory.as_ref().map(|v| &v.at),
+            label.storage.as_ref().map(|v| &v.at),
+            label.env.as_ref().map(|v| &v.at),
+            label.volumes.as_ref().map(|v| &v.at),
+        ];
+        for at in nodepool_built.into_iter().flatten() {
+            cx.error(at, "a label with a pod `spec` takes only `labels`, `dynamic-labels` and `annotations` besides it");
+        }
+    } else if kind.as_deref() == Some("pod") && label.image.is_none() {
+        cx.error(
+            &label.at,
+            format!(
+                "pod label `{}` needs an `image` (or a `spec`)",
+                label_name.value
+            ),
+        );
+    }
+    let env = label
+        .env
+        .iter()
+        .flat_map(|e| e.value.iter())
+        .filter_map(|e| {
+            let n = required(cx, &e.name, &e.at, "name")?;
+            let v = required(cx, &e.value, &e.at, "value")?;
+            Some((n.value.clone(), v.value.clone()))
+        })
+        .collect();
+    KubernetesLabel {
+        kind: kind.unwrap_or_else(|| "pod".into()),
+        image: string(&label.image),
+        image_pull: string(&label.image_pull).unwrap_or_else(|| "IfNotPresent".into()),
+        image_pull_secrets,
+        python_path: string(&label.python_path).unwrap_or_else(|| "auto".into()),
+        shell_type: string(&label.shell_type),
+        cpu: int(&label.cpu).or(int(&pool.default_label_cpu)),
+        memory: int(&label.memory).or(int(&pool.default_label_memory)),
+        storage: int(&label.storage).or(int(&pool.default_label_storage)),
+        cpu_limit: int(&label.cpu_limit).or(int(&pool.default_label_cpu_limit)),
+        memory_limit: int(&label.memory_limit).or(int(&pool.default_label_memory_limit)),
+        storage_limit: int(&label.storage_limit).or(int(&pool.default_label_storage_limit)),
+        gpu: label.gpu.as_ref().map(|g| g.value),
+        gpu_resource: string(&label.gpu_resource),
+        env,
+        node_selector: label.node_selector.as_ref().map(|n| n.value.0.clone()),
+        privileged: label.privileged.as_ref().map(|p| p.value),
+        scheduler_name: string(&label.scheduler_name),
+        volumes: label
+            .volumes
+            .as_ref()
+            .map(|v| v.value.0.clone())
+            .unwrap_or_default(),
+        volume_mounts: label
+            .volume_mounts
+            .as_ref()
+            .map(|v| v.value.0.clone())
+            .unwrap_or_default(),
+        labels: free_map(&label.labels),
+        dynamic_labels: str_map(&label.dynamic_labels),
+        annotations: free_map(&label.annotations),
+        extra_resources: {
+            let mut extra = str_map(&pool.default_label_extra_resources);
+            extra.extend(str_map(&label.extra_resources));
+            extra
+        },
+        spec,
+    }
 }
 
 fn local_diskimages(

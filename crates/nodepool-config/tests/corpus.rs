@@ -21,6 +21,7 @@ const VALID: &[&str] = &[
     "fake-quota-faults",
     "kubernetes",
     "mixed-drivers",
+    "openshiftpods",
     "openstack-anchors",
     "qemu",
     "secure-merge",
@@ -1013,6 +1014,130 @@ fn mixed_drivers() {
             provider.name
         );
     }
+}
+
+#[test]
+fn openshiftpods() {
+    let config = load("openshiftpods");
+    let provider = &config.providers["openshift-ci"];
+    assert_eq!(provider.driver, DriverKind::OpenShiftPods);
+    assert_eq!(provider.driver.name(), "openshiftpods");
+    assert!(
+        !provider.driver.manages_images(),
+        "openshiftpods uploads no images"
+    );
+    assert_eq!(provider.image_type, None);
+    let ProviderSettings::Kubernetes(settings) = &provider.settings else {
+        panic!("openshiftpods providers have the kubernetes settings")
+    };
+    assert_eq!(
+        (settings.context.as_deref(), settings.launch_retries),
+        (Some("ci/api-openshift-example-org:6443/nodepool"), 2)
+    );
+    let ci = provider.pool("zuul-ci").expect("zuul-ci");
+    assert_eq!(
+        (ci.max_servers, ci.priority),
+        (Some(20), 50),
+        "max-pods is not a pool limit, as in Nodepool 11"
+    );
+    assert_eq!(
+        ci.node_attributes,
+        json!({"cluster": "ci"}).as_object().cloned()
+    );
+    assert_eq!(
+        ci.max_resources,
+        BTreeMap::from([
+            ("cores".into(), 64),
+            ("nvidia.com/gpu".into(), 2),
+            ("ram".into(), 65_536)
+        ]),
+        "provider limits are the pools' defaults"
+    );
+    let custom_pool = provider.pool("zuul-custom").expect("zuul-custom");
+    assert_eq!(
+        custom_pool.max_servers,
+        Some(15),
+        "max-projects, then max-servers, is the pools' default"
+    );
+    let k8s = |pool: &Pool, name: &str| match &pool.labels[name].settings {
+        LabelSettings::Kubernetes(label) => label.clone(),
+        other => panic!("{other:?}"),
+    };
+    let fedora = k8s(ci, "pod-fedora");
+    assert_eq!(fedora.kind, "pod", "every openshiftpods label is a pod");
+    assert_eq!(
+        (fedora.image.as_deref(), fedora.image_pull.as_str()),
+        (Some("quay.io/fedora/fedora:40"), "Always")
+    );
+    assert_eq!(
+        fedora.image_pull_secrets,
+        Some(vec![json!({"name": "quay-pull"})])
+    );
+    assert_eq!(
+        (
+            fedora.cpu,
+            fedora.memory,
+            fedora.cpu_limit,
+            fedora.memory_limit
+        ),
+        (Some(1), Some(2048), None, Some(4096)),
+        "own values win over pool defaults; limits default later, to the requests"
+    );
+    assert_eq!(
+        (fedora.python_path.as_str(), fedora.shell_type.as_deref()),
+        ("/usr/bin/python3", Some("bash"))
+    );
+    assert_eq!(
+        fedora.env,
+        vec![("LANG".to_string(), "C.UTF-8".to_string())]
+    );
+    assert_eq!(fedora.privileged, Some(false));
+    assert_eq!(fedora.scheduler_name.as_deref(), Some("default-scheduler"));
+    assert_eq!(
+        fedora.volume_mounts,
+        vec![json!({"name": "cache", "mountPath": "/cache"})]
+    );
+    assert_eq!(fedora.labels["team"], json!("ci"));
+    assert_eq!(fedora.dynamic_labels["tenant"], "{request.tenant_name}");
+    assert_eq!(fedora.annotations["openshift.io/scc"], json!("restricted"));
+    assert_eq!(
+        (fedora.gpu, fedora.gpu_resource.as_deref()),
+        (Some(0.5), Some("nvidia.com/gpu"))
+    );
+    assert_eq!(
+        fedora.extra_resources,
+        BTreeMap::from([("example.com/license".into(), 2)])
+    );
+    let small = k8s(ci, "pod-small");
+    assert_eq!(
+        (
+            small.image_pull.as_str(),
+            small.python_path.as_str(),
+            small.cpu,
+            small.memory_limit
+        ),
+        ("IfNotPresent", "auto", Some(2), Some(4096)),
+        "defaults"
+    );
+    assert_eq!(
+        small.image_pull_secrets,
+        Some(Vec::new()),
+        "openshiftpods pods always get imagePullSecrets, [] by default"
+    );
+    let user = k8s(custom_pool, "pod-custom");
+    assert_eq!(user.kind, "pod");
+    assert_eq!(user.image, None);
+    let spec = user.spec.expect("spec");
+    assert_eq!(
+        spec["containers"][0]["image"],
+        json!("quay.io/centos/centos:stream9")
+    );
+    assert_eq!(user.annotations["note"], json!("user spec"));
+    assert_eq!(
+        config.labels["pod-custom"].pools,
+        pools(&[("openshift-ci", "zuul-custom")])
+    );
+    assert_eq!(config.labels["pod-fedora"].min_ready, 1);
 }
 
 #[test]

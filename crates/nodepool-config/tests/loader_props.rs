@@ -120,6 +120,7 @@ const FRAGMENTS: &[&str] = &[
     "driver: static",
     "driver: aws",
     "driver: kubernetes",
+    "driver: openshiftpods",
     "driver: qemu",
     "driver: container",
     "driver: nope",

@@ -209,6 +209,7 @@ pub(crate) fn instance_of(record: &NodeRecord, username: Option<String>) -> Inst
         shell_type: None,
         connection_port: Some(ssh.port()),
         connection_type: Some("ssh".into()),
+        connection_credentials: None,
         host_keys: None,
     }
 }

@@ -44,6 +44,10 @@ pub struct Instance {
     pub python_path: Option<String>,
     pub shell_type: Option<String>,
     pub connection_port: Option<u16>,
+    /// A dict `connection_port`: the credentials Zuul connects with (kubernetes writes the
+    /// namespace's service-account token, CA, server and names here). The launcher writes it
+    /// as the node's `connection_port` in place of a port number.
+    pub connection_credentials: Option<ConnectionCredentials>,
     pub connection_type: Option<String>,
     /// Host keys the driver already knows (skips the scan's key gathering).
     pub host_keys: Option<Vec<String>>,
@@ -61,6 +65,18 @@ impl Instance {
         self.metadata
             .get(metadata_keys::PROVIDER_NAME)
             .map(String::as_str)
+    }
+}
+
+/// A dict `connection_port`. Its `Debug` names the keys only: it holds a token.
+#[derive(Clone, PartialEq, Default)]
+pub struct ConnectionCredentials(pub serde_json::Map<String, Value>);
+
+impl std::fmt::Debug for ConnectionCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|key| (key, "<hidden>")))
+            .finish()
     }
 }
 

@@ -20,7 +20,7 @@ mod request_format;
 mod stderr_tail;
 
 pub use error::DriverError;
-pub use instance::{Instance, Metadata, Resource, metadata_keys};
+pub use instance::{ConnectionCredentials, Instance, Metadata, Resource, metadata_keys};
 pub use provider::{
     CreateMachine, CreateSpec, DeleteMachine, Driver, DriverRegistry, ImageUploadSpec, Provider,
     run_delete_machine,

@@ -291,6 +291,21 @@ pub fn hold_expired(node: &Node, max_hold_age: Option<u64>, now: f64) -> bool {
     limit.is_finite() && now - node.state_time >= limit
 }
 
+/// How long an unlocked INIT node may wait for its launcher before it counts as orphaned.
+/// A launcher locks the node it creates at once (in the same transaction, or one round trip
+/// later); a minute is far beyond that.
+pub const INIT_ORPHAN_AGE: f64 = 60.0;
+
+/// Whether an unlocked INIT node is orphaned: its launcher never took it further and the
+/// request it was made for is gone (or it has none). Nodepool 11 never cleans these up (INIT
+/// is not a deletable state; spec known bug 7); they would count against quota forever.
+/// `request_exists` says whether its `allocated_to` request is still in the store.
+pub fn orphaned_init(node: &Node, request_exists: bool, now: f64) -> bool {
+    node.state == NodeState::Init
+        && (node.allocated_to.is_none() || !request_exists)
+        && now - node.state_time >= INIT_ORPHAN_AGE
+}
+
 /// Whether a READY unallocated node has outlived its label's `max-ready-age`.
 pub fn ready_too_old(node: &Node, max_ready_age: u64, now: f64) -> bool {
     max_ready_age > 0

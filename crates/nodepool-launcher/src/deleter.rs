@@ -56,13 +56,17 @@ async fn pass(
             continue;
         }
         let node = &entry.node;
-        let reclaim = node.state == NodeState::Ready
-            && node.allocated_to.as_ref().is_some_and(|request| {
+        let request_gone = |requests: &mut Option<HashSet<nodepool_model::RequestId>>| {
+            node.allocated_to.as_ref().is_some_and(|request| {
                 !requests
                     .get_or_insert_with(|| ctx.request_ids())
                     .contains(request)
-            });
-        if !reclaim && !decide::deletable(&node.state) {
+            })
+        };
+        let reclaim = node.state == NodeState::Ready && request_gone(&mut requests);
+        let orphan = node.state == NodeState::Init
+            && decide::orphaned_init(node, !request_gone(&mut requests), now());
+        if !reclaim && !orphan && !decide::deletable(&node.state) {
             continue;
         }
         let Some(rt) = ctx.provider(provider) else {
@@ -85,7 +89,7 @@ async fn pass(
             let handled = if reclaim {
                 reclaim_node(&ctx, id, expect).await
             } else {
-                take_node(&ctx, &rt, id, expect, cached).await
+                take_node(&ctx, &rt, id, expect, cached, orphan).await
             };
             if let Err(e) = handled {
                 tracing::warn!(node_id = %id, error = %format!("{e:#}"), "deleted-node worker could not handle node");
@@ -122,7 +126,8 @@ async fn reclaim_node(ctx: &Context, id: NodeId, expect: LockDir) -> anyhow::Res
     Ok(())
 }
 
-/// Locks a node in a deletable state, makes sure it is still as seen, and deletes it.
+/// Locks a node in a deletable state (or an orphaned INIT node, with `orphan`), makes sure
+/// it is still as seen, and deletes it.
 ///
 /// `cached` is the node and data version the cache showed. Marking it `deleting` only if
 /// that version is still the store's proves it unchanged without re-reading it under the
@@ -133,7 +138,11 @@ async fn take_node(
     id: NodeId,
     expect: LockDir,
     cached: (Arc<nodepool_model::Node>, i32),
+    orphan: bool,
 ) -> anyhow::Result<()> {
+    let takeable = |node: &nodepool_model::Node| {
+        decide::deletable(&node.state) || (orphan && node.state == NodeState::Init)
+    };
     let store = ctx.store.nodes();
     let Some(lock) = store
         .lock_expecting(id, LockWait::NonBlocking, expect)
@@ -143,7 +152,7 @@ async fn take_node(
     };
     let (cached, version) = cached;
     if cached.provider.is_some()
-        && decide::deletable(&cached.state)
+        && takeable(&cached)
         && !matches!(cached.state, NodeState::Deleting | NodeState::Deleted)
     {
         let mut node = (*cached).clone();
@@ -173,7 +182,7 @@ async fn take_node(
         store.delete_locked(id, &mut node, lock, now()).await?;
         return Ok(());
     }
-    if !decide::deletable(&node.state) {
+    if !takeable(&node) {
         lock.release().await?;
         return Ok(());
     }

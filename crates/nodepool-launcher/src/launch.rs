@@ -160,6 +160,9 @@ fn apply_instance(node: &mut Node, instance: &Instance, use_internal_ip: bool) {
     if let Some(v) = instance.connection_port {
         node.connection_port = Some(ConnectionPort::Port(v));
     }
+    if let Some(credentials) = &instance.connection_credentials {
+        node.connection_port = Some(ConnectionPort::Credentials(credentials.0.clone()));
+    }
     if let Some(v) = &instance.connection_type {
         node.connection_type = Some(v.clone());
     }

@@ -30,7 +30,7 @@ pub use backend::{
 pub use cache::{Audit, CacheOptions, Changes, Entry, ExistenceOnly, TreeCache};
 pub use components::{Components, Registered, Registration};
 pub use images::Images;
-pub use lock::{Lock, LockDir, LockParent, LockWait};
+pub use lock::{Lock, LockDir, LockParent, LockWait, retry_suspended};
 pub use nodes::Nodes;
 pub use requests::Requests;
 pub use sqlite::{SqliteBackend, SqliteOptions};

@@ -68,9 +68,17 @@ impl Lock {
         Ok(self.backend.exists(&self.node).await?.is_some())
     }
 
+    /// Deletes our contender, through a reconnect as kazoo's release retries: a contender
+    /// left behind on a surviving session would hold the lock for the session's life. A
+    /// session lost meanwhile took the contender with it.
     pub async fn release(self) -> StoreResult<()> {
-        match self.backend.delete(&self.node, None).await {
-            Ok(()) | Err(StoreError::NoNode(_)) => Ok(()),
+        let deadline = Some(Instant::now() + RELEASE_RIDE_OUT);
+        let deleted = retry_suspended(self.backend.as_ref(), deadline, || {
+            self.backend.delete(&self.node, None)
+        })
+        .await;
+        match deleted {
+            Ok(()) | Err(StoreError::NoNode(_) | StoreError::SessionLost) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -378,9 +386,13 @@ async fn await_connection(backend: &dyn Backend, deadline: Option<Instant>) -> S
     }
 }
 
+/// How long a release waits for a suspended connection to come back.
+const RELEASE_RIDE_OUT: Duration = Duration::from_secs(60);
+
 /// Runs `step` again each time it fails because the connection is suspended, as kazoo's
-/// lock retries through a reconnect: the session (and our contender) may well survive.
-async fn retry_suspended<T, F, Fut>(
+/// retry does through a reconnect: the session (and our ephemerals) may well survive. Gives
+/// up with `Timeout` at `deadline`, or `SessionLost` when the session ends.
+pub async fn retry_suspended<T, F, Fut>(
     backend: &dyn Backend,
     deadline: Option<Instant>,
     mut step: F,

@@ -8,7 +8,7 @@ use nodepool_model::{
     BuildId, BuildState, Component, ComponentKind, ComponentRole, ImageBuild, ImageUpload, Node,
     NodeId, NodeRequest, NodeState, PoolDetails, RequestId, RequestState, UploadState,
 };
-use nodepool_store::{Backend, CreateMode, LockWait, SqliteBackend, SqliteOptions, Store};
+use nodepool_store::{Backend, CreateMode, LockWait, SqliteBackend, SqliteOptions, Store, paths};
 
 fn golden(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -213,9 +213,27 @@ async fn node_lifecycle_and_locks() {
             .expect("exists")
             .is_none()
     );
-    // Locking a vanished node re-creates an empty znode (kazoo ensure_path): not a node.
-    let lock = nodes
-        .lock(first, LockWait::NonBlocking)
+    // Our node lock does not bring a vanished node back: it is simply not acquired.
+    assert!(
+        nodes
+            .lock(first, LockWait::NonBlocking)
+            .await
+            .expect("lock")
+            .is_none(),
+        "a vanished node is not locked"
+    );
+    assert!(
+        store
+            .backend()
+            .exists("/nodepool/nodes/0000000000")
+            .await
+            .expect("exists")
+            .is_none(),
+        "and not re-created"
+    );
+    // Zuul's (kazoo's) lock re-creates an empty znode (ensure_path): not a node.
+    let lock = store
+        .lock(&paths::node_lock(first), "", LockWait::NonBlocking)
         .await
         .expect("lock")
         .expect("free");

@@ -341,32 +341,40 @@ async fn job(worker: &Worker, labels: &[&str], options: &LoadOptions) -> ZuulRes
     let zuul = worker.zuul.as_ref();
     let tally = worker.tally.as_ref();
     let started = Instant::now();
-    worker.enter("submit", None);
-    let id = riding_out!(
-        zuul,
-        tally,
-        zuul.submit(labels, RequestOptions::default()).await
-    )?;
-    worker.enter("wait", Some(&id));
-    let request = riding_out!(zuul, tally, zuul.wait(&id, options.request_timeout).await);
-    let request = match request {
-        Ok(request) => request,
-        Err(e) => {
-            if matches!(e, ZuulError::Timeout { .. }) {
-                worker.enter("cancel", Some(&id));
-                riding_out!(zuul, tally, zuul.cancel(&id).await)?;
+    // As Zuul does, a request whose nodes could not be taken (accept deletes the request
+    // whatever happens) is submitted again.
+    let (id, latency_ms, mut node_set) = loop {
+        worker.enter("submit", None);
+        let id = riding_out!(
+            zuul,
+            tally,
+            zuul.submit(labels, RequestOptions::default()).await
+        )?;
+        worker.enter("wait", Some(&id));
+        let request = riding_out!(zuul, tally, zuul.wait(&id, options.request_timeout).await);
+        let request = match request {
+            Ok(request) => request,
+            Err(e) => {
+                if matches!(e, ZuulError::Timeout { .. }) {
+                    worker.enter("cancel", Some(&id));
+                    riding_out!(zuul, tally, zuul.cancel(&id).await)?;
+                }
+                return Err(e);
             }
-            return Err(e);
+        };
+        if request.state == RequestState::Failed {
+            worker.enter("cancel", Some(&id));
+            riding_out!(zuul, tally, zuul.cancel(&id).await)?;
+            return Ok(Outcome::Failed);
+        }
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        worker.enter("accept", Some(&id));
+        match zuul.accept(&id, &request).await {
+            Ok(node_set) => break (id, latency_ms, node_set),
+            Err(ZuulError::Store(StoreError::Suspended)) => connection_back(zuul, tally).await?,
+            Err(e) => return Err(e),
         }
     };
-    if request.state == RequestState::Failed {
-        worker.enter("cancel", Some(&id));
-        riding_out!(zuul, tally, zuul.cancel(&id).await)?;
-        return Ok(Outcome::Failed);
-    }
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    worker.enter("accept", Some(&id));
-    let mut node_set = zuul.accept(&id, &request).await?;
     let nodes = node_set
         .nodes()
         .iter()

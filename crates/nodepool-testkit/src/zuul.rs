@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use nodepool_model::ids::random_uuid_hex;
 use nodepool_model::python_json::to_python_json;
 use nodepool_model::{Node, NodeId, NodeRequest, NodeState, RequestId, RequestState, wire};
-use nodepool_store::{CreateMode, Lock, LockWait, Stat, Store, StoreError, paths};
+use nodepool_store::{CreateMode, Lock, LockWait, Stat, Store, StoreError, paths, retry_suspended};
 use serde_json::{Map, Value, json};
 
 use crate::wait::{ChangeWaitError, wait_for_store_change};
@@ -282,7 +282,15 @@ impl ZuulClient {
     /// deleted in every case.
     pub async fn accept(&self, id: &RequestId, request: &NodeRequest) -> ZuulResult<NodeSet> {
         let locked = self.lock_nodes(id, request).await;
-        let deleted = self.store.requests().delete(id).await;
+        // Through a reconnect, as kazoo's retry: a delete whose answer was lost may have been
+        // applied, which a second try finds as NoNode.
+        let requests = self.store.requests();
+        let deleted = retry_suspended(
+            self.store.backend().as_ref(),
+            Some(ride_out_deadline()),
+            || requests.delete(id),
+        )
+        .await;
         let node_set = locked?;
         if let Err(e) = deleted {
             log_release_failure(release_all(node_set.nodes).await);
@@ -569,10 +577,12 @@ impl ZuulClient {
     /// bytes written.
     async fn write_node(&self, id: NodeId, document: &Map<String, Value>) -> ZuulResult<Vec<u8>> {
         let data = to_python_json(&zuul_node_document(id, document));
-        self.store
-            .backend()
-            .set(&paths::node(id), &data, None)
-            .await?;
+        let backend = self.store.backend().as_ref();
+        let path = paths::node(id);
+        retry_suspended(backend, Some(ride_out_deadline()), || {
+            backend.set(&path, &data, None)
+        })
+        .await?;
         Ok(data)
     }
 }
@@ -652,6 +662,11 @@ async fn release(lock: Lock) {
     if let Err(e) = lock.release().await {
         tracing::warn!(contender, error = %e, "Zuul client could not release a lock");
     }
+}
+
+/// How long a step waits for a suspended connection to come back before it fails.
+fn ride_out_deadline() -> std::time::Instant {
+    std::time::Instant::now() + Duration::from_secs(60)
 }
 
 /// Releases every held lock; returns the first failure.

@@ -297,3 +297,20 @@ fn max_ready_age_counts_whole_seconds() {
     assert!(ready_too_old(&n, 10, 111.0));
     assert!(!ready_too_old(&n, 0, 1e9));
 }
+
+#[test]
+fn an_init_node_is_orphaned_only_when_old_and_its_request_is_gone() {
+    let mut n = Node::new(NodeState::Init, 100.0);
+    n.allocated_to = Some(RequestId::parse("100-0000000001").expect("request id"));
+    let later = 100.0 + INIT_ORPHAN_AGE;
+    assert!(orphaned_init(&n, false, later), "old, request gone");
+    assert!(!orphaned_init(&n, true, later), "its request still waits");
+    assert!(
+        !orphaned_init(&n, false, later - 1.0),
+        "its launcher may be about to lock it"
+    );
+    n.allocated_to = None;
+    assert!(orphaned_init(&n, true, later), "old and for no request");
+    n.state = NodeState::Building;
+    assert!(!orphaned_init(&n, false, later), "only INIT nodes");
+}

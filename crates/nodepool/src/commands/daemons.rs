@@ -30,6 +30,12 @@ pub fn drivers() -> DriverRegistry {
     registry.register(Arc::new(nodepool_driver_aws::AwsDriver::new()));
     registry.register(Arc::new(nodepool_driver_container::ContainerDriver::new()));
     registry.register(Arc::new(nodepool_driver_qemu::QemuDriver::new()));
+    #[cfg(feature = "kubernetes")]
+    registry.register(Arc::new(nodepool_driver_kubernetes::KubernetesDriver::new()));
+    #[cfg(feature = "kubernetes")]
+    registry.register(Arc::new(
+        nodepool_driver_kubernetes::OpenShiftPodsDriver::new(),
+    ));
     registry
 }
 
