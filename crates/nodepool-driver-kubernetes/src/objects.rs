@@ -120,12 +120,12 @@ pub fn find_label<'c>(
     }
 }
 
-/// The plan for the node of `spec`.
-pub fn plan(
-    config: &ProviderConfig,
-    context: Option<&str>,
+/// What both drivers start a node's plan from: its pool label, its node id (from the
+/// create's metadata) and the labels its Kubernetes objects carry.
+pub fn node_identity<'c>(
+    config: &'c ProviderConfig,
     spec: &CreateSpec,
-) -> Result<NodePlan, DriverError> {
+) -> Result<(&'c KubernetesLabel, String, Map<String, Value>), DriverError> {
     let label = find_label(config, &spec.pool, &spec.label)?;
     let node_id = spec
         .metadata
@@ -148,6 +148,16 @@ pub fn plan(
         &spec.pool,
         &spec.label,
     );
+    Ok((label, node_id, labels))
+}
+
+/// The plan for the node of `spec`.
+pub fn plan(
+    config: &ProviderConfig,
+    context: Option<&str>,
+    spec: &CreateSpec,
+) -> Result<NodePlan, DriverError> {
+    let (label, node_id, labels) = node_identity(config, spec)?;
     let pod = (label.kind == "pod").then(|| pod_body(&spec.label, &spec.label, label, &labels));
     Ok(NodePlan {
         provider: config.name.clone(),

@@ -8,12 +8,12 @@
 
 use base64::Engine as _;
 use nodepool_config::Provider as ProviderConfig;
-use nodepool_driver::{CreateSpec, DriverError, Metadata, Quota, metadata_keys};
+use nodepool_driver::{CreateSpec, DriverError, Metadata, Quota};
 use serde_json::{Map, Value};
 
 use crate::kubeconfig::{ClusterAccess, Credential};
 use crate::objects::{
-    SERVICE_ACCOUNT, api_host, find_label, k8s_labels, pod_body, quota_need, string_labels,
+    SERVICE_ACCOUNT, api_host, node_identity, pod_body, quota_need, string_labels,
 };
 
 /// The pod of a node: `<label>-<node id>`.
@@ -111,28 +111,7 @@ pub fn plan(
     context: Option<&str>,
     spec: &CreateSpec,
 ) -> Result<PodPlan, DriverError> {
-    let label = find_label(config, &spec.pool, &spec.label)?;
-    let node_id = spec
-        .metadata
-        .get(metadata_keys::NODE_ID)
-        .cloned()
-        .ok_or_else(|| {
-            DriverError::Fatal(format!(
-                "the create of {} has no {} in its metadata",
-                spec.hostname,
-                metadata_keys::NODE_ID
-            ))
-        })?;
-    let dynamic =
-        nodepool_driver::format_dynamic_entries(&label.dynamic_labels, spec, "dynamic-labels");
-    let labels = k8s_labels(
-        label,
-        &dynamic,
-        &node_id,
-        &config.name,
-        &spec.pool,
-        &spec.label,
-    );
+    let (label, node_id, labels) = node_identity(config, spec)?;
     let pod_name = pod_name(&spec.label, &node_id);
     let pod = pod_body(&pod_name, &spec.label, label, &labels);
     Ok(PodPlan {
@@ -199,6 +178,7 @@ mod tests {
     use super::*;
     use crate::kubeconfig::Secret;
     use nodepool_config::{Env, parse_config};
+    use nodepool_driver::metadata_keys;
     use serde_json::json;
     use std::path::Path;
 
