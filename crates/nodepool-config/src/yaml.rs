@@ -97,6 +97,31 @@ impl Node {
             Value::Seq(_) | Value::Map(_) => None,
         }
     }
+
+    /// The value as JSON, for documents read into serde types (clouds.yaml, kubeconfig):
+    /// mapping keys as their `scalar_text`, floats JSON cannot hold as their text.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as Json;
+        match &self.value {
+            Value::Null => Json::Null,
+            Value::Bool(b) => Json::Bool(*b),
+            Value::Int(i) => Json::from(*i),
+            Value::Float(f) => serde_json::Number::from_f64(*f)
+                .map(Json::Number)
+                .unwrap_or_else(|| Json::String(self.scalar_text().unwrap_or_default())),
+            Value::Str(s) => Json::String(s.clone()),
+            Value::Seq(items) => Json::Array(items.iter().map(Node::to_json).collect()),
+            Value::Map(pairs) => Json::Object(
+                pairs
+                    .iter()
+                    .map(|(k, v)| {
+                        let key = k.scalar_text().unwrap_or_else(|| k.to_json().to_string());
+                        (key, v.to_json())
+                    })
+                    .collect(),
+            ),
+        }
+    }
 }
 
 fn python_float_str(f: f64) -> String {

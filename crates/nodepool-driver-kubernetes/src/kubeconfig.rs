@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// A value that must not reach logs: `Debug` prints `<redacted>`.
 #[derive(Clone, PartialEq, Eq)]
@@ -303,35 +303,11 @@ fn parse(text: &str) -> Result<RawKubeconfig, String> {
     let Some(root) = document.root else {
         return Ok(RawKubeconfig::default());
     };
-    let value = yaml_to_json(&root);
+    let value = root.to_json();
     if value.is_null() {
         return Ok(RawKubeconfig::default());
     }
     serde_json::from_value(value).map_err(|e| format!("not a kubeconfig: {e}"))
-}
-
-fn yaml_to_json(node: &nodepool_config::yaml::Node) -> Value {
-    use nodepool_config::yaml::Value as Yaml;
-    match &node.value {
-        Yaml::Null => Value::Null,
-        Yaml::Bool(b) => Value::Bool(*b),
-        Yaml::Int(i) => Value::from(*i),
-        Yaml::Float(f) => serde_json::Number::from_f64(*f)
-            .map(Value::Number)
-            .unwrap_or_else(|| Value::String(node.scalar_text().unwrap_or_default())),
-        Yaml::Str(s) => Value::String(s.clone()),
-        Yaml::Seq(items) => Value::Array(items.iter().map(yaml_to_json).collect()),
-        Yaml::Map(pairs) => {
-            let mut map = Map::new();
-            for (k, v) in pairs {
-                let key = k
-                    .scalar_text()
-                    .unwrap_or_else(|| yaml_to_json(k).to_string());
-                map.insert(key, yaml_to_json(v));
-            }
-            Value::Object(map)
-        }
-    }
 }
 
 /// An entry with the folder of the file that defined it.

@@ -250,29 +250,11 @@ fn read_yaml(path: &Path) -> Result<Value, String> {
 pub fn yaml_to_json(text: &str) -> Result<Value, String> {
     let document = nodepool_config::yaml::parse(text)
         .map_err(|problem| format!("{}: {}", problem.mark, problem.message))?;
-    Ok(document.root.as_ref().map(convert).unwrap_or(Value::Null))
-}
-
-fn convert(node: &nodepool_config::yaml::Node) -> Value {
-    use nodepool_config::yaml::Value as Yaml;
-    match &node.value {
-        Yaml::Null => Value::Null,
-        Yaml::Bool(b) => Value::Bool(*b),
-        Yaml::Int(i) => Value::from(*i),
-        Yaml::Float(f) => serde_json::Number::from_f64(*f)
-            .map(Value::Number)
-            .unwrap_or_else(|| Value::String(node.scalar_text().unwrap_or_default())),
-        Yaml::Str(s) => Value::String(s.clone()),
-        Yaml::Seq(items) => Value::Array(items.iter().map(convert).collect()),
-        Yaml::Map(pairs) => {
-            let mut map = Map::new();
-            for (k, v) in pairs {
-                let key = k.scalar_text().unwrap_or_else(|| convert(k).to_string());
-                map.insert(key, convert(v));
-            }
-            Value::Object(map)
-        }
-    }
+    Ok(document
+        .root
+        .as_ref()
+        .map(nodepool_config::yaml::Node::to_json)
+        .unwrap_or(Value::Null))
 }
 
 /// `over` merged into `base`, mappings recursively (how secure.yaml completes clouds.yaml).
